@@ -1,0 +1,1 @@
+"""The web app, the REST API and vLLM serving."""

@@ -1,0 +1,1 @@
+"""Builders of instruction records from imagery, OpenStreetMap and public datasets."""

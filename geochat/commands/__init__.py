@@ -1,0 +1,1 @@
+"""Verbs of the ``geochat`` command that live in the core package."""

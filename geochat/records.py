@@ -1,0 +1,156 @@
+"""Instruction records: the JSONL contract between data builders, training and evaluation.
+
+One JSON object per line, LLaVA-compatible conversations plus structured truth (see DESIGN.md,
+"The record"). Truth lives in pixel coordinates of the record's image, so evaluation never
+re-parses the answer text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+TASKS = (
+    "caption",
+    "vqa",
+    "count",
+    "classify",
+    "refer",
+    "ground",
+    "identify",
+    "segment",
+    "reason_segment",
+    "multi_turn",
+)
+IMAGE_PLACEHOLDER = "<image>"
+
+Record = dict[str, Any]
+
+
+class RecordError(ValueError):
+    """A record or a JSONL file that breaks the record contract."""
+
+
+def record_problems(record: Any) -> list[str]:
+    """Lists what is wrong with a record (an empty list means it is valid).
+
+    Checks the required keys and their types, the task name, the alternation of human and
+    gpt turns, and the shape of each object's truth. Geometry values are not re-validated
+    against the image here; the builders produce them with ``geochat.geometry``.
+    """
+    if not isinstance(record, dict):
+        return [f"a record must be a JSON object, got {type(record).__name__}"]
+    problems = [
+        f"missing key {key!r}"
+        for key in ("id", "image", "width", "height", "task", "conversations")
+        if key not in record
+    ]
+    if problems:
+        return problems
+    if not isinstance(record["id"], str) or not record["id"]:
+        problems.append("'id' must be a non-empty string")
+    for key in ("width", "height"):
+        if not isinstance(record[key], int) or record[key] <= 0:
+            problems.append(f"{key!r} must be a positive integer, got {record[key]!r}")
+    if record["task"] not in TASKS:
+        problems.append(f"unknown task {record['task']!r}; expected one of {', '.join(TASKS)}")
+    problems += _conversation_problems(record["conversations"])
+    for index, obj in enumerate(record.get("objects", [])):
+        problems += [f"objects[{index}]: {p}" for p in _object_problems(obj)]
+    return problems
+
+
+def _conversation_problems(turns: Any) -> list[str]:
+    if not isinstance(turns, list) or len(turns) < 2:
+        return ["'conversations' must be a list of at least two turns"]
+    problems = []
+    for index, turn in enumerate(turns):
+        expected = "human" if index % 2 == 0 else "gpt"
+        if not isinstance(turn, dict) or turn.get("from") != expected:
+            problems.append(f"conversations[{index}] must be a {expected!r} turn")
+        elif not isinstance(turn.get("value"), str):
+            problems.append(f"conversations[{index}] has no string 'value'")
+    if not problems and IMAGE_PLACEHOLDER not in turns[0]["value"]:
+        problems.append(f"the first human turn must contain {IMAGE_PLACEHOLDER!r}")
+    return problems
+
+
+def _object_problems(obj: Any) -> list[str]:
+    if not isinstance(obj, dict):
+        return ["must be an object"]
+    problems = [] if isinstance(obj.get("category"), str) else ["needs a string 'category'"]
+    hbb = obj.get("hbb")
+    if hbb is not None and (not isinstance(hbb, list) or len(hbb) != 4):
+        problems.append("'hbb' must be [x0, y0, x1, y1]")
+    quad = obj.get("quad")
+    if quad is not None and (not isinstance(quad, list) or len(quad) != 4):
+        problems.append("'quad' must be four [x, y] corners")
+    mask = obj.get("mask")
+    if mask is not None and not (isinstance(mask, dict) and {"size", "counts"} <= mask.keys()):
+        problems.append("'mask' must be COCO RLE {'size': [h, w], 'counts': ...}")
+    return problems
+
+
+def check_record(record: Any) -> Record:
+    """Returns the record if it is valid, else raises :class:`RecordError` listing the problems."""
+    problems = record_problems(record)
+    if problems:
+        record_id = record.get("id", "?") if isinstance(record, dict) else "?"
+        raise RecordError(f"record {record_id}: " + "; ".join(problems))
+    return record
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Streams the JSON objects of a JSONL file, skipping blank lines.
+
+    Raises:
+        RecordError: with the file and line number of a line that is not valid JSON.
+        FileNotFoundError: if the file does not exist.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RecordError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+
+
+def iter_records(path: str | Path, validate: bool = True) -> Iterator[Record]:
+    """Streams the records of a JSONL file, validating each one unless told not to."""
+    for record in iter_jsonl(path):
+        yield check_record(record) if validate else record
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Writes rows as JSONL atomically (a temporary file, then a rename) and returns the count.
+
+    A crash mid-write leaves either the old file or no file, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def image_path(record: Record, jsonl_path: str | Path) -> Path:
+    """Resolves a record's image path, which is relative to the JSONL file that holds it."""
+    return Path(jsonl_path).parent / record["image"]

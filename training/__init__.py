@@ -1,0 +1,1 @@
+"""Training: datasets over record shards, collator, trainer, recipes and merging."""
