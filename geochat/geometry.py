@@ -98,7 +98,11 @@ def canonical_quad(quad: Any) -> np.ndarray:
     )
     if signed_area < 0:
         corners = corners[::-1]
-    start = min(range(4), key=lambda i: (corners[i, 1], corners[i, 0]))
+    # Corners within rounding noise of the top-most y tie (a rectangle rotated by 180 degrees
+    # has its top corners 1e-16 apart); the left-most of them starts.
+    tolerance = 1e-9 * max(1.0, float(np.abs(corners).max()))
+    tied = np.flatnonzero(corners[:, 1] <= corners[:, 1].min() + tolerance)
+    start = int(tied[np.argmin(corners[tied, 0])])
     return np.roll(corners, -start, axis=0)
 
 
@@ -269,13 +273,26 @@ def rasterize(geometry: Any, height: int, width: int) -> np.ndarray:
     shape = _to_shapely(geometry)
     if not shape.is_valid:
         shape = shapely.make_valid(shape)
+    mask = np.zeros((height, width), dtype=bool)
     if shape.is_empty or shape.area == 0:
-        return np.zeros((height, width), dtype=bool)
-    # Identity transform: pixel (col, row) covers [col, col+1] x [row, row+1].
-    raster = features.rasterize(
-        [(shape, 1)], out_shape=(height, width), transform=Affine.identity(), fill=0, dtype="uint8"
+        return mask
+    # Rasterise only the window the shape covers: a small object on a large image costs
+    # what its box costs, not what the image costs.
+    x0, y0, x1, y1 = shape.bounds
+    col0, row0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    col1, row1 = min(int(np.ceil(x1)), width), min(int(np.ceil(y1)), height)
+    if col1 <= col0 or row1 <= row0:
+        return mask
+    # Pixel (col, row) of the window covers [col0 + col, col0 + col + 1] x [row0 + row, ...].
+    window = features.rasterize(
+        [(shape, 1)],
+        out_shape=(row1 - row0, col1 - col0),
+        transform=Affine.translation(col0, row0),
+        fill=0,
+        dtype="uint8",
     )
-    return raster.astype(bool)
+    mask[row0:row1, col0:col1] = window.astype(bool)
+    return mask
 
 
 def polygon_to_rle(geometry: Any, height: int, width: int) -> RLE:

@@ -54,12 +54,17 @@ def record_problems(record: Any) -> list[str]:
     if not isinstance(record["id"], str) or not record["id"]:
         problems.append("'id' must be a non-empty string")
     for key in ("width", "height"):
-        if not isinstance(record[key], int) or record[key] <= 0:
-            problems.append(f"{key!r} must be a positive integer, got {record[key]!r}")
+        value = record[key]
+        # bool is a subclass of int: `true` is not a size.
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            problems.append(f"{key!r} must be a positive integer, got {value!r}")
     if record["task"] not in TASKS:
         problems.append(f"unknown task {record['task']!r}; expected one of {', '.join(TASKS)}")
     problems += _conversation_problems(record["conversations"])
-    for index, obj in enumerate(record.get("objects", [])):
+    objects = record.get("objects", [])
+    if not isinstance(objects, list):
+        return [*problems, f"'objects' must be a list, got {type(objects).__name__}"]
+    for index, obj in enumerate(objects):
         problems += [f"objects[{index}]: {p}" for p in _object_problems(obj)]
     return problems
 
