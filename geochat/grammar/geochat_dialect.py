@@ -1,0 +1,171 @@
+"""GeoChat's format: rotated boxes on 0-100 of the padded square, with an angle in degrees.
+
+Source: Kuckreja et al., "GeoChat: Grounded Large Vision-Language Model for Remote Sensing",
+CVPR 2024, arXiv 2311.15826, and its code, github.com/mbzuai-oryx/GeoChat (read, not copied).
+
+Answer text: ``<p>phrase</p> {<x_left><y_top><x_right><y_bottom>|<θ>}``; several boxes of one
+phrase follow each other, joined by ``<delim>`` (``{...}<delim>{...}``) or directly
+(``{...}{...}``, which GeoChat's demo rewrites with ``<delim>`` before drawing). A box in a human
+turn has no angle: ``[identify] what is this {<8><26><22><37>}``.
+
+Coordinates: integers 0-100 of the square GeoChat's processor pads the image to
+(``expand2square`` in ``geochat/mm_utils.py``): side ``S = max(W, H)``, the image pasted in the
+middle, ``((S - W) // 2, (S - H) // 2)`` from the top-left. So a coordinate is within ``S / 200``
+pixels of the one written. GeoChat's demo (``geochat_demo.py``) instead maps 0-100 straight to
+the image's width and height. Both agree on a square image; ``GeoChatDialect(pad_to_square=False)``
+reproduces the demo on any other.
+
+Angle: ``{...}`` is the box before rotation; it is turned by θ degrees about its centre. The
+demo draws it with ``cv2.getRotationMatrix2D(center, θ, 1)``, which turns **counter-clockwise on
+screen** for positive θ; we follow it. (An unused helper in the same file,
+``bbox_and_angle_to_polygon``, turns the other way: the sign is the one uncertain point of this
+dialect.) θ absent or 0 gives an ``"hbb"`` object, any other θ a ``"quad"``.
+
+Writing: ``"quad"`` objects become the minimum-area rectangle's unrotated box and angle; masks
+are written as their enclosing box; ``"none"`` has no GeoChat form and is left out. Coordinates
+are clipped to 0-100.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from geochat import geometry
+from geochat.grammar.base import (
+    ContentReader,
+    Dialect,
+    ObjectLike,
+    TagContext,
+    TagSyntax,
+    enclosing_box,
+    required,
+    runs_of,
+    scan,
+)
+from geochat.grammar.core import (
+    GroundedObject,
+    Number,
+    ProblemLog,
+    check_phrase,
+    field_of,
+    hbb_object,
+    kind_of,
+    ordered_box,
+    quad_object,
+    read_numbers,
+)
+
+SCALE = 100
+MAX_ANGLE = 180.0
+_BOX = re.compile(r"\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*(?:\|\s*<([^<>]*)>\s*)?")
+
+
+class GeoChatDialect(Dialect):
+    """GeoChat: ``<p>phrase</p> {<x0><y0><x1><y1>|<θ>}`` on 0-100 of the padded square.
+
+    θ in degrees, positive counter-clockwise on screen (see the module docstring).
+
+    Args:
+        pad_to_square: Coordinates are relative to GeoChat's centred padded square (True, what
+            the model sees) or to the image's own width and height (False, what its demo draws).
+    """
+
+    name = "geochat"
+    SYNTAX = TagSyntax(
+        phrase=("<p>", "</p>"),
+        geometry={"{": "}"},
+        separators=frozenset({"<delim>"}),
+        phrase_spans_chain=True,
+        text_closers=frozenset({"}"}),
+    )
+
+    def __init__(self, pad_to_square: bool = True) -> None:
+        self.pad_to_square = pad_to_square
+        self.readers: Mapping[str, ContentReader] = {"{": self._read_box}
+
+    def read(
+        self, text: str, width: float, height: float, log: ProblemLog
+    ) -> tuple[list[GroundedObject], str]:
+        """Reads ``<p>`` phrases and ``{...}`` boxes."""
+        return scan(text, self.SYNTAX, self.readers, log, (width, height))
+
+    def write(self, objects: list[ObjectLike], width: float, height: float) -> str:
+        """Writes ``<p>phrase</p> {...}<delim>{...}`` per run of objects sharing a phrase."""
+        texts = []
+        for run in runs_of(objects, frozenset({"hbb", "quad", "mask"}), same_kind=False):
+            boxes = [self._box_text(item, width, height) for item in run if kind_of(item) != "none"]
+            if not boxes:
+                continue
+            phrase = field_of(run[0], "phrase")
+            prefix = "" if phrase is None else f"<p>{check_phrase(phrase)}</p> "
+            texts.append(prefix + "<delim>".join(boxes))
+        return " ".join(texts)
+
+    def _frame(self, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+        """Offset ``[2]`` of the image in the square and the square's side per axis ``[2]``."""
+        if not self.pad_to_square:
+            return np.zeros(2), np.array([width, height], dtype=np.float64)
+        side = max(width, height)
+        offset = np.array([(side - width) // 2, (side - height) // 2], dtype=np.float64)
+        return offset, np.array([side, side], dtype=np.float64)
+
+    def _to_pixels(self, values: Any, width: float, height: float) -> np.ndarray:
+        """GeoChat values ``[..., 2]`` (x, y pairs) to pixels of the original image."""
+        offset, side = self._frame(width, height)
+        return np.asarray(values, dtype=np.float64) * side / SCALE - offset
+
+    def _to_values(self, points: Any, width: float, height: float) -> np.ndarray:
+        """Pixels ``[..., 2]`` to GeoChat's integers, clipped to 0-100."""
+        offset, side = self._frame(width, height)
+        values = np.rint((np.asarray(points, dtype=np.float64) + offset) * SCALE / side)
+        return np.clip(values, 0, SCALE).astype(np.int64)
+
+    def _read_box(
+        self, content: str, offset: int, context: TagContext
+    ) -> list[GroundedObject] | None:
+        if "<" not in content:
+            return None  # braces in ordinary text
+        log = context.log
+        match = _BOX.fullmatch(content)
+        if match is None:
+            log.report("{...}: expected {<x0><y0><x1><y1>|<angle>}", offset)
+            return []
+        corners = [Number(match.group(i), offset + match.start(i)) for i in range(1, 5)]
+        values = read_numbers(corners, 0, SCALE, log, "{...}")
+        if values is None:
+            return []
+        box = ordered_box(values, offset, log, "{...}")
+        pixels = self._to_pixels(np.reshape(box, (2, 2)), context.width, context.height)
+        angle = self._angle(match, offset, log)
+        if angle is None:
+            return []
+        if angle == 0:
+            return [hbb_object(pixels.reshape(4), context.phrase, context.span)]
+        (x0, y0), (x1, y1) = pixels
+        # GeoChat turns counter-clockwise on screen; geometry's angles turn clockwise.
+        quad = geometry.obb_to_quad((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, -angle)
+        return [quad_object(quad, context.phrase, context.span)]
+
+    @staticmethod
+    def _angle(match: re.Match[str], offset: int, log: ProblemLog) -> float | None:
+        if match.group(5) is None:
+            return 0.0
+        angle = Number(match.group(5), offset + match.start(5))
+        values = read_numbers([angle], -MAX_ANGLE, MAX_ANGLE, log, "{...} angle")
+        return None if values is None else values[0]
+
+    def _box_text(self, item: ObjectLike, width: float, height: float) -> str:
+        kind = kind_of(item)
+        if kind == "quad":
+            cx, cy, w, h, angle = geometry.quad_to_obb(required(item, "quad"))
+            corners = [[cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]]
+            theta = -round(angle)
+        else:
+            x0, y0, x1, y1 = enclosing_box(item)
+            corners, theta = [[x0, y0], [x1, y1]], 0
+        values = self._to_values(corners, width, height).reshape(4)
+        return "{" + "".join(f"<{v}>" for v in values) + f"|<{theta}>}}"
