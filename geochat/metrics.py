@@ -1,0 +1,630 @@
+"""Evaluation metrics for grounded remote-sensing answers, and the per-task scorer over records.
+
+Pure metrics (numpy arrays and COCO RLE in, numbers out):
+
+- Boxes and quads: predictions are matched one-to-one to targets by the Hungarian algorithm
+  maximising the total IoU (:func:`match`). A sample is **correct at IoU t** when it has as
+  many predictions as targets and every matched pair has IoU >= t; so an extra or a missing
+  prediction makes a sample wrong, and an empty answer (``<none>``) to an empty target is
+  correct. Single-target referring is the case of one target. Across samples, matched pairs
+  with IoU >= t are true positives for micro precision (over all predictions), recall (over
+  all targets) and F1. ``mean_iou`` averages per sample the matched IoUs summed over
+  ``max(#predictions, #targets)`` (1 for an empty answer to an empty target).
+- Masks: gIoU is the mean of per-sample IoUs, where an empty prediction for an empty target
+  scores 1; cIoU is the total intersection over the total union (1 when every union is empty);
+  ``P@t`` is the fraction of samples with IoU >= t.
+- Counting: accuracy of the integer and its mean absolute error; an answer without a number
+  is wrong and counts as 0 in the error.
+- Short answers (VQA, scene classification): exact match after :func:`normalize_answer`
+  (lower case, number words to digits, no punctuation or articles); when the reference is
+  yes or no, the first word of the prediction decides, with synonyms (yeah, true, nope...).
+- Captions: SQuAD-style unigram F1 of normalised words, a crude word-overlap score with no
+  notion of order, synonyms or geometry; use it to compare checkpoints, not as a quality claim.
+
+Where each task's truth comes from (:func:`score_record`): the prediction answers the first
+human turn, so single-turn tasks are scored on the first gpt turn.
+
+- ``caption`` / ``vqa`` / ``classify``: that turn's text, geometry tags removed.
+- ``count``: the integer in that turn's text (``<none>`` or "no" means 0).
+- ``refer`` / ``ground``: the record's ``objects`` (pixel ``hbb`` or ``quad``); the reference
+  answer's geometry says which (a ``<quad>`` reference is scored with quad IoU, anything else
+  with hbb IoU). A ``ground`` reference naming a different number of geometries than the
+  record has objects gets a note, since scene-level records carry every object of the tile.
+- ``identify``: like ``refer`` when its reference holds geometry, else like ``vqa``.
+- ``segment`` / ``reason_segment``: the union of the objects' masks (a box or quad object
+  without a mask is rasterised) against the union of the predicted geometries (boxes and
+  quads rasterised too).
+- ``multi_turn``: the answer may be a list, one reply per gpt turn (each generated after the
+  reference history). Each turn is scored by its reference: geometry against the geometry the
+  reference text holds (the record's objects are the whole tile, not what a turn names); a
+  bare number by counting; up to :data:`SHORT_ANSWER_WORDS` words by exact match; longer text
+  by unigram F1.
+
+In box tasks a prediction of another kind is converted to the truth's kind: a quad or a mask
+becomes its enclosing box for hbb truth, a box its own quad and a mask its minimum-area
+rectangle for quad truth.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from geochat import geometry
+from geochat.geometry import RLE, GeometryError
+from geochat.grammar import GrammarError, parse
+
+MASK_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+SHORT_ANSWER_WORDS = 5  # multi_turn references up to this many words are scored by exact match
+GEOMETRY_KINDS = ("hbb", "quad", "mask")
+
+Family = Literal["boxes", "mask", "count", "exact", "caption"]
+
+
+class TruthError(ValueError):
+    """Truth that cannot be scored: an object without geometry, a count reference without number."""
+
+
+# Matching
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A sample's predictions matched one-to-one to its targets.
+
+    Attributes:
+        ious: IoU of each matched pair, ``[min(num_predictions, num_targets)]``.
+        num_predictions: Number of predicted geometries.
+        num_targets: Number of true geometries.
+        answered: False for a missing prediction, which is wrong whatever the target.
+    """
+
+    ious: np.ndarray
+    num_predictions: int
+    num_targets: int
+    answered: bool = True
+
+    def true_positives(self, threshold: float) -> int:
+        """Number of matched pairs with IoU >= threshold."""
+        return int(np.count_nonzero(self.ious >= threshold))
+
+    def is_correct(self, threshold: float) -> bool:
+        """Whether the counts agree and every matched pair reaches the threshold."""
+        return (
+            self.answered
+            and self.num_predictions == self.num_targets
+            and self.true_positives(threshold) == self.num_targets
+        )
+
+    @property
+    def mean_iou(self) -> float:
+        """Matched IoUs summed over ``max(#predictions, #targets)``; 1 for empty vs empty."""
+        if not self.answered:
+            return 0.0
+        size = max(self.num_predictions, self.num_targets)
+        return float(self.ious.sum() / size) if size else 1.0
+
+
+def match(ious: Any) -> Matching:
+    """Matches predictions (rows) to targets (columns) one-to-one, maximising the total IoU.
+
+    Args:
+        ious: IoU matrix ``[num_predictions, num_targets]``.
+    """
+    matrix = np.asarray(ious, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise GeometryError(f"an IoU matrix must be 2-D, got shape {matrix.shape}")
+    rows, cols = linear_sum_assignment(matrix, maximize=True)
+    return Matching(
+        matrix[rows, cols], num_predictions=matrix.shape[0], num_targets=matrix.shape[1]
+    )
+
+
+def match_hbbs(predictions: Any, targets: Any) -> Matching:
+    """Matches horizontal boxes ``[N, 4]`` to ``[M, 4]`` by IoU."""
+    return match(geometry.hbb_iou(predictions, targets))
+
+
+def match_quads(predictions: Sequence[Any], targets: Sequence[Any]) -> Matching:
+    """Matches quads (each ``(4, 2)``) by polygon IoU."""
+    return match(geometry.quad_iou(predictions, targets))
+
+
+def missing_matching(num_targets: int) -> Matching:
+    """The matching of a sample whose prediction is missing: wrong, no true positive."""
+    return Matching(np.zeros(0), num_predictions=0, num_targets=num_targets, answered=False)
+
+
+def _ratio(numerator: float, denominator: float, empty: float) -> float:
+    return float(numerator / denominator) if denominator else empty
+
+
+def box_metrics(matchings: Sequence[Matching], threshold: float = 0.5) -> dict[str, float]:
+    """Aggregates matchings: ``acc@t``, micro ``precision@t``, ``recall@t``, ``f1@t``, mean IoU.
+
+    With no prediction at all, precision is 1 if there was also nothing to find, else 0; with
+    nothing to find, recall is 1 if nothing was predicted, else 0.
+    """
+    true_positives = sum(m.true_positives(threshold) for m in matchings)
+    predicted = sum(m.num_predictions for m in matchings)
+    expected = sum(m.num_targets for m in matchings)
+    nothing_either = float(predicted == expected == 0)
+    precision = _ratio(true_positives, predicted, nothing_either)
+    recall = _ratio(true_positives, expected, nothing_either)
+    tag = f"{threshold:g}"
+    return {
+        f"acc@{tag}": _ratio(sum(m.is_correct(threshold) for m in matchings), len(matchings), 0.0),
+        f"precision@{tag}": precision,
+        f"recall@{tag}": recall,
+        f"f1@{tag}": _ratio(2 * precision * recall, precision + recall, 0.0),
+        "mean_iou": _ratio(sum(m.mean_iou for m in matchings), len(matchings), 0.0),
+    }
+
+
+# Masks
+
+
+@dataclass(frozen=True)
+class MaskOverlap:
+    """Pixel counts of a sample's predicted and true masks (both unions of their objects).
+
+    Attributes:
+        intersection: Pixels set in both.
+        union: Pixels set in either.
+        answered: False for a missing prediction, whose IoU is 0 even for an empty target.
+    """
+
+    intersection: int
+    union: int
+    answered: bool = True
+
+    @property
+    def iou(self) -> float:
+        """Intersection over union; 1 for an empty prediction of an empty target."""
+        if not self.answered:
+            return 0.0
+        return self.intersection / self.union if self.union else 1.0
+
+
+def union_mask(masks: Iterable[RLE], height: int, width: int) -> RLE:
+    """Returns the union of RLE masks of size ``height x width`` (an empty mask for none)."""
+    pixels = np.zeros((height, width), dtype=bool)
+    for mask in masks:
+        decoded = geometry.rle_to_mask(mask)
+        if decoded.shape != pixels.shape:
+            raise GeometryError(f"mask of size {decoded.shape}, expected {pixels.shape}")
+        pixels |= decoded
+    return geometry.mask_to_rle(pixels)
+
+
+def mask_overlap(prediction: RLE, target: RLE) -> MaskOverlap:
+    """Compares one predicted mask with one true mask of the same size."""
+    return MaskOverlap(*geometry.mask_intersection_union(prediction, target))
+
+
+def mask_metrics(
+    overlaps: Sequence[MaskOverlap], thresholds: Sequence[float] = MASK_THRESHOLDS
+) -> dict[str, float]:
+    """Aggregates mask overlaps into ``giou``, ``ciou`` and ``P@t`` for each threshold."""
+    ious = np.array([o.iou for o in overlaps])
+    intersection = sum(o.intersection for o in overlaps if o.answered)
+    union = sum(o.union for o in overlaps)
+    metrics = {
+        "giou": float(ious.mean()) if ious.size else 0.0,
+        "ciou": _ratio(intersection, union, 1.0 if overlaps else 0.0),
+    }
+    for threshold in thresholds:
+        metrics[f"P@{threshold:g}"] = float(np.mean(ious >= threshold)) if ious.size else 0.0
+    return metrics
+
+
+# Counting
+
+
+def extract_count(text: str) -> int | None:
+    """Returns the first integer of an answer (number words included), 0 for "no"/"none"."""
+    words = normalize_answer(text).split()
+    for word in words:
+        if word.isdigit():
+            return int(word)
+    return 0 if {"no", "none", "nothing"} & set(words) else None
+
+
+def count_metrics(predicted: Sequence[int | None], truth: Sequence[int]) -> dict[str, float]:
+    """Counting ``accuracy``, ``mae`` and ``unparsed`` (None: no number, counted as 0)."""
+    if len(predicted) != len(truth):
+        raise ValueError(f"{len(predicted)} predictions for {len(truth)} truths")
+    if not truth:
+        return {"accuracy": 0.0, "mae": 0.0, "unparsed": 0}
+    values = np.array([0 if p is None else p for p in predicted], dtype=np.float64)
+    parsed = np.array([p is not None for p in predicted])
+    expected = np.asarray(truth, dtype=np.float64)
+    return {
+        "accuracy": float(np.mean(parsed & (values == expected))),
+        "mae": float(np.mean(np.abs(values - expected))),
+        "unparsed": int(np.count_nonzero(~parsed)),
+    }
+
+
+# Text
+
+_ARTICLES = frozenset({"a", "an", "the"})
+_UNIT_WORDS = (
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
+    *("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen"),
+    *("eighteen", "nineteen"),
+)
+_TEN_WORDS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_UNITS = {word: value for value, word in enumerate(_UNIT_WORDS)}
+_TENS = {word: 10 * value for value, word in enumerate(_TEN_WORDS, start=2)}
+_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "affirmative"})
+_NO = frozenset({"no", "nope", "false", "incorrect", "negative"})
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}\b)")
+# Punctuation, except a decimal point between digits.
+_PUNCTUATION = re.compile(r"(?!(?<=\d)\.(?=\d))[^\w\s]|_")
+
+
+def _number_words(words: list[str]) -> list[str]:
+    """Replaces number words by digits, joining tens and units ("twenty one" -> "21")."""
+    out: list[str] = []
+    for word in words:
+        if word in _UNITS and 0 < _UNITS[word] < 10 and out and out[-1] in _TENS_DIGITS:
+            out[-1] = str(int(out[-1]) + _UNITS[word])
+        elif word in _UNITS or word in _TENS:
+            out.append(str(_UNITS.get(word, _TENS.get(word))))
+        else:
+            out.append(word)
+    return out
+
+
+_TENS_DIGITS = frozenset(str(value) for value in _TENS.values())
+
+
+def normalize_answer(text: str) -> str:
+    """Normalises a short answer: lower case, no punctuation or articles, number words to digits.
+
+    Example: ``"The answer: Twenty-One ships."`` becomes ``"answer 21 ships"``.
+    """
+    text = _THOUSANDS_COMMA.sub("", text.lower())
+    words = [w for w in _PUNCTUATION.sub(" ", text).split() if w not in _ARTICLES]
+    return " ".join(_number_words(words))
+
+
+def _yes_no(word: str) -> str:
+    if word in _YES:
+        return "yes"
+    return "no" if word in _NO else word
+
+
+def exact_match(prediction: str, reference: str) -> bool:
+    """Whether two short answers agree after :func:`normalize_answer`.
+
+    A yes/no reference (or a synonym) is matched by the prediction's first word, so that
+    "Yes, there is a bridge." answers "yes".
+    """
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if len(expected) == 1 and _yes_no(expected[0]) in {"yes", "no"}:
+        return bool(predicted) and _yes_no(predicted[0]) == _yes_no(expected[0])
+    return predicted == expected
+
+
+def unigram_f1(prediction: str, reference: str) -> float:
+    """SQuAD-style F1 of the normalised words shared by two texts (1 when both are empty)."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    shared = sum((Counter(predicted) & Counter(expected)).values())
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / len(predicted), shared / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+# Scoring records
+
+
+@dataclass(frozen=True)
+class SampleScore:
+    """The score of one answer (one gpt turn of one record), before aggregation.
+
+    Attributes:
+        record_id: The record's ``id``.
+        task: The record's task.
+        turn: Index of the gpt turn scored (0 for the first).
+        family: How it is scored: ``boxes``, ``mask``, ``count``, ``exact`` or ``caption``.
+        result: A :class:`Matching`, a :class:`MaskOverlap`, a ``(predicted, true)`` count
+            pair, an exact-match bool or a caption F1.
+        answered: False when the prediction was missing.
+        problems: What tolerant parsing of the prediction reported.
+        notes: Doubts about the truth (e.g. a reference that disagrees with the objects).
+    """
+
+    record_id: str
+    task: str
+    turn: int
+    family: Family
+    result: Any
+    answered: bool = True
+    problems: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A turn that could not be scored, and why."""
+
+    record_id: str
+    turn: int
+    reason: str
+
+
+def _gpt_turns(record: Mapping[str, Any]) -> list[str]:
+    return [t["value"] for t in record["conversations"] if t.get("from") == "gpt"]
+
+
+def _geometric(parsed: Any) -> list[Any]:
+    return [o for o in parsed.objects if o.kind in GEOMETRY_KINDS]
+
+
+def _reference_kind(parsed: Any) -> str | None:
+    kinds = {o.kind for o in _geometric(parsed)}
+    for kind in ("quad", "mask", "hbb"):
+        if kind in kinds:
+            return kind
+    return None
+
+
+def _truth_hbb(obj: Mapping[str, Any]) -> Any:
+    if obj.get("hbb") is not None:
+        return obj["hbb"]
+    if obj.get("quad") is not None:
+        return geometry.quad_to_hbb(obj["quad"])
+    return geometry.mask_to_hbb(obj["mask"]) if obj.get("mask") is not None else None
+
+
+def _truth_quad(obj: Mapping[str, Any]) -> Any:
+    if obj.get("quad") is not None:
+        return obj["quad"]
+    if obj.get("hbb") is not None:
+        return geometry.hbb_to_quad(obj["hbb"])
+    return geometry.mask_to_quad(obj["mask"]) if obj.get("mask") is not None else None
+
+
+def _truth_mask(obj: Mapping[str, Any], height: int, width: int) -> RLE | None:
+    if obj.get("mask") is not None:
+        return obj["mask"]
+    quad = _truth_quad(obj)
+    if quad is None:
+        return None
+    return geometry.polygon_to_rle(geometry.quad_to_polygon(quad), height, width)
+
+
+def _as_truth(geometries: list[Any], what: str) -> list[Any]:
+    if any(g is None for g in geometries):
+        raise TruthError(f"a true object has no {what}, box, quad or mask")
+    return geometries
+
+
+def _predicted_hbbs(objects: list[Any]) -> list[Any]:
+    # Every parsed geometry carries its enclosing box in .hbb.
+    return [o.hbb for o in objects]
+
+
+def _predicted_quads(objects: list[Any]) -> list[Any]:
+    return [o.quad if o.quad is not None else geometry.mask_to_quad(o.mask) for o in objects]
+
+
+def _predicted_masks(objects: list[Any], height: int, width: int) -> list[RLE]:
+    return [
+        o.mask
+        if o.mask is not None
+        else geometry.polygon_to_rle(geometry.quad_to_polygon(o.quad), height, width)
+        for o in objects
+    ]
+
+
+def _box_score(kind: str | None, objects: list[Any], truth: list[Any]) -> Matching:
+    """Matches predicted objects to true geometries of ``kind`` (hbb unless quad)."""
+    if kind == "quad":
+        return match_quads(_predicted_quads(objects), truth)
+    return match_hbbs(np.reshape(_predicted_hbbs(objects), (-1, 4)), np.reshape(truth, (-1, 4)))
+
+
+def _mask_score(objects: list[Any], truth: list[RLE], height: int, width: int) -> MaskOverlap:
+    predicted = union_mask(_predicted_masks(objects, height, width), height, width)
+    return mask_overlap(predicted, union_mask(truth, height, width))
+
+
+class _Turn:
+    """One reference turn and its answer, parsed against the record's image size."""
+
+    def __init__(self, record: Mapping[str, Any], reference: str, answer: str | None) -> None:
+        self.width, self.height = record["width"], record["height"]
+        # References come from datasets: strict, so that a broken one is skipped, not scored.
+        self.reference = parse(reference, self.width, self.height, strict=True)
+        self.answer = parse(answer or "", self.width, self.height)
+        self.answered = answer is not None
+        self.predicted = _geometric(self.answer) if self.answered else []
+
+
+def _task_family(task: str, turn: _Turn) -> Family:
+    if task in {"refer", "ground"}:
+        return "boxes"
+    if task in {"segment", "reason_segment"}:
+        return "mask"
+    if task == "identify":
+        return "boxes" if _geometric(turn.reference) else "exact"
+    return {"count": "count", "caption": "caption"}.get(task, "exact")
+
+
+def _text_family(reference: Any) -> Family:
+    text = reference.text
+    if _geometric(reference) or any(o.kind == "none" for o in reference.objects):
+        return "mask" if _reference_kind(reference) == "mask" else "boxes"
+    words = normalize_answer(text).split()
+    if len(words) == 1 and words[0].isdigit():
+        return "count"
+    return "exact" if len(words) <= SHORT_ANSWER_WORDS else "caption"
+
+
+def _reference_count(turn: _Turn) -> int:
+    count = extract_count(turn.reference.text)
+    if count is None and any(o.kind == "none" for o in turn.reference.objects):
+        return 0
+    if count is None:
+        raise TruthError("the reference answer holds no count")
+    return count
+
+
+def _predicted_count(turn: _Turn) -> int | None:
+    count = extract_count(turn.answer.text)
+    if count is None and any(o.kind == "none" for o in turn.answer.objects):
+        return 0
+    return count
+
+
+def _object_truth(record: Mapping[str, Any], family: Family, kind: str | None) -> list[Any]:
+    objects = record.get("objects", [])
+    if family == "mask":
+        masks = [_truth_mask(o, record["height"], record["width"]) for o in objects]
+        return _as_truth(masks, "mask")
+    if kind == "quad":
+        return _as_truth([_truth_quad(o) for o in objects], "quad")
+    return _as_truth([_truth_hbb(o) for o in objects], "hbb")
+
+
+def _reference_truth(turn: _Turn, family: Family, kind: str | None) -> list[Any]:
+    geometries = _geometric(turn.reference)
+    if family == "mask":
+        return _predicted_masks(geometries, turn.height, turn.width)
+    return _predicted_quads(geometries) if kind == "quad" else _predicted_hbbs(geometries)
+
+
+def _score_geometry(turn: _Turn, family: Family, truth: list[Any], kind: str | None) -> Any:
+    if family == "mask":
+        if not turn.answered:
+            target = union_mask(truth, turn.height, turn.width)
+            return MaskOverlap(0, geometry.mask_area(target), answered=False)
+        return _mask_score(turn.predicted, truth, turn.height, turn.width)
+    if not turn.answered:
+        return missing_matching(len(truth))
+    return _box_score(kind, turn.predicted, truth)
+
+
+def _score_text(turn: _Turn, family: Family) -> Any:
+    if family == "count":
+        return (_predicted_count(turn) if turn.answered else None, _reference_count(turn))
+    if family == "caption":
+        return unigram_f1(turn.answer.text, turn.reference.text) if turn.answered else 0.0
+    return turn.answered and exact_match(turn.answer.text, turn.reference.text)
+
+
+def _truth_notes(record: Mapping[str, Any], turn: _Turn) -> list[str]:
+    if record["task"] != "ground":
+        return []
+    named, held = len(_geometric(turn.reference)), len(record.get("objects", []))
+    if named == held:
+        return []
+    return [f"reference names {named} geometries, the record holds {held} objects"]
+
+
+def _score_turn(
+    record: Mapping[str, Any], index: int, reference: str, answer: str | None
+) -> SampleScore:
+    turn = _Turn(record, reference, answer)
+    task = record["task"]
+    from_objects = task != "multi_turn"
+    family = _task_family(task, turn) if from_objects else _text_family(turn.reference)
+    notes = []
+    if family in {"boxes", "mask"}:
+        kind = _reference_kind(turn.reference)
+        if from_objects:
+            truth = _object_truth(record, family, kind)
+            notes = _truth_notes(record, turn)
+        else:
+            truth = _reference_truth(turn, family, kind)
+        result = _score_geometry(turn, family, truth, kind)
+    else:
+        result = _score_text(turn, family)
+    return SampleScore(
+        record["id"],
+        task,
+        index,
+        family,
+        result,
+        answered=turn.answered,
+        problems=tuple(turn.answer.problems),
+        notes=tuple(notes),
+    )
+
+
+def score_record(
+    record: Mapping[str, Any], answer: str | Sequence[str] | None
+) -> tuple[list[SampleScore], list[Skipped]]:
+    """Scores a record's answer against its truth (see the module docs for each task).
+
+    Args:
+        record: A valid record (:func:`geochat.records.check_record`).
+        answer: The model's reply to the first human turn; for ``multi_turn`` records, a list
+            of replies, one per gpt turn (a string scores the first turn only). None when the
+            prediction is missing: scored as wrong.
+
+    Returns:
+        The scores of the turns scored, and the turns that could not be scored with the reason
+        (a reference that breaks the grammar, truth without geometry, masks of a size other
+        than the image's, a count reference without a number).
+    """
+    references = _gpt_turns(record)
+    if record["task"] != "multi_turn" or isinstance(answer, str):
+        references = references[:1]
+    replies: list[str | None] = [answer] if isinstance(answer, str) else list(answer or [])
+    # A list shorter than the conversation leaves its last turns unanswered.
+    replies += [None] * (len(references) - len(replies))
+    scores, skipped = [], []
+    for index, (reference, reply) in enumerate(zip(references, replies, strict=False)):
+        try:
+            scores.append(_score_turn(record, index, reference, reply))
+        except (TruthError, GeometryError, GrammarError) as error:
+            skipped.append(Skipped(record["id"], index, str(error)))
+    return scores, skipped
+
+
+def _family_metrics(family: Family, results: list[Any], iou_threshold: float) -> dict[str, Any]:
+    if family == "boxes":
+        return box_metrics(results, iou_threshold)
+    if family == "mask":
+        return mask_metrics(results)
+    if family == "count":
+        predicted, truth = zip(*results, strict=True)
+        return count_metrics(list(predicted), list(truth))
+    name = "accuracy" if family == "exact" else "unigram_f1"
+    return {name: float(np.mean(results))}
+
+
+def summarize(scores: Iterable[SampleScore], iou_threshold: float = 0.5) -> dict[str, Any]:
+    """Aggregates sample scores per task and scoring family.
+
+    Returns:
+        ``{task: {family: {"n": ..., "missing": ..., "with_problems": ..., <metrics>}}}``, where
+        ``with_problems`` counts answers whose parse reported problems.
+    """
+    grouped: dict[str, dict[Family, list[SampleScore]]] = defaultdict(lambda: defaultdict(list))
+    for sample in scores:
+        grouped[sample.task][sample.family].append(sample)
+    summary: dict[str, Any] = {}
+    for task in sorted(grouped):
+        summary[task] = {}
+        for family, samples in sorted(grouped[task].items()):
+            summary[task][family] = {
+                "n": len(samples),
+                "missing": sum(not s.answered for s in samples),
+                "with_problems": sum(bool(s.problems) for s in samples),
+                **_family_metrics(family, [s.result for s in samples], iou_threshold),
+            }
+    return summary

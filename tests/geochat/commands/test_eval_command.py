@@ -1,0 +1,124 @@
+"""End-to-end tests of ``geochat eval`` through the ``geochat`` command."""
+
+import json
+
+import pytest
+
+from geochat import cli
+from geochat.commands.eval import score
+from geochat.records import write_jsonl
+
+WIDTH, HEIGHT = 200, 100
+
+
+def make_record(record_id, task, reference, objects=()):
+    return {
+        "id": record_id,
+        "image": f"{record_id}.png",
+        "width": WIDTH,
+        "height": HEIGHT,
+        "task": task,
+        "conversations": [
+            {"from": "human", "value": "<image>\nquestion"},
+            {"from": "gpt", "value": reference},
+        ],
+        "objects": list(objects),
+    }
+
+
+RECORDS = [
+    # The ship is [20, 10, 60, 50] px, i.e. [100, 100, 300, 500] in grammar coordinates.
+    make_record(
+        "refer-1",
+        "refer",
+        "<ref>the ship</ref><box>[[100,100,300,500]]</box>",
+        [{"category": "ship", "hbb": [20, 10, 60, 50]}],
+    ),
+    make_record("refer-2", "refer", "<none>"),
+    make_record("vqa-1", "vqa", "Yes"),
+    make_record("count-1", "count", "There are 2 ships."),
+]
+PREDICTIONS = [
+    # [30, 10, 70, 50]: IoU 0.6 with the ship.
+    {"id": "refer-1", "answer": "<ref>the ship</ref><box>[[150,100,350,500]]</box>"},
+    {"id": "refer-2", "answer": "<none>"},
+    {"id": "vqa-1", "answer": "No."},
+    {"id": "ghost", "answer": "a prediction without a record"},
+]
+
+
+@pytest.fixture
+def files(tmp_path):
+    records, predictions = tmp_path / "records.jsonl", tmp_path / "predictions.jsonl"
+    write_jsonl(records, RECORDS)
+    write_jsonl(predictions, PREDICTIONS)
+    return records, predictions
+
+
+def run_eval(records, predictions, *extra):
+    return cli.main(["eval", "--records", str(records), "--predictions", str(predictions), *extra])
+
+
+def test_eval_prints_tables_and_writes_json(files, tmp_path, capsys):
+    out = tmp_path / "out" / "metrics.json"
+    assert run_eval(*files, "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    for text in ("refer", "vqa", "count", "acc@0.5", "1 missing", f"wrote metrics to {out}"):
+        assert text in printed
+    report = json.loads(out.read_text())
+    assert report["records"] == 4 and report["predictions"] == 4
+    assert report["missing_predictions"] == ["count-1"]
+    assert report["unknown_predictions"] == ["ghost"]
+    assert report["tasks"]["refer"]["boxes"]["acc@0.5"] == 1.0
+    assert report["tasks"]["vqa"]["exact"]["accuracy"] == 0.0
+    count = report["tasks"]["count"]["count"]
+    assert (count["n"], count["missing"], count["accuracy"], count["mae"]) == (1, 1, 0.0, 2.0)
+    assert [p.name for p in out.parent.iterdir()] == ["metrics.json"]
+
+
+def test_the_iou_threshold_is_an_option(files, tmp_path):
+    out = tmp_path / "metrics.json"
+    assert run_eval(*files, "--iou", "0.7", "--out", str(out)) == 0
+    report = json.loads(out.read_text())
+    assert report["iou_threshold"] == 0.7
+    assert report["tasks"]["refer"]["boxes"]["acc@0.7"] == 0.5  # only the <none> record
+
+
+def test_score_is_reusable_without_files():
+    predictions = {p["id"]: p["answer"] for p in PREDICTIONS}
+    report = score(RECORDS[:2], predictions)
+    assert report["tasks"]["refer"]["boxes"]["n"] == 2
+    assert report["unknown_predictions"] == ["ghost", "vqa-1"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('{"id": "vqa-1", "answer": "yes"}\n{"id": "vqa-1", "answer": "no"}\n', "appears twice"),
+        ('{"id": "vqa-1"}\n', "needs an 'answer'"),
+        ('{"answer": "yes"}\n', "needs a string 'id'"),
+        ('{"id": "vqa-1", "answer": [1]}\n', "needs an 'answer'"),
+        ("not json\n", "not valid JSON"),
+    ],
+)
+def test_bad_predictions_fail_with_a_message(files, tmp_path, capsys, lines, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines, encoding="utf-8")
+    assert run_eval(files[0], bad) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_or_invalid_records_fail_with_a_message(files, tmp_path, capsys):
+    assert run_eval(tmp_path / "missing.jsonl", files[1]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    invalid = tmp_path / "invalid.jsonl"
+    write_jsonl(invalid, [{**RECORDS[0], "task": "dance"}])
+    assert run_eval(invalid, files[1]) == 2
+    assert "unknown task 'dance'" in capsys.readouterr().err
+
+
+def test_an_iou_out_of_range_is_a_usage_error(files, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(*files, "--iou", "1.5")
+    assert exit_info.value.code == 2
+    assert "(0, 1]" in capsys.readouterr().err
