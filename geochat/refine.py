@@ -1,0 +1,760 @@
+"""SAM refinement: boxes, quads and coarse text-masks become full-resolution masks.
+
+A grounded answer locates objects roughly: a horizontal box, an oriented box (quad) or a
+text-mask on a 16 or 32 cell grid. :class:`Refiner` prompts the Segment Anything Model
+(transformers' ``SamModel``, no torchvision needed) with that geometry and returns one
+full-resolution COCO RLE mask per object, in pixels of the original image.
+
+Prompts, per object kind:
+
+- ``hbb``: the box.
+- ``quad``: its enclosing box plus a positive point at its centre (the box alone is ambiguous for
+  a diagonal object: most of it is background); the mask is then cut to the quad, grown by
+  ``quad_margin`` of its shorter side, so that nothing leaks into the box's empty corners.
+- ``mask``: one prompt per connected part of the coarse mask (a text-mask can cover several
+  objects): the part's box plus a positive point at its most interior pixel; the answers are
+  merged. With ``coarse_mask_prompt=True`` the part also goes in as SAM's dense mask prompt.
+  That is off by default: SAM was trained with its own low-resolution logits there, and binary
+  masks from elsewhere are reported to degrade its answers (facebookresearch/segment-anything
+  issues #169, #447).
+- ``none``: no prompt, and None in the result.
+
+SAM answers each prompt with three masks; the one with the best predicted IoU is kept.
+
+Checkpoints load from a transformers directory (``save_pretrained``), a Hub id (where there is
+internet), or an original segment-anything ``.pth`` file (https://github.com/facebookresearch/
+segment-anything), whose keys are renamed to transformers' names as in transformers'
+``convert_sam_to_hf.py`` and whose configuration (vit_b, vit_l, vit_h or another size) is read
+from the tensor shapes. Only tensors are loaded (``torch.load(weights_only=True)``): no
+arbitrary object is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import safetensors.torch
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from scipy import ndimage
+from torch.nn.functional import interpolate, pad
+from transformers import AutoConfig, SamConfig, SamImageProcessorPil, SamModel, SamProcessor
+
+from geochat import geometry
+from geochat.geometry import RLE
+
+# segment-anything's build_sam fixes the mask decoder at 8 heads; no tensor shape records it.
+SAM_DECODER_HEADS = 8
+# A binary coarse mask as SAM logits: +/- this value (SAM's own logits are of this order).
+MASK_PROMPT_LOGIT = 8.0
+# SAM's threshold on mask logits.
+MASK_THRESHOLD = 0.0
+# Suffixes of single-file checkpoints in segment-anything's naming.
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+# A Hugging Face Hub id: "name" or "owner/name".
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+# segment-anything name -> transformers name; applied in order to every key (the MLP heads are
+# renamed separately, by _rename_mlp_heads, since their last layer's index depends on depth).
+_RENAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"^image_encoder\.", "vision_encoder."),
+        (r"\.patch_embed\.proj\.", ".patch_embed.projection."),
+        (r"\.blocks\.(\d+)\.", r".layers.\1."),
+        (r"\.neck\.0\.", ".neck.conv1."),
+        (r"\.neck\.1\.", ".neck.layer_norm1."),
+        (r"\.neck\.2\.", ".neck.conv2."),
+        (r"\.neck\.3\.", ".neck.layer_norm2."),
+        (r"\.norm(\d)\.", r".layer_norm\1."),
+        (r"\.norm_final_attn\.", ".layer_norm_final_attn."),
+        (
+            r"\.pe_layer\.positional_encoding_gaussian_matrix$",
+            ".shared_embedding.positional_embedding",
+        ),
+        (r"\.point_embeddings\.", ".point_embed."),
+        (r"\.mask_downscaling\.0\.", ".mask_embed.conv1."),
+        (r"\.mask_downscaling\.1\.", ".mask_embed.layer_norm1."),
+        (r"\.mask_downscaling\.3\.", ".mask_embed.conv2."),
+        (r"\.mask_downscaling\.4\.", ".mask_embed.layer_norm2."),
+        (r"\.mask_downscaling\.6\.", ".mask_embed.conv3."),
+        (r"\.output_upscaling\.0\.", ".upscale_conv1."),
+        (r"\.output_upscaling\.1\.", ".upscale_layer_norm."),
+        (r"\.output_upscaling\.3\.", ".upscale_conv2."),
+    )
+)
+# segment-anything's MLP heads keep every linear layer in `layers`; transformers' SamFeedForward
+# splits them into proj_in, layers (the middle ones) and proj_out.
+_MLP_HEAD_LAYER = re.compile(
+    r"^(mask_decoder\.(?:iou_prediction_head|output_hypernetworks_mlps\.\d+))\.layers\.(\d+)\.(\w+)$"
+)
+_SHARED_EMBEDDING = "prompt_encoder.shared_embedding.positional_embedding"
+_IMAGE_EMBEDDING = "shared_image_embedding.positional_embedding"
+# Buffers of segment-anything's Sam that transformers keeps in its processor instead.
+_PIXEL_STATISTICS = ("pixel_mean", "pixel_std")
+
+
+class SamCheckpointError(ValueError):
+    """A SAM checkpoint that cannot be read, is not SAM, or does not match its configuration."""
+
+
+class GroundedObject(Protocol):
+    """What :meth:`Refiner.refine` reads of a parsed answer's object (see ``geochat.grammar``).
+
+    Attributes:
+        kind: ``"hbb"``, ``"quad"``, ``"mask"`` or ``"none"``.
+        hbb: ``[x0, y0, x1, y1]`` in pixels, for kind ``"hbb"``.
+        quad: Four ``[x, y]`` corners in pixels, for kind ``"quad"``.
+        mask: COCO RLE, for kind ``"mask"``: at the image's size, or at any size covering the
+            whole image (a text-mask grid), which is then resized.
+    """
+
+    kind: str
+    hbb: Any
+    quad: Any
+    mask: Any
+
+
+@dataclass(frozen=True)
+class RefinedMask:
+    """SAM's mask for one object.
+
+    Attributes:
+        mask: COCO RLE ``{"size": [height, width], "counts": str}`` at the original image size.
+        score: SAM's predicted IoU of the mask (the mean over the parts of a coarse mask); 0 for
+            an object wholly outside the image or an empty coarse mask, whose mask is empty.
+    """
+
+    mask: RLE
+    score: float
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """One SAM prompt, in pixels of the original image.
+
+    Attributes:
+        owner: Index of the object it refines.
+        box: ``[x0, y0, x1, y1]``.
+        point: ``[x, y]`` of a positive point (pixel-index convention: SAM adds 0.5), or None.
+        parts: ``[H, W]`` integer labels of a coarse mask's parts (shared by the object's
+            prompts), or None; this prompt's part is the one labelled ``part``.
+        part: Label of this prompt's part in ``parts``.
+    """
+
+    owner: int
+    box: np.ndarray
+    point: np.ndarray | None = None
+    parts: np.ndarray | None = None
+    part: int = 0
+
+
+@dataclass(frozen=True)
+class _ImageEmbedding:
+    """SAM's image embedding and the sizes needed to map pixels to its frame and back.
+
+    Attributes:
+        key: Digest of the image, to reuse the embedding for the same image.
+        features: ``[1, C, h, w]`` output of the vision encoder.
+        original_size: ``(H, W)`` of the image.
+        reshaped_size: ``(H', W')`` of the image resized to SAM's longest side (before padding).
+    """
+
+    key: str
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    reshaped_size: tuple[int, int]
+
+    def to_model_frame(self, xy: np.ndarray) -> np.ndarray:
+        """Scales pixel coordinates (last axis alternating x, y) to the resized image."""
+        (height, width), (new_height, new_width) = self.original_size, self.reshaped_size
+        scale = np.tile([new_width / width, new_height / height], xy.shape[-1] // 2)
+        return xy * scale
+
+
+class Refiner:
+    """Turns boxes, quads and coarse masks into full-resolution masks with SAM.
+
+    Example:
+        >>> refiner = Refiner.from_pretrained("facebook/sam-vit-base")  # doctest: +SKIP
+        >>> refiner.refine(image, reply.objects)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: SamModel,
+        processor: SamProcessor,
+        *,
+        multimask: bool = True,
+        quad_margin: float = 0.1,
+        coarse_mask_prompt: bool = False,
+        max_batch: int = 64,
+    ) -> None:
+        """Wraps a SAM model and its processor.
+
+        Args:
+            model: A transformers ``SamModel``, on the device to run on.
+            processor: Its ``SamProcessor``; its longest side must be the model's image size.
+            multimask: Ask SAM for three masks per prompt and keep the best by predicted IoU
+                (else SAM's single-mask output).
+            quad_margin: A quad's mask is cut to the quad grown by this fraction of its shorter
+                side (at least one pixel); None keeps SAM's mask uncut.
+            coarse_mask_prompt: Also give a coarse mask to SAM as its dense mask prompt.
+            max_batch: Most prompts decoded in one forward pass (bounds memory).
+
+        Raises:
+            SamCheckpointError: If the processor's size differs from the model's.
+        """
+        image_size = model.config.vision_config.image_size
+        if processor.image_processor.size["longest_edge"] != image_size:
+            raise SamCheckpointError(
+                f"the processor resizes to {processor.image_processor.size['longest_edge']} px "
+                f"but the model takes {image_size} px images"
+            )
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.model = model.eval()
+        self.processor = processor
+        self.multimask = multimask
+        self.quad_margin = quad_margin
+        self.coarse_mask_prompt = coarse_mask_prompt
+        self.max_batch = max_batch
+        self._cached: _ImageEmbedding | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_id: str | os.PathLike[str], device: str | torch.device = "cpu", **options: Any
+    ) -> Refiner:
+        """Loads SAM from a transformers directory, a Hub id or a segment-anything checkpoint.
+
+        Args:
+            path_or_id: A directory written by ``save_pretrained``; a segment-anything checkpoint
+                file (``.pth``, or ``.safetensors`` with the same keys); or a Hub id such as
+                ``facebook/sam-vit-base`` (needs internet or the Hub cache).
+            device: Where to run the model.
+            **options: Keyword options of :class:`Refiner` (``multimask``, ``quad_margin``,
+                ``coarse_mask_prompt``, ``max_batch``).
+
+        Raises:
+            FileNotFoundError: For a local path that does not exist.
+            SamCheckpointError: For a checkpoint that cannot be read or is not SAM.
+        """
+        path = Path(path_or_id).expanduser()
+        if path.is_file():
+            model = load_segment_anything_checkpoint(path)
+            processor = sam_processor_for(model.config)
+        elif path.is_dir() or _is_hub_id(str(path_or_id)):
+            model, processor = _load_transformers_sam(str(path_or_id))
+        else:
+            raise FileNotFoundError(f"no SAM checkpoint file or directory at {path}")
+        return cls(model.to(device), processor, **options)
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes the model and processor in transformers' format, atomically.
+
+        A segment-anything ``.pth`` converted once this way then loads without conversion.
+
+        Args:
+            directory: Where to write; must not exist yet.
+
+        Returns:
+            The directory written.
+        """
+        target = Path(directory)
+        if target.exists():
+            raise FileExistsError(f"{target} exists already")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.model.save_pretrained(staging)
+            self.processor.save_pretrained(staging)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @torch.inference_mode()
+    def refine(
+        self, image: Image.Image | np.ndarray, objects: Sequence[GroundedObject | Any]
+    ) -> list[RefinedMask | None]:
+        """Returns SAM's mask for each object, in the objects' order.
+
+        The image is encoded once (and not again when the next call passes the same image);
+        every prompt of one kind is decoded in one batched forward pass.
+
+        Args:
+            image: A PIL image or an ``[H, W, 3]`` uint8 RGB array.
+            objects: Parsed answer objects (kind ``hbb``, ``quad``, ``mask`` or ``none``; see
+                :class:`GroundedObject`) or plain pixel boxes ``[x0, y0, x1, y1]``.
+
+        Returns:
+            One :class:`RefinedMask` per object at the image's size, None for kind ``none``.
+
+        Raises:
+            ValueError: For an image that is not RGB uint8 or an object of unknown kind.
+            geometry.GeometryError: For an invalid box, quad or mask.
+        """
+        pixels = _as_rgb(image)
+        height, width = pixels.shape[:2]
+        kinds = [_kind_of(item) for item in objects]
+        prompts = [
+            prompt
+            for owner, (item, kind) in enumerate(zip(objects, kinds, strict=True))
+            for prompt in _prompts_for(owner, item, kind, height, width)
+        ]
+        unions, scores = self._masks_by_owner(pixels, prompts)
+        results: list[RefinedMask | None] = []
+        for owner, (item, kind) in enumerate(zip(objects, kinds, strict=True)):
+            if kind == "none":
+                results.append(None)
+                continue
+            mask = unions.get(owner, np.zeros((height, width), dtype=bool))
+            if kind == "quad" and self.quad_margin is not None:
+                mask &= _grown_quad_region(item.quad, self.quad_margin, height, width)
+            score = float(np.mean(scores[owner])) if owner in scores else 0.0
+            results.append(RefinedMask(geometry.mask_to_rle(mask), score))
+        return results
+
+    def _masks_by_owner(
+        self, pixels: np.ndarray, prompts: list[_Prompt]
+    ) -> tuple[dict[int, np.ndarray], dict[int, list[float]]]:
+        """Runs SAM on every prompt; returns, per object, the union of its masks and its scores."""
+        unions: dict[int, np.ndarray] = {}
+        scores: dict[int, list[float]] = defaultdict(list)
+        if not prompts:
+            return unions, scores
+        embedding = self._embed(pixels)
+        # Masks are merged as they come: a coarse mask may have hundreds of parts.
+        for prompt, mask, score in self._decode_all(embedding, prompts):
+            if prompt.owner in unions:
+                unions[prompt.owner] |= mask
+            else:
+                unions[prompt.owner] = mask
+            scores[prompt.owner].append(score)
+        return unions, scores
+
+    def _embed(self, pixels: np.ndarray) -> _ImageEmbedding:
+        """Runs the vision encoder, or returns the embedding of the previous call's image."""
+        key = f"{pixels.shape}:{hashlib.blake2b(pixels.tobytes(), digest_size=16).hexdigest()}"
+        if self._cached is not None and self._cached.key == key:
+            return self._cached
+        inputs = self.processor(images=pixels, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.model.device, self.model.dtype)
+        self._cached = _ImageEmbedding(
+            key=key,
+            features=self.model.get_image_embeddings(pixel_values),  # [1, C, h, w]
+            original_size=tuple(int(v) for v in inputs["original_sizes"][0]),
+            reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+        )
+        return self._cached
+
+    def _decode_all(
+        self, embedding: _ImageEmbedding, prompts: list[_Prompt]
+    ) -> Iterable[tuple[_Prompt, np.ndarray, float]]:
+        """Yields each prompt with its full-resolution boolean mask and predicted IoU."""
+        groups: dict[tuple[bool, bool], list[_Prompt]] = defaultdict(list)
+        for prompt in prompts:
+            # SAM's prompt tensors are all-or-none per forward pass: group by what is given.
+            with_mask = self.coarse_mask_prompt and prompt.parts is not None
+            groups[(prompt.point is not None, with_mask)].append(prompt)
+        for (with_point, with_mask), group in groups.items():
+            for start in range(0, len(group), self.max_batch):
+                batch = group[start : start + self.max_batch]
+                logits, scores = self._decode(embedding, batch, with_point, with_mask)
+                for prompt, mask_logits, score in zip(batch, logits, scores, strict=True):
+                    yield prompt, self._upscale(embedding, mask_logits), float(score)
+
+    def _decode(
+        self, embedding: _ImageEmbedding, prompts: list[_Prompt], with_point: bool, with_mask: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decodes prompts of one kind in one pass; returns best low-res logits and IoUs.
+
+        Every prompt is one batch entry (over the same image embedding), since SAM's dense mask
+        prompt is given per batch entry.
+
+        Returns:
+            Logits ``[N, h, w]`` in SAM's low-resolution frame and predicted IoUs ``[N]``.
+        """
+        count = len(prompts)
+        device = self.model.device
+        boxes = np.stack([embedding.to_model_frame(prompt.box) for prompt in prompts])
+        inputs: dict[str, torch.Tensor] = {
+            "image_embeddings": embedding.features.expand(count, -1, -1, -1),  # [N, C, h, w]
+            "input_boxes": torch.tensor(boxes[:, None], dtype=torch.float32, device=device),
+        }
+        if with_point:
+            points = np.stack([embedding.to_model_frame(prompt.point) for prompt in prompts])
+            inputs["input_points"] = torch.tensor(
+                points[:, None, None], dtype=torch.float32, device=device
+            )  # [N, 1, 1, 2]
+            inputs["input_labels"] = torch.ones(count, 1, 1, dtype=torch.long, device=device)
+        if with_mask:
+            inputs["input_masks"] = torch.cat(
+                [self._mask_prompt(embedding, prompt.parts == prompt.part) for prompt in prompts]
+            ).to(device, self.model.dtype)  # [N, 1, 4h, 4w]
+        outputs = self.model(**inputs, multimask_output=self.multimask)
+        logits = outputs.pred_masks[:, 0]  # [N, K, h, w], K = 3 (multimask) or 1
+        scores = outputs.iou_scores[:, 0]  # [N, K]
+        best = scores.argmax(dim=-1)  # [N]
+        rows = torch.arange(count, device=best.device)
+        return logits[rows, best], scores[rows, best]
+
+    def _mask_prompt(self, embedding: _ImageEmbedding, mask: np.ndarray) -> torch.Tensor:
+        """SAM's dense prompt for a binary mask: ``[1, 1, 4h, 4w]`` logits over the padded frame."""
+        prompt_config = self.model.config.prompt_encoder_config
+        side = 4 * prompt_config.image_embedding_size  # 256 for SAM
+        scale = side / prompt_config.image_size
+        size = [max(1, round(length * scale)) for length in embedding.reshaped_size]
+        coverage = interpolate(
+            torch.from_numpy(mask)[None, None].float(), size=size, mode="bilinear", antialias=True
+        )  # [1, 1, h', w'], fraction of each cell inside the mask
+        padded = pad(coverage, (0, side - size[1], 0, side - size[0]))
+        return (2 * padded - 1) * MASK_PROMPT_LOGIT
+
+    def _upscale(self, embedding: _ImageEmbedding, logits: torch.Tensor) -> np.ndarray:
+        """Low-res logits ``[h, w]`` to a boolean mask ``[H, W]`` of the original image."""
+        image_size = self.model.config.vision_config.image_size
+        (mask,) = self.processor.post_process_masks(
+            [logits[None, None].float().cpu()],  # [1, 1, h, w]
+            [embedding.original_size],
+            [embedding.reshaped_size],
+            mask_threshold=MASK_THRESHOLD,
+            pad_size={"height": image_size, "width": image_size},
+        )
+        return mask[0, 0].numpy()
+
+
+def _as_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Returns an ``[H, W, 3]`` uint8 array; raises ValueError for anything else."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or 0 in array.shape:
+        raise ValueError(
+            f"image must be a PIL image or an [H, W, 3] uint8 array, "
+            f"got {array.dtype} of shape {array.shape}"
+        )
+    return array
+
+
+def _kind_of(item: Any) -> str:
+    """An object's kind; plain boxes (anything without ``kind``) count as ``hbb``."""
+    kind = getattr(item, "kind", "hbb")
+    if kind not in ("hbb", "quad", "mask", "none"):
+        raise ValueError(f"object kind must be hbb, quad, mask or none, got {kind!r}")
+    return kind
+
+
+def _prompts_for(owner: int, item: Any, kind: str, height: int, width: int) -> list[_Prompt]:
+    """The prompts for one object (none for kind ``none`` or a box wholly outside the image)."""
+    if kind == "none":
+        return []
+    if kind == "mask":
+        return _coarse_mask_prompts(owner, _coarse_mask(item.mask, height, width))
+    if kind == "quad":
+        quad = geometry.as_quad(item.quad)
+        box = geometry.quad_to_hbb(quad)
+        # Centre in pixel-edge coordinates, moved to SAM's pixel-index convention.
+        point = np.clip(quad.mean(axis=0) - 0.5, 0, [width - 1, height - 1])
+    else:
+        box = geometry.as_hbb(getattr(item, "hbb", item))
+        point = None
+    box = geometry.clip_hbb(box, width, height)
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return []
+    return [_Prompt(owner, box, point)]
+
+
+def _coarse_mask(rle: RLE, height: int, width: int) -> np.ndarray:
+    """Decodes a coarse mask and stretches it over the image if it has another size."""
+    mask = geometry.rle_to_mask(rle)
+    if mask.shape == (height, width):
+        return mask
+    resized = Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)
+    return np.asarray(resized, dtype=bool)
+
+
+def _coarse_mask_prompts(owner: int, mask: np.ndarray) -> list[_Prompt]:
+    """One prompt per 8-connected part: its box and its most interior pixel."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    prompts = []
+    for index, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        part = labels[rows, cols] == index
+        # Distance to the part's edge, padded so the crop's border counts as outside.
+        depth = ndimage.distance_transform_edt(np.pad(part, 1))[1:-1, 1:-1]
+        row, col = np.unravel_index(np.argmax(depth), depth.shape)
+        prompts.append(
+            _Prompt(
+                owner=owner,
+                box=np.array([cols.start, rows.start, cols.stop, rows.stop], dtype=np.float64),
+                point=np.array([cols.start + col, rows.start + row], dtype=np.float64),
+                parts=labels,
+                part=index,
+            )
+        )
+    return prompts
+
+
+def _grown_quad_region(quad: Any, margin: float, height: int, width: int) -> np.ndarray:
+    """Boolean ``[H, W]`` region of a quad grown by ``margin`` of its shorter side (>= 1 px)."""
+    _, _, side_w, side_h, _ = geometry.quad_to_obb(quad)
+    polygon = geometry.quad_to_polygon(quad).buffer(max(1.0, margin * min(side_w, side_h)))
+    return geometry.rasterize(polygon, height, width)
+
+
+def _is_hub_id(text: str) -> bool:
+    """Whether ``text`` reads as a Hub id rather than a local path or checkpoint file."""
+    return _HUB_ID.fullmatch(text) is not None and not text.endswith(CHECKPOINT_SUFFIXES)
+
+
+def sam_processor_for(config: SamConfig) -> SamProcessor:
+    """SAM's processor for a model's image size (ImageNet statistics, as segment-anything)."""
+    image_size = config.vision_config.image_size
+    mask_size = 4 * config.prompt_encoder_config.image_embedding_size
+    image_processor = SamImageProcessorPil(
+        size={"longest_edge": image_size},
+        pad_size={"height": image_size, "width": image_size},
+        mask_size={"longest_edge": mask_size},
+        mask_pad_size={"height": mask_size, "width": mask_size},
+    )
+    return SamProcessor(image_processor=image_processor)
+
+
+def _load_transformers_sam(source: str) -> tuple[SamModel, SamProcessor]:
+    """Loads a SAM model and processor saved by transformers (a directory or a Hub id)."""
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise SamCheckpointError(
+            f"cannot read a transformers config from {source!r} (neither a local directory "
+            f"with config.json nor a Hub model that can be reached): {error}"
+        ) from error
+    if not isinstance(config, SamConfig):
+        raise SamCheckpointError(f"{source!r} holds a {config.model_type!r} model, not SAM")
+    try:
+        model, info = SamModel.from_pretrained(source, config=config, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise SamCheckpointError(f"cannot load SAM weights from {source!r}: {error}") from error
+    faults = {
+        name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info[name]
+    }
+    if faults:
+        raise SamCheckpointError(f"SAM weights in {source!r} do not fit its config: {faults}")
+    try:
+        processor = SamProcessor.from_pretrained(source)
+    except OSError:
+        # A model saved without its processor: SAM's standard preprocessing fits it.
+        processor = sam_processor_for(config)
+    return model, processor
+
+
+def load_segment_anything_checkpoint(path: str | os.PathLike[str]) -> SamModel:
+    """Loads an original segment-anything checkpoint into transformers' ``SamModel``.
+
+    Args:
+        path: A ``.pth`` state dict as published by segment-anything (``sam_vit_b_01ec64.pth``
+            ...), optionally wrapped as ``{"model": state_dict}``; or a ``.safetensors`` file
+            with the same keys.
+
+    Returns:
+        The model in eval mode, on the CPU.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        SamCheckpointError: If the file is not a readable state dict of tensors, or its keys or
+            shapes are not SAM's.
+    """
+    state_dict = convert_segment_anything_state_dict(_read_state_dict(Path(path)))
+    config = sam_config_from_state_dict(state_dict)
+    try:
+        # No random initialisation of weights that are replaced at once (2.5 GB for vit_h).
+        with torch.device("meta"):
+            model = SamModel(config)
+        model.load_state_dict(state_dict, strict=True, assign=True)
+    except (RuntimeError, ValueError) as error:
+        raise SamCheckpointError(f"{path} does not fit SAM's architecture: {error}") from error
+    model.tie_weights()
+    return model.eval()
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Reads a flat ``{name: tensor}`` dict from a ``.pth`` or ``.safetensors`` file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        if path.suffix == ".safetensors":
+            loaded: Any = safetensors.torch.load_file(path)
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as error:
+        raise SamCheckpointError(
+            f"cannot read {path} as a checkpoint of tensors (only plain tensors are loaded, "
+            f"never arbitrary pickled objects): {error}"
+        ) from error
+    for wrapper in ("model", "state_dict"):
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
+            loaded = loaded[wrapper]
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in loaded.values()
+    ):
+        raise SamCheckpointError(f"{path} does not hold a state dict of tensors")
+    return dict(loaded)
+
+
+def convert_segment_anything_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Renames a segment-anything state dict to transformers' ``SamModel`` names.
+
+    Args:
+        state_dict: Tensors named as in segment-anything (``image_encoder.blocks.0.attn.qkv
+            .weight``, ``prompt_encoder.*``, ``mask_decoder.*``).
+
+    Returns:
+        The same tensors under ``SamModel``'s names, plus the positional embedding that
+        ``SamModel`` holds twice (tied).
+    """
+    renamed = {}
+    for name, tensor in state_dict.items():
+        if name in _PIXEL_STATISTICS:
+            continue
+        for pattern, replacement in _RENAMES:
+            name = pattern.sub(replacement, name)
+        renamed[name] = tensor
+    renamed = _rename_mlp_heads(renamed)
+    if _SHARED_EMBEDDING in renamed:
+        renamed[_IMAGE_EMBEDDING] = renamed[_SHARED_EMBEDDING]
+    return renamed
+
+
+def _rename_mlp_heads(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Renames an MLP head's ``layers.i`` to ``proj_in``, ``layers.{i-1}`` or ``proj_out``."""
+    last_layer: dict[str, int] = {}
+    for name in state_dict:
+        match = _MLP_HEAD_LAYER.match(name)
+        if match:
+            head, index = match.group(1), int(match.group(2))
+            last_layer[head] = max(index, last_layer.get(head, 0))
+    renamed = {}
+    for name, tensor in state_dict.items():
+        match = _MLP_HEAD_LAYER.match(name)
+        if match:
+            head, index, parameter = match.group(1), int(match.group(2)), match.group(3)
+            if index == 0:
+                layer = "proj_in"
+            elif index == last_layer[head]:
+                layer = "proj_out"
+            else:
+                layer = f"layers.{index - 1}"
+            name = f"{head}.{layer}.{parameter}"
+        renamed[name] = tensor
+    return renamed
+
+
+def sam_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> SamConfig:
+    """Reads SAM's configuration from the tensor shapes of a ``SamModel`` state dict.
+
+    Covers segment-anything's vit_b, vit_l and vit_h and other sizes (SlimSAM, tiny test
+    models). The mask decoder's head count is not in any shape: segment-anything's 8 is used.
+
+    Args:
+        state_dict: Tensors under ``SamModel``'s names (see
+            :func:`convert_segment_anything_state_dict`).
+
+    Raises:
+        SamCheckpointError: If a tensor SAM needs is missing or the shapes disagree.
+    """
+    vision_config = _vision_config(state_dict)
+    return SamConfig(
+        vision_config=vision_config,
+        prompt_encoder_config=_prompt_encoder_config(state_dict, vision_config),
+        mask_decoder_config=_mask_decoder_config(state_dict),
+    )
+
+
+def _shape(state_dict: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
+    if name not in state_dict:
+        raise SamCheckpointError(f"not a SAM checkpoint: it has no tensor {name!r}")
+    return tuple(state_dict[name].shape)
+
+
+def _count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """Number of ``<prefix><i>.`` entries, i = 0, 1, ... (layers of a ModuleList)."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    indexes = {int(m.group(1)) for name in state_dict if (m := pattern.match(name))}
+    return max(indexes) + 1 if indexes else 0
+
+
+def _vision_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    hidden_size, num_channels, patch_size, _ = _shape(
+        state_dict, "vision_encoder.patch_embed.projection.weight"
+    )
+    grid = _shape(state_dict, "vision_encoder.pos_embed")[1]  # [1, g, g, D]
+    num_layers = _count(state_dict, "vision_encoder.layers.")
+    if num_layers == 0:
+        raise SamCheckpointError("not a SAM checkpoint: its image encoder has no layers")
+    # rel_pos_h is [2 * side - 1, head_dim]; side is the grid for global attention layers.
+    rel_pos = [
+        _shape(state_dict, f"vision_encoder.layers.{i}.attn.rel_pos_h") for i in range(num_layers)
+    ]
+    global_layers = [i for i, shape in enumerate(rel_pos) if shape[0] == 2 * grid - 1]
+    window_lengths = {shape[0] for shape in rel_pos if shape[0] != 2 * grid - 1}
+    head_dims = {shape[1] for shape in rel_pos}
+    if len(window_lengths) > 1 or len(head_dims) > 1 or hidden_size % min(head_dims):
+        raise SamCheckpointError(f"inconsistent attention shapes in the image encoder: {rel_pos}")
+    head_dim = head_dims.pop()
+    return {
+        "hidden_size": hidden_size,
+        "num_channels": num_channels,
+        "patch_size": patch_size,
+        "image_size": grid * patch_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": hidden_size // head_dim,
+        "global_attn_indexes": global_layers,
+        "window_size": (window_lengths.pop() + 1) // 2 if window_lengths else grid,
+        "mlp_dim": _shape(state_dict, "vision_encoder.layers.0.mlp.lin1.weight")[0],
+        "qkv_bias": "vision_encoder.layers.0.attn.qkv.bias" in state_dict,
+        "output_channels": _shape(state_dict, "vision_encoder.neck.conv1.weight")[0],
+        "num_pos_feats": _shape(state_dict, _SHARED_EMBEDDING)[1],
+    }
+
+
+def _prompt_encoder_config(
+    state_dict: Mapping[str, torch.Tensor], vision_config: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "hidden_size": _shape(state_dict, "prompt_encoder.no_mask_embed.weight")[1],
+        "image_size": vision_config["image_size"],
+        "patch_size": vision_config["patch_size"],
+        "mask_input_channels": _shape(state_dict, "prompt_encoder.mask_embed.conv2.weight")[0],
+        "num_point_embeddings": _count(state_dict, "prompt_encoder.point_embed."),
+    }
+
+
+def _mask_decoder_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    hidden_size = _shape(state_dict, "mask_decoder.iou_token.weight")[1]
+    cross_attention = "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"
+    iou_head = "mask_decoder.iou_prediction_head."
+    return {
+        "hidden_size": hidden_size,
+        "mlp_dim": _shape(state_dict, "mask_decoder.transformer.layers.0.mlp.lin1.weight")[0],
+        "num_hidden_layers": _count(state_dict, "mask_decoder.transformer.layers."),
+        "num_attention_heads": SAM_DECODER_HEADS,
+        "attention_downsample_rate": hidden_size // _shape(state_dict, cross_attention)[0],
+        "num_multimask_outputs": _shape(state_dict, "mask_decoder.mask_tokens.weight")[0] - 1,
+        "iou_head_depth": 2 + _count(state_dict, f"{iou_head}layers."),
+        "iou_head_hidden_dim": _shape(state_dict, f"{iou_head}proj_in.weight")[0],
+    }
