@@ -1,0 +1,117 @@
+"""Converters of public remote-sensing datasets into geochat records.
+
+Each converter module has ``convert(src, out, split=None, **options) -> summary`` and
+``add_arguments(parser)``, whose options' destinations are ``convert``'s keyword names.
+:data:`CONVERTERS` names them for ``geochat build convert <name> --src DIR --out DIR``::
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--src", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", default=None)
+    CONVERTERS["dota"].add_arguments(parser)
+    summary = CONVERTERS["dota"].run(parser.parse_args(argv))
+
+Every converter writes ``out/<name>[_<split>].jsonl`` atomically and copies the images it uses
+into ``out/images/<name>/`` (see :mod:`data_builders.converters.common`); malformed input raises
+:class:`ConversionError` naming the file and line or key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_builders.converters import (
+    dior_rsvg,
+    dota,
+    earthreason,
+    geochat_instruct,
+    refgeo,
+    rrsisd,
+)
+from data_builders.converters.common import ConversionError
+
+_POSITIONAL = ("src", "out", "split")
+
+
+@dataclass(frozen=True)
+class Converter:
+    """One dataset converter.
+
+    Attributes:
+        name: Name on the command line.
+        description: One line for ``--help``: the dataset, its layout and the records made.
+        convert: ``convert(src, out, split=None, **options) -> summary dict``.
+        add_arguments: Adds the converter's options to an argparse parser.
+    """
+
+    name: str
+    description: str
+    convert: Callable[..., dict[str, Any]]
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+    def options(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The keyword arguments of :attr:`convert` found in parsed arguments."""
+        names = set(inspect.signature(self.convert).parameters) - set(_POSITIONAL)
+        return {key: value for key, value in vars(args).items() if key in names}
+
+    def run(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Converts with parsed arguments: ``src``, ``out``, optional ``split``, the options."""
+        return self.convert(
+            Path(args.src), Path(args.out), getattr(args, "split", None), **self.options(args)
+        )
+
+
+CONVERTERS: dict[str, Converter] = {
+    converter.name: converter
+    for converter in (
+        Converter(
+            "dota",
+            "DOTA v1.0/1.5/2.0 (images/ + labelTxt/ quads) -> ground and per-category refer "
+            "records with quads, boxes, rasterised masks and gsd",
+            dota.convert,
+            dota.add_arguments,
+        ),
+        Converter(
+            "dior_rsvg",
+            "DIOR-RSVG (Annotations/ VOC XML with descriptions, JPEGImages/, object-index split "
+            "files) -> refer records with boxes",
+            dior_rsvg.convert,
+            dior_rsvg.add_arguments,
+        ),
+        Converter(
+            "rrsisd",
+            "RRSIS-D (rrsisd/instances.json + refs(unc).p or .json, images/rrsisd/JPEGImages/) "
+            "-> segment records with text-masks and RLE truth",
+            rrsisd.convert,
+            rrsisd.add_arguments,
+        ),
+        Converter(
+            "geochat_instruct",
+            "GeoChat_Instruct (LLaVA JSON with GeoChat boxes) -> records in grammar v1 "
+            "(ground, refer, identify, vqa, caption, classify, multi_turn)",
+            geochat_instruct.convert,
+            geochat_instruct.add_arguments,
+        ),
+        Converter(
+            "refgeo",
+            "refGeo of GeoGround (metainfo/*.jsonl, images/<subset>/) -> refer records with "
+            "boxes and quads",
+            refgeo.convert,
+            refgeo.add_arguments,
+        ),
+        Converter(
+            "earthreason",
+            "EarthReason of SegEarth-R1 (<split>/images, labels PNG, QAs JSON) -> "
+            "reason_segment records, <none> for samples without target",
+            earthreason.convert,
+            earthreason.add_arguments,
+        ),
+    )
+}
+
+__all__ = ["CONVERTERS", "ConversionError", "Converter"]

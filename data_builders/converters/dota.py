@@ -1,0 +1,353 @@
+"""DOTA: oriented object detection in aerial images -> ``ground`` and ``refer`` records.
+
+Format (DOTA v1.0 / v1.5 / v2.0, https://captain-whu.github.io/DOTA/dataset.html, and the
+DOTA devkit's ``dota_utils.parse_dota_poly``): one folder per split holding ``images/`` (PNG)
+and ``labelTxt/``, one ``<image stem>.txt`` per image. A label file starts with up to two
+optional header lines, ``imagesource:<source>`` and ``gsd:<metres per pixel or null>``, then
+has one object per line::
+
+    x1 y1 x2 y2 x3 y3 x4 y4 category difficult
+
+four corners in pixels (clockwise as annotated), a category such as ``plane``,
+``storage-tank`` or ``small-vehicle``, and ``difficult`` 0 or 1 (the devkit reads a missing
+``difficult`` as 0). A label file with no object line is an image with nothing to find.
+
+Records: per image one ``ground`` record ("find every object", all objects, one ``<ref>`` per
+category) and per category present one ``refer`` record ("all planes"). Truth objects carry the
+canonical quad, its enclosing box and the rasterised quad as mask (``--no-masks`` leaves it
+out); objects that stick out of the image are clipped (``truncated``) and ``difficult`` is kept
+in ``attributes``. The label's ``gsd`` goes into the record. Images are not tiled: DOTA's large
+images (up to about 4000 x 4000) are converted whole.
+
+Added in geochat 0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_builders.converters.common import (
+    ConversionError,
+    ImageStore,
+    add_common_arguments,
+    choice_list,
+    conversation,
+    find_image,
+    inside_image,
+    progress,
+    read_text,
+    truth_object,
+    write_output,
+)
+from geochat import geometry
+from geochat.grammar import NONE, format_hbbs, format_quads, format_ref
+from geochat.records import Record
+
+DATASET = "dota"
+TASKS = ("ground", "refer")
+BOX_KINDS = ("quad", "hbb")
+GROUND_PROMPT = "Find every object in this image and give the {box} of each."
+CATEGORY_PROMPT = "Where are all the {plural} in this image? Give their {box}."
+BOX_WORDS = {"quad": "oriented boxes", "hbb": "boxes"}
+
+
+@dataclass(frozen=True)
+class DotaObject:
+    """One annotated object of a label file.
+
+    Attributes:
+        category: Category as written, e.g. ``"storage-tank"``.
+        quad: ``[4, 2]`` corners in pixels, as written.
+        difficult: The annotators' "difficult" flag.
+        line: Line number in the label file.
+    """
+
+    category: str
+    quad: np.ndarray
+    difficult: bool
+    line: int
+
+
+@dataclass(frozen=True)
+class DotaLabels:
+    """The content of one label file."""
+
+    objects: list[DotaObject]
+    gsd: float | None
+    image_source: str | None
+
+
+def read_labels(path: Path) -> DotaLabels:
+    """Reads a DOTA label file strictly.
+
+    Raises:
+        ConversionError: naming the line of a header after objects, a wrong field count, a
+            coordinate that is not a number or a ``difficult`` other than 0 or 1.
+    """
+    header: dict[str, str] = {}
+    objects: list[DotaObject] = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        key, colon, value = text.partition(":")
+        if colon and key.strip() in ("imagesource", "gsd"):
+            if objects:
+                raise ConversionError(path, f"header line {key!r} after objects", line=number)
+            header[key.strip()] = value.strip()
+        else:
+            objects.append(_read_object(text, path, number))
+    return DotaLabels(objects, _read_gsd(header.get("gsd"), path), header.get("imagesource"))
+
+
+def _read_object(text: str, path: Path, number: int) -> DotaObject:
+    fields = text.split()
+    if len(fields) not in (9, 10):
+        raise ConversionError(
+            path,
+            f"expected 'x1 y1 x2 y2 x3 y3 x4 y4 category [difficult]', got {len(fields)} fields",
+            line=number,
+        )
+    try:
+        corners = np.array([float(value) for value in fields[:8]]).reshape(4, 2)
+    except ValueError as error:
+        raise ConversionError(path, f"a corner is not a number ({error})", line=number) from error
+    if not np.all(np.isfinite(corners)):
+        raise ConversionError(path, "a corner is not finite", line=number)
+    difficult = fields[9] if len(fields) == 10 else "0"
+    if difficult not in ("0", "1"):
+        raise ConversionError(path, f"difficult must be 0 or 1, got {difficult!r}", line=number)
+    return DotaObject(fields[8], corners, difficult == "1", number)
+
+
+def _read_gsd(value: str | None, path: Path) -> float | None:
+    if value is None or value.lower() in ("null", "none", ""):
+        return None
+    try:
+        gsd = float(value)
+    except ValueError as error:
+        raise ConversionError(path, f"gsd must be a number or null, got {value!r}") from error
+    if not np.isfinite(gsd) or gsd <= 0:
+        raise ConversionError(path, f"gsd must be positive, got {value!r}")
+    return gsd
+
+
+def category_phrase(category: str) -> str:
+    """Turns a DOTA category into words: ``"storage-tank"`` -> ``"storage tank"``."""
+    return category.replace("-", " ").replace("_", " ").strip().lower()
+
+
+def plural(phrase: str) -> str:
+    """The plural of a DOTA category phrase (all of them are regular English nouns)."""
+    if phrase.endswith(("s", "x", "ch", "sh")):
+        return f"{phrase}es"
+    return f"{phrase}s"
+
+
+def _truth(
+    obj: DotaObject, stem: str, width: int, height: int, with_mask: bool
+) -> dict[str, Any] | None:
+    """The record object of one annotation, clipped to the image; None if nothing is left."""
+    polygon = geometry.quad_to_polygon(obj.quad)
+    if polygon.is_empty or polygon.area == 0:
+        return None
+    quad, truncated = inside_image(obj.quad, width, height)
+    if quad is None:
+        return None
+    mask = None
+    if with_mask:
+        pixels = geometry.rasterize(polygon, height, width)
+        if not pixels.any():
+            return None
+        mask = geometry.mask_to_rle(pixels)
+    return truth_object(
+        category_phrase(obj.category),
+        geometry.clip_hbb(geometry.quad_to_hbb(obj.quad), width, height),
+        quad,
+        mask,
+        object_id=f"{stem}:{obj.line}",
+        truncated=truncated,
+        attributes={"difficult": obj.difficult},
+    )
+
+
+def _geometry_text(objects: list[dict[str, Any]], box: str, width: int, height: int) -> str:
+    if box == "hbb":
+        return format_hbbs([obj["hbb"] for obj in objects], width, height)
+    return format_quads([obj["quad"] for obj in objects], width, height)
+
+
+def _by_category(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        groups.setdefault(obj["category"], []).append(obj)
+    return dict(sorted(groups.items()))
+
+
+def _ground_answer(objects: list[dict[str, Any]], box: str, width: int, height: int) -> str:
+    if not objects:
+        return NONE
+    return " ".join(
+        format_ref(plural(category), _geometry_text(group, box, width, height))
+        for category, group in _by_category(objects).items()
+    )
+
+
+def _image_records(
+    labels: DotaLabels,
+    stem: str,
+    image: tuple[str, int, int],
+    options: dict[str, Any],
+    skipped: Counter[str],
+) -> Iterator[Record]:
+    path, width, height = image
+    objects = []
+    for obj in labels.objects:
+        if obj.difficult and options["skip_difficult"]:
+            skipped["difficult object (--skip-difficult)"] += 1
+            continue
+        truth = _truth(obj, stem, width, height, options["masks"])
+        if truth is None:
+            skipped["object with no area inside the image"] += 1
+            continue
+        objects.append(truth)
+    base: Record = {"image": path, "width": width, "height": height}
+    if labels.gsd is not None:
+        base["gsd"] = labels.gsd
+    base["source"] = {"dataset": DATASET, "image": stem, "image_source": labels.image_source}
+    if options["split"]:
+        base["split"] = options["split"]
+    box, prefix = options["box"], f"{DATASET}/{options['split'] or 'all'}/{stem}"
+    if "ground" in options["tasks"]:
+        prompt = GROUND_PROMPT.format(box=BOX_WORDS[box])
+        answer = _ground_answer(objects, box, width, height)
+        yield {
+            "id": f"{prefix}/ground",
+            "task": "ground",
+            **base,
+            "conversations": conversation(prompt, answer),
+            "objects": objects,
+        }
+    if "refer" in options["tasks"]:
+        for category, group in _by_category(objects).items():
+            prompt = CATEGORY_PROMPT.format(plural=plural(category), box=BOX_WORDS[box])
+            answer = format_ref(
+                f"all {plural(category)}", _geometry_text(group, box, width, height)
+            )
+            yield {
+                "id": f"{prefix}/refer/{category.replace(' ', '-')}",
+                "task": "refer",
+                **base,
+                "conversations": conversation(prompt, answer),
+                "objects": group,
+            }
+
+
+def convert(
+    src: Path,
+    out: Path,
+    split: str | None = None,
+    tasks: tuple[str, ...] = TASKS,
+    box: str = "quad",
+    labels: str = "labelTxt",
+    images: str = "images",
+    skip_difficult: bool = False,
+    masks: bool = True,
+    link_images: bool = False,
+) -> dict[str, Any]:
+    """Converts a DOTA folder into records.
+
+    Args:
+        src: DOTA root; with ``split`` the split's folder ``src/<split>`` is read.
+        out: Output folder (``out/dota[_<split>].jsonl``, ``out/images/dota/``).
+        split: ``train``, ``val``... (a sub-folder of ``src``), or None for ``src`` itself.
+        tasks: Record tasks to write, among ``ground`` and ``refer``.
+        box: Geometry written in answers: ``quad`` (oriented) or ``hbb``.
+        labels: Label folder below the split folder (e.g. ``labelTxt-v1.5``).
+        images: Image folder below the split folder.
+        skip_difficult: Leave out objects flagged difficult.
+        masks: Rasterise each quad into a mask. This costs about 0.1 s per object on a
+            4000 x 4000 image (an RLE of the whole image per object); leave them out for speed.
+        link_images: Hard-link images instead of copying them.
+
+    Returns:
+        The summary of :func:`data_builders.converters.common.write_output`.
+
+    Raises:
+        ConversionError: for a missing folder or image and for malformed label files.
+    """
+    unknown = set(tasks) - set(TASKS)
+    if unknown or box not in BOX_KINDS:
+        raise ValueError(f"tasks must be among {TASKS} and box one of {BOX_KINDS}")
+    root = src / split if split else src
+    label_dir, image_dir = root / labels, root / images
+    for folder in (label_dir, image_dir):
+        if not folder.is_dir():
+            raise ConversionError(
+                folder, "folder not found (expected DOTA's images/ and labelTxt/)"
+            )
+    store = ImageStore(image_dir, out, DATASET, link=link_images)
+    skipped: Counter[str] = Counter()
+    options = {
+        "split": split,
+        "tasks": tuple(tasks),
+        "box": box,
+        "skip_difficult": skip_difficult,
+        "masks": masks,
+    }
+    label_files = sorted(label_dir.glob("*.txt"))
+    if not label_files:
+        raise ConversionError(label_dir, "no label files (*.txt)")
+
+    def records() -> Iterator[Record]:
+        for label_file in progress(label_files, "dota"):
+            image = store.add(find_image(image_dir, label_file.stem))
+            yield from _image_records(
+                read_labels(label_file), label_file.stem, image, options, skipped
+            )
+
+    return write_output(out, DATASET, split, records(), store, skipped)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the DOTA options (their destinations are :func:`convert`'s keyword names)."""
+    parser.add_argument(
+        "--tasks",
+        type=choice_list(TASKS),
+        default=TASKS,
+        help="comma-separated record tasks among ground,refer (default: both)",
+    )
+    parser.add_argument(
+        "--box",
+        choices=BOX_KINDS,
+        default="quad",
+        help="geometry in the answers: quad (oriented, default) or hbb",
+    )
+    parser.add_argument(
+        "--labels",
+        default="labelTxt",
+        help="label folder inside the split folder (default: labelTxt)",
+    )
+    parser.add_argument(
+        "--images", default="images", help="image folder inside the split folder (default: images)"
+    )
+    parser.add_argument(
+        "--skip-difficult",
+        dest="skip_difficult",
+        action="store_true",
+        help="leave out objects flagged difficult",
+    )
+    parser.add_argument(
+        "--no-masks",
+        dest="masks",
+        action="store_false",
+        help="leave out the rasterised quad masks (about 0.1 s per object on large images)",
+    )
+    add_common_arguments(parser)

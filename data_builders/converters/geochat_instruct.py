@@ -1,0 +1,295 @@
+"""GeoChat_Instruct: GeoChat's instruction set -> records in grammar v1.
+
+Format (Kuckreja et al., "GeoChat: Grounded Large Vision-Language Model for Remote Sensing",
+CVPR 2024, table 1; github.com/mbzuai-oryx/GeoChat ``docs/Data.md``; data on Hugging Face,
+``MBZUAI/GeoChat_Instruct``): ``GeoChat_Instruct.json`` is LLaVA's format, a list of::
+
+    {"id": "...", "image": "<file in the image folder>",
+     "conversations": [{"from": "human", "value": "<image> ..."}, {"from": "gpt", ...}, ...]}
+
+Geometry is written in GeoChat's dialect, ``<p>phrase</p> {<x0><y0><x1><y1>|<θ>}`` on 0-100
+of the padded square; it is read with ``geochat.grammar.parse(..., dialect="geochat",
+strict=True)`` and written again in the canonical grammar: a phrase and its boxes become
+``<ref>phrase</ref><box>[[...]]</box>`` (``<quad>`` when any of them is rotated), a region in
+a human turn becomes ``<box>`` or ``<quad>``; every other character of the text is kept,
+GeoChat's task identifiers (``[grounding]``, ``[refer]``, ``[identify]``) included, since they
+tell apart answers with and without boxes.
+
+Tasks, from the first human turn: ``[grounding]`` -> ``ground``, ``[refer]`` -> ``refer``,
+``[identify]`` -> ``identify``; otherwise several rounds -> ``multi_turn``, "describe ... in
+detail" -> ``caption``, "classify" -> ``classify``, anything else ``vqa``. GeoChat answers a
+``[refer]`` question with bare boxes; the converted answer names them with the question's
+``<p>`` phrase (``<ref>silver plane</ref><quad>...``), as every referring answer in grammar v1
+does. Truth objects are the boxes of the gpt turns (for ``identify``, the region asked about)
+with their phrase as category, or ``"object"`` when they have none.
+
+Added in geochat 0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from data_builders.converters.common import (
+    ConversionError,
+    ImageStore,
+    add_common_arguments,
+    progress,
+    read_text,
+    truth_object,
+    write_output,
+)
+from geochat import geometry
+from geochat.grammar import GrammarError, GroundedObject, format, parse
+from geochat.records import IMAGE_PLACEHOLDER, Record
+
+DATASET = "geochat_instruct"
+DIALECT = "geochat"
+TASK_TAGS = {"[grounding]": "ground", "[refer]": "refer", "[identify]": "identify"}
+_CAPTION = re.compile(r"\bdescribe\b.*\bin detail\b", re.IGNORECASE)
+_CLASSIFY = re.compile(r"\bclassify\b", re.IGNORECASE)
+_PHRASE = re.compile(r"<p>([^<>]*)</p>")
+_PHRASE_BEFORE = re.compile(r"<p>([^<>]*)</p>(?:\s|<delim>)*$")
+_JOINER = re.compile(r"(?:\s|<delim>)*")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn rewritten in the canonical grammar, with the geometry read from it."""
+
+    speaker: str
+    value: str
+    objects: list[GroundedObject]
+
+
+def task_of(turns: list[dict[str, str]]) -> str:
+    """The record task of a GeoChat conversation (see the module docstring)."""
+    first = turns[0]["value"]
+    for tag, task in TASK_TAGS.items():
+        if tag in first:
+            return task
+    if len(turns) > 2:
+        return "multi_turn"
+    if _CAPTION.search(first):
+        return "caption"
+    if _CLASSIFY.search(first):
+        return "classify"
+    return "vqa"
+
+
+def to_canonical(
+    text: str, width: int, height: int, default_phrase: str | None = None
+) -> tuple[str, list[GroundedObject]]:
+    """Rewrites one GeoChat turn in the canonical grammar.
+
+    Args:
+        text: The turn as GeoChat wrote it.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        default_phrase: Phrase given to geometry that has none (a ``refer`` answer).
+
+    Returns:
+        The rewritten text and the geometry read from it (pixels, phrases filled in).
+
+    Raises:
+        GrammarError: if the text is not valid GeoChat (strict parsing).
+    """
+    objects = parse(text, width, height, dialect=DIALECT, strict=True).objects
+    pieces, found, position = [], [], 0
+    for run in _runs(text, objects):
+        start = run[0].span[0]
+        before = _PHRASE_BEFORE.search(text, position, start)
+        if run[0].phrase is not None and before is not None:
+            start = before.start()
+        phrase = run[0].phrase or default_phrase
+        items = _canonical_items(run, phrase)
+        pieces += [_plain(text[position:start]), format(items, width, height)]
+        found += [replace(obj, phrase=phrase) for obj in run]
+        position = run[-1].span[1]
+    pieces.append(_plain(text[position:]))
+    return "".join(pieces), found
+
+
+def _runs(text: str, objects: list[GroundedObject]) -> list[list[GroundedObject]]:
+    """Groups geometry of one phrase written one after the other (spaces or ``<delim>``)."""
+    runs: list[list[GroundedObject]] = []
+    for obj in objects:
+        previous = runs[-1][-1] if runs else None
+        if (
+            previous is not None
+            and previous.phrase == obj.phrase
+            and _JOINER.fullmatch(text, previous.span[1], obj.span[0]) is not None
+        ):
+            runs[-1].append(obj)
+        else:
+            runs.append([obj])
+    return runs
+
+
+def _canonical_items(run: list[GroundedObject], phrase: str | None) -> list[dict[str, Any]]:
+    """Objects to format: all quads when any box of the run is rotated, else all boxes."""
+    kind = "quad" if any(obj.kind == "quad" for obj in run) else "hbb"
+    return [{"kind": kind, "phrase": phrase, "hbb": obj.hbb, "quad": obj.quad} for obj in run]
+
+
+def _plain(text: str) -> str:
+    """Text between geometry: phrase tags without geometry become their words."""
+    return _PHRASE.sub(r"\1", text).replace("<delim>", "")
+
+
+def _truth(objects: list[GroundedObject]) -> list[dict[str, Any]]:
+    return [
+        truth_object(obj.phrase or "object", obj.hbb, obj.quad)
+        for obj in objects
+        if obj.kind in ("hbb", "quad")
+    ]
+
+
+def _turns(item: Any, index: int, path: Path) -> list[dict[str, str]]:
+    """The conversation of one item, checked to be human/gpt turns with string values."""
+    key = f"item {index}"
+    if not isinstance(item, dict) or not isinstance(item.get("image"), str):
+        raise ConversionError(path, "expected an object with a string 'image'", key=key)
+    turns = item.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2 or len(turns) % 2:
+        raise ConversionError(path, "'conversations' must hold human/gpt pairs", key=key)
+    for number, turn in enumerate(turns):
+        expected = "human" if number % 2 == 0 else "gpt"
+        if not isinstance(turn, dict) or turn.get("from") != expected:
+            raise ConversionError(path, f"turn {number} must come from {expected!r}", key=key)
+        if not isinstance(turn.get("value"), str):
+            raise ConversionError(path, f"turn {number} has no string 'value'", key=key)
+    return turns
+
+
+def convert_item(
+    turns: list[dict[str, str]], width: int, height: int
+) -> tuple[str, list[dict[str, str]], list[dict[str, Any]]]:
+    """Converts one conversation: its task, canonical turns and truth objects.
+
+    Raises:
+        GrammarError: for geometry GeoChat's dialect cannot read.
+    """
+    task = task_of(turns)
+    rewritten: list[Turn] = []
+    default_phrase = None
+    for turn in turns:
+        value = turn["value"]
+        if turn["from"] == "human" and task == "refer":
+            phrases = _PHRASE.findall(value)
+            default_phrase = phrases[0].strip() if phrases else None
+        text, objects = to_canonical(value, width, height, default_phrase)
+        rewritten.append(Turn(turn["from"], text, objects))
+    if IMAGE_PLACEHOLDER not in rewritten[0].value:
+        rewritten[0] = Turn(
+            "human", f"{IMAGE_PLACEHOLDER}\n{rewritten[0].value}", rewritten[0].objects
+        )
+    speakers = ("human",) if task == "identify" else ("gpt",)
+    objects = [obj for turn in rewritten if turn.speaker in speakers for obj in turn.objects]
+    conversations = [{"from": turn.speaker, "value": turn.value} for turn in rewritten]
+    return task, conversations, _truth(objects)
+
+
+def load_items(path: Path) -> list[Any]:
+    """Reads the instruction file (a JSON list).
+
+    Raises:
+        ConversionError: for a missing file, invalid JSON or anything but a list.
+    """
+    try:
+        items = json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise ConversionError(path, f"not valid JSON ({error.msg})", line=error.lineno) from error
+    if not isinstance(items, list):
+        raise ConversionError(path, "expected a JSON list of conversations")
+    return items
+
+
+def convert(
+    src: Path,
+    out: Path,
+    split: str | None = None,
+    instructions: str = "GeoChat_Instruct.json",
+    images: str = "images",
+    skip_invalid: bool = False,
+    link_images: bool = False,
+) -> dict[str, Any]:
+    """Converts GeoChat_Instruct into records.
+
+    Args:
+        src: Folder holding the instruction file and the image folder.
+        out: Output folder (``out/geochat_instruct[_<split>].jsonl``, images in ``out/images/``).
+        split: Written into every record (GeoChat_Instruct is one training set; nothing is
+            filtered).
+        instructions: The instruction file, relative to ``src`` (or absolute).
+        images: The image folder, relative to ``src`` (or absolute).
+        skip_invalid: Count items with a missing image or unreadable geometry as skipped
+            instead of stopping with an error.
+        link_images: Hard-link images instead of copying them.
+
+    Returns:
+        The summary of :func:`data_builders.converters.common.write_output`.
+
+    Raises:
+        ConversionError: for a missing file, a malformed item or, unless ``skip_invalid``, a
+            missing image or geometry that GeoChat's dialect cannot read.
+    """
+    path, image_dir = src / instructions, src / images
+    items = load_items(path)
+    if not image_dir.is_dir():
+        raise ConversionError(image_dir, "image folder not found")
+    store = ImageStore(image_dir, out, DATASET, link=link_images)
+    skipped: Counter[str] = Counter()
+
+    def records() -> Iterator[Record]:
+        for index, item in enumerate(progress(items, DATASET)):
+            turns = _turns(item, index, path)
+            try:
+                image, width, height = store.add(image_dir / item["image"])
+                task, conversations, objects = convert_item(turns, width, height)
+            except (ConversionError, GrammarError, geometry.GeometryError) as error:
+                if not skip_invalid:
+                    raise ConversionError(path, str(error), key=f"item {index}") from error
+                skipped[f"{type(error).__name__} (--skip-invalid)"] += 1
+                continue
+            record: Record = {
+                "id": f"{DATASET}/{index}",
+                "image": image,
+                "width": width,
+                "height": height,
+                "task": task,
+                "conversations": conversations,
+                "objects": objects,
+                "source": {"dataset": DATASET, "id": item.get("id"), "index": index},
+            }
+            if split:
+                record["split"] = split
+            yield record
+
+    return write_output(out, DATASET, split, records(), store, skipped)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the GeoChat_Instruct options (destinations are :func:`convert`'s keyword names)."""
+    parser.add_argument(
+        "--instructions",
+        default="GeoChat_Instruct.json",
+        help="instruction file relative to SRC (default: GeoChat_Instruct.json)",
+    )
+    parser.add_argument(
+        "--images", default="images", help="image folder relative to SRC (default: images)"
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        dest="skip_invalid",
+        action="store_true",
+        help="skip (and count) items with a missing image or unreadable boxes",
+    )
+    add_common_arguments(parser)
