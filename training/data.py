@@ -1,0 +1,163 @@
+"""Datasets over record shards: JSONL files of records plus the images they name.
+
+A data source is a JSONL file or a build folder (``geochat build``), whose shards are named
+``<split>-<NNNNN>.jsonl``. Items are ``{"record": dict, "image": PIL image}``, which
+:class:`training.collator.ChatCollator` turns into model inputs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from geochat.records import Record, image_path, iter_records
+
+
+def find_shards(source: str | Path, split: str | None = None) -> list[Path]:
+    """Lists the JSONL files of a data source.
+
+    Args:
+        source: A ``.jsonl`` file, or a folder of them.
+        split: In a folder, keep the shards named ``<split>-*.jsonl`` or ``<split>.jsonl``;
+            when no file is named so, every shard is read and records are filtered by their
+            ``split`` field instead (see :func:`keep_record`).
+
+    Raises:
+        FileNotFoundError: When the source does not exist or holds no JSONL file.
+    """
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"no such data source: {source}")
+    shards = sorted(source.glob("*.jsonl"))
+    if split is not None:
+        named = [s for s in shards if s.stem == split or s.stem.startswith(f"{split}-")]
+        shards = named or shards
+    if not shards:
+        raise FileNotFoundError(f"{source} holds no .jsonl shard")
+    return shards
+
+
+def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) -> bool:
+    """Whether a record belongs to the split (when it names one) and to the chosen tasks."""
+    if split is not None and record.get("split", split) != split:
+        return False
+    return tasks is None or record["task"] in tasks
+
+
+def load_image(path: Path) -> Image.Image:
+    """Opens a record's image as RGB, with the file named in the error if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as error:
+        raise OSError(f"cannot read the image {path}: {error}") from error
+
+
+def _item(record: Record, shard: Path) -> dict[str, Any]:
+    return {"record": record, "image": load_image(image_path(record, shard))}
+
+
+class RecordDataset(Dataset):
+    """Map-style dataset: holds the records (not the images) of a source in memory.
+
+    Args:
+        source: A JSONL file or a build folder.
+        split: ``train``, ``val``, ``test`` or None for all.
+        tasks: Keep only these tasks; None keeps all.
+        limit: Keep at most this many records (the first ones, in shard order).
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        split: str | None = None,
+        tasks: Sequence[str] | None = None,
+        limit: int | None = None,
+    ):
+        self.items: list[tuple[Record, Path]] = []
+        for shard in find_shards(source, split):
+            for record in iter_records(shard):
+                if keep_record(record, split, tasks):
+                    self.items.append((record, shard))
+                    if limit is not None and len(self.items) >= limit:
+                        return
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record, shard = self.items[index]
+        return _item(record, shard)
+
+    @property
+    def records(self) -> list[Record]:
+        """The records, in order."""
+        return [record for record, _ in self.items]
+
+
+class StreamingRecordDataset(IterableDataset):
+    """Iterable dataset for sources too large to hold: reads shards lazily, one at a time.
+
+    Shards are dealt to data-loader workers round robin, and records are shuffled within a
+    bounded buffer, so memory stays flat whatever the size of the source.
+
+    Args:
+        source: A JSONL file or a build folder.
+        split: See :class:`RecordDataset`.
+        tasks: See :class:`RecordDataset`.
+        shuffle_buffer: Records held for shuffling; 0 keeps the shard order.
+        seed: Seed of the shard order and of the shuffle; change it per epoch with
+            :meth:`set_epoch`.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        split: str | None = None,
+        tasks: Sequence[str] | None = None,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+    ):
+        self.shards = find_shards(source, split)
+        self.split = split
+        self.tasks = tasks
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Changes the shuffle for a new epoch (the trainer calls this)."""
+        self.epoch = epoch
+
+    def _records(self, shards: list[Path]) -> Iterator[tuple[Record, Path]]:
+        for shard in shards:
+            for record in iter_records(shard):
+                if keep_record(record, self.split, self.tasks):
+                    yield record, shard
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        generator = random.Random(self.seed + self.epoch)
+        shards = list(self.shards)
+        if self.shuffle_buffer:
+            generator.shuffle(shards)
+        worker = get_worker_info()
+        if worker is not None:
+            shards = shards[worker.id :: worker.num_workers]
+        buffer: list[tuple[Record, Path]] = []
+        for pair in self._records(shards):
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(pair)
+                continue
+            slot = generator.randrange(len(buffer))
+            buffer[slot], pair = pair, buffer[slot]
+            yield _item(*pair)
+        generator.shuffle(buffer)
+        for pair in buffer:
+            yield _item(*pair)

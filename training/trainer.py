@@ -1,0 +1,216 @@
+"""Training on transformers' Trainer: the stages, parameter-efficient fine-tuning, exact resume.
+
+Distributed training, mixed precision, gradient accumulation and checkpointing all come from
+transformers and accelerate (``accelerate launch -m geochat.cli train ...`` with a config from
+``training/accelerate/``); nothing here is hand-written distributed code.
+
+Stages:
+    pretrain: every weight learns (a model trained from scratch).
+    align: only the connector (compressor and projector) learns; vision and LLM are frozen.
+    finetune: LoRA or DoRA adapters (peft) on the chosen parts; optionally the connector fully.
+    qlora: finetune on a 4-bit base (bitsandbytes; meant for CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, tiny
+from geochat.modeling import load_pretrained as load_geochat
+from geochat.modeling.tokenizer import train_tokenizer
+from training.collator import ChatCollator
+from training.data import RecordDataset, StreamingRecordDataset, find_shards
+from training.recipe import Recipe, RecipeError
+
+FINAL_DIR = "final"
+LOG_FILE = "log.jsonl"
+# peft target modules per part of the model, as regular expressions over module names.
+PART_TARGETS = {
+    "llm": r"model\.text_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)",
+    "vision": r"model\.vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc\d)",
+    "connector": r"model\.connector\.modality_projection\.proj",
+}
+
+
+def _records_text(source: str | Path) -> list[str]:
+    """Every turn of every record of a source: the corpus a new tokenizer is trained on."""
+    texts = []
+    for shard in find_shards(source):
+        with shard.open(encoding="utf-8") as handle:
+            texts += [t["value"] for line in handle for t in json.loads(line)["conversations"]]
+    return texts
+
+
+def build_model(recipe: Recipe) -> tuple[GeoChatForConditionalGeneration, GeoChatProcessor]:
+    """Creates (``model.tiny``) or loads (``model.path``) the model and its processor."""
+    spec = dict(recipe.model)
+    if "tiny" in spec:
+        options = dict(spec["tiny"])
+        tokenizer_spec = spec.get("tokenizer")
+        if tokenizer_spec:
+            options["tokenizer"] = train_tokenizer(
+                _records_text(recipe.data["train"]), **tokenizer_spec
+            )
+        return tiny(seed=recipe.training.get("seed", 0), **options)
+    if recipe.stage == "qlora":
+        return _load_4bit(spec["path"])
+    return load_geochat(spec["path"], dtype=_dtype(spec.get("dtype")))
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    return getattr(torch, name) if name else None
+
+
+def _load_4bit(path: str) -> tuple[GeoChatForConditionalGeneration, GeoChatProcessor]:
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+        # The vision tower and connector stay in 16 bits; only the LLM is quantised.
+        llm_int8_skip_modules=["vision_model", "connector", "lm_head"],
+    )
+    model = GeoChatForConditionalGeneration.from_pretrained(
+        path, quantization_config=quantization, dtype=torch.bfloat16
+    )
+    return prepare_model_for_kbit_training(model), GeoChatProcessor.from_pretrained(path)
+
+
+def apply_stage(model: GeoChatForConditionalGeneration, recipe: Recipe) -> torch.nn.Module:
+    """Sets what learns for the recipe's stage; returns the model to train (peft-wrapped or not)."""
+    if recipe.stage == "pretrain":
+        model.requires_grad_(True)
+        return model
+    if recipe.stage == "align":
+        model.requires_grad_(False)
+        model.model.connector.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    peft = recipe.peft
+    parts = peft.get("parts", ["llm"])
+    config = LoraConfig(
+        r=peft.get("r", 16),
+        lora_alpha=peft.get("alpha", 32),
+        lora_dropout=peft.get("dropout", 0.05),
+        use_dora=peft["method"] == "dora",
+        target_modules="|".join(f"({PART_TARGETS[part]})" for part in parts),
+        modules_to_save=["connector"] if peft.get("train_connector") else None,
+    )
+    return get_peft_model(model, config)
+
+
+def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
+    """The training and validation datasets of the recipe (validation None when not given)."""
+    data = recipe.data
+    tasks = data.get("tasks")
+    if data.get("streaming"):
+        train = StreamingRecordDataset(
+            data["train"], "train", tasks, seed=recipe.training.get("seed", 0)
+        )
+    else:
+        train = RecordDataset(data["train"], "train", tasks, limit=data.get("limit"))
+    if not data.get("val"):
+        return train, None
+    return train, RecordDataset(data["val"], "val", tasks, limit=data.get("val_limit", 256))
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Appends every log (loss, learning rate, eval loss) to ``log.jsonl`` with a timestamp."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
+        if state.is_world_process_zero and logs:
+            entry = {"step": state.global_step, "time": time.time(), **logs}
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` that was saved to the end (it has ``trainer_state.json``).
+
+    Trainer writes the state file last, so a checkpoint killed half-way is passed over.
+    """
+    complete = [
+        path
+        for path in output_dir.glob("checkpoint-*")
+        if (path / "trainer_state.json").is_file() and path.name.split("-")[-1].isdigit()
+    ]
+    return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
+
+
+def training_arguments(recipe: Recipe, output_dir: Path, has_val: bool) -> TrainingArguments:
+    """TrainingArguments from the recipe, with the settings geochat's data needs."""
+    options = {
+        "logging_steps": 10,
+        "save_strategy": "steps",
+        "save_steps": 500,
+        "report_to": ["tensorboard"],
+        "dataloader_num_workers": 0,
+        **recipe.training,
+    }
+    if has_val:
+        options.setdefault("eval_strategy", "steps")
+        options.setdefault("eval_steps", options["save_steps"])
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        # Items hold a record and a PIL image, which the collator, not the Trainer, consumes.
+        remove_unused_columns=False,
+        **options,
+    )
+
+
+def train(
+    recipe: Recipe,
+    output_dir: str | Path,
+    resume: bool = True,
+    callbacks: list[TrainerCallback] | None = None,
+) -> Path:
+    """Runs a recipe and saves the final model and processor to ``output_dir/final``.
+
+    Args:
+        recipe: The recipe.
+        output_dir: Checkpoints, logs and the final model go here.
+        resume: Continue from the newest complete checkpoint in ``output_dir`` if there is one
+            (optimizer, scheduler, RNG and data position are restored by the Trainer).
+        callbacks: Extra Trainer callbacks.
+
+    Returns:
+        The folder of the final model.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(recipe.training.get("seed", 0))
+    model, processor = build_model(recipe)
+    trainable = apply_stage(model, recipe)
+    train_set, val_set = build_datasets(recipe)
+    if len(getattr(train_set, "items", [None])) == 0:
+        raise RecipeError(f"{recipe.data['train']}: no training records")
+    trainer = Trainer(
+        model=trainable,
+        args=training_arguments(recipe, output_dir, val_set is not None),
+        data_collator=ChatCollator(processor, recipe.data.get("max_length", 2048)),
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        callbacks=[JsonlLogCallback(output_dir / LOG_FILE), *(callbacks or [])],
+    )
+    checkpoint = last_complete_checkpoint(output_dir) if resume else None
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final = output_dir / FINAL_DIR
+    trainer.save_model(str(final))
+    processor.save_pretrained(str(final))
+    print(f"wrote the trained model to {final}")
+    return final
