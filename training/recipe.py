@@ -76,7 +76,18 @@ def _apply_override(document: dict[str, Any], override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"cannot set {key!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(text)
+    node[leaf] = _parse_value(text)
+
+
+def _parse_value(text: str) -> Any:
+    """A YAML value, with numbers like ``3e-3`` read as floats (YAML 1.1 wants ``3.0e-3``)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -1,0 +1,150 @@
+"""Training on tiny models: every recipe runs, adapters learn, merge and resume are exact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from geochat.modeling import GeoChatForConditionalGeneration
+from training.collator import ChatCollator
+from training.data import RecordDataset
+from training.merge import MergeError, export_lora, merge_adapter
+from training.recipe import RecipeError, load_recipe, recipe_names
+from training.trainer import train
+
+FAST = [
+    "data.max_length=256",
+    "training.per_device_train_batch_size=4",
+    "training.bf16=false",
+    "training.gradient_checkpointing=false",
+    "training.report_to=[]",
+    "training.logging_steps=1",
+]
+TINY_SCRATCH = [
+    "model.tiny.image_size=32",
+    "model.tiny.patch_size=8",
+    "model.tiny.vision_layers=1",
+    "model.tiny.text_layers=1",
+    "model.tiny.hidden=64",
+    "model.tokenizer.vocab_size=300",
+]
+
+
+def overrides(squares: Path, tiny_base: Path, name: str, *extra: str) -> list[str]:
+    """Points a recipe at the tiny data and, for a real-checkpoint recipe, the tiny base model."""
+    source = [f"data.train={squares}", f"data.val={squares}", *FAST, *extra]
+    if "tiny" in load_recipe(name).model:
+        return source + TINY_SCRATCH
+    return [*source, f"model.path={tiny_base}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_runs_a_few_steps(squares, tiny_base, tmp_path, name):
+    recipe = load_recipe(
+        name, overrides(squares, tiny_base, name, "training.max_steps=2", "training.save_steps=2")
+    )
+    final = train(recipe, tmp_path)
+    saved = {path.name for path in final.iterdir()}
+    assert "processor_config.json" in saved
+    assert saved & {"model.safetensors", "adapter_model.safetensors"}
+    assert (tmp_path / "log.jsonl").read_text().count("\n") >= 2
+
+
+def validation_loss(model, processor, squares: Path) -> float:
+    dataset = RecordDataset(squares, "val")
+    batch = ChatCollator(processor, 256)([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        return float(model.eval()(**batch).loss)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_adapters_lower_validation_loss_and_merge_exactly(squares, tiny_base, tmp_path, method):
+    from peft import PeftModel
+
+    from geochat.modeling import load_pretrained
+
+    name = f"smolvlm-{method}"
+    extra = ["training.max_steps=16", "training.learning_rate=5e-3", "training.save_steps=1000"]
+    final = train(load_recipe(name, overrides(squares, tiny_base, name, *extra)), tmp_path / "run")
+    base, processor = load_pretrained(tiny_base)
+    before = validation_loss(base, processor, squares)
+    adapted = PeftModel.from_pretrained(load_pretrained(tiny_base)[0], str(final))
+    after = validation_loss(adapted, processor, squares)
+    print(f"{method}: validation loss {before:.3f} -> {after:.3f}")
+    assert after < before - 0.5, (before, after)
+
+    merged_dir = merge_adapter(final, tmp_path / "merged")
+    merged = GeoChatForConditionalGeneration.from_pretrained(merged_dir)
+    batch = ChatCollator(processor, 256)([RecordDataset(squares, "val")[0]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged.eval()(**batch).logits, adapted.eval()(**batch).logits, atol=1e-4, rtol=1e-4
+        )
+    if method == "dora":
+        with pytest.raises(MergeError, match="DoRA"):
+            export_lora(final, tmp_path / "export")
+    else:
+        exported = export_lora(final, tmp_path / "export")
+        assert (exported / "adapter_model.safetensors").is_file()
+
+
+KILLING_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from transformers import TrainerCallback
+    from training.recipe import load_recipe
+    from training.trainer import train
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == {kill_at}:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    recipe = load_recipe("nano-synthetic", sys.argv[2:])
+    train(recipe, sys.argv[1], callbacks=[KillAfterSave()])
+    """
+)
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_reaches_the_same_weights(squares, tiny_base, tmp_path):
+    extra = ["training.max_steps=6", "training.save_steps=2", "training.learning_rate=3e-3"]
+    args = overrides(squares, tiny_base, "nano-synthetic", *extra)
+    script = tmp_path / "killing_run.py"
+    script.write_text(KILLING_RUN.replace("{kill_at}", "4"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    killed = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "resumed"), *args], env=env, check=False
+    )
+    assert killed.returncode == -9
+    assert not (tmp_path / "resumed" / "final").exists()
+
+    resumed = train(load_recipe("nano-synthetic", args), tmp_path / "resumed")
+    straight = train(load_recipe("nano-synthetic", args), tmp_path / "straight")
+    resumed_weights = load_file(resumed / "model.safetensors")
+    straight_weights = load_file(straight / "model.safetensors")
+    assert resumed_weights.keys() == straight_weights.keys()
+    for name, tensor in straight_weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, atol=0, rtol=0, msg=name)
+
+
+def test_recipe_errors_are_clear(tmp_path):
+    with pytest.raises(RecipeError, match="no recipe"):
+        load_recipe("no-such-recipe")
+    with pytest.raises(RecipeError, match="stage"):
+        load_recipe("nano-synthetic", ["stage=sideways"])
+    with pytest.raises(RecipeError, match="override"):
+        load_recipe("nano-synthetic", ["training.max_steps"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed")
+    with pytest.raises(RecipeError, match="YAML"):
+        load_recipe(broken)
