@@ -1,0 +1,80 @@
+"""Referring (task ``refer``): a verified expression in, its objects' boxes or quads out.
+
+Expressions come from :mod:`data_builders.tasks.expressions`, so each names exactly its
+targets; several targets ("all swimming pools") are answered in one tag,
+``<box>[[...],[...]]</box>``, in reading order. A share (``none_fraction``) of the questions asks
+for a category absent from the tile and is answered ``<none>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data_builders.tasks.common import (
+    Sample,
+    Turn,
+    absent_phrase,
+    count_absent,
+    form_words,
+    pick_varied,
+)
+from data_builders.tasks.expressions import referring_expressions
+from data_builders.tasks.language import pick, sentence
+from data_builders.tasks.scene import Scene
+from geochat.grammar import NONE
+
+QUESTIONS = {
+    "box": (
+        "Locate {phrase}.",
+        "Where {be} {phrase}?",
+        "Give the {noun} of {phrase}.",
+        "Find {phrase} and answer with {a_noun}.",
+    ),
+    "quad": (
+        "Give the {noun} of {phrase}.",
+        "Locate {phrase} with {a_noun}.",
+        "Where {be} {phrase}? Answer with {a_noun}.",
+    ),
+}
+FORMS = tuple(QUESTIONS)
+
+
+def locate_turn(
+    scene: Scene,
+    rng: np.random.Generator,
+    phrase: str,
+    targets: tuple[int, ...],
+    form: str,
+    plural: bool,
+) -> Turn:
+    """Asks where a phrase's objects are; answers with their boxes or quads, or ``<none>``.
+
+    Args:
+        scene: The tile.
+        rng: Random generator.
+        phrase: The referring phrase.
+        targets: Its objects (empty for an absent category).
+        form: ``"box"`` or ``"quad"``.
+        plural: Whether the phrase is plural (for "is"/"are" and "box"/"boxes").
+    """
+    fields = {"phrase": phrase, "be": "are" if plural else "is", **form_words(form, plural)}
+    question = sentence(pick(rng, QUESTIONS[form]).format(**fields))
+    answer = scene.geometry_text(targets, form) if targets else NONE
+    return Turn(question, answer, targets)
+
+
+def generate(scene: Scene, rng: np.random.Generator, count: int) -> list[Sample]:
+    """Referring questions on distinct expressions, plus a share about absent categories."""
+    absent = count_absent(rng, scene, count)
+    turns = []
+    for _ in range(absent):
+        phrase, plural = absent_phrase(rng, scene)
+        turns.append(locate_turn(scene, rng, phrase, (), pick(rng, FORMS), plural))
+    expressions = [
+        e for e in referring_expressions(scene) if len(e.targets) <= scene.options.max_boxes
+    ]
+    for expression in pick_varied(rng, expressions, count - absent):
+        plural = len(expression.targets) > 1
+        form = pick(rng, scene.box_forms(expression.targets))
+        turns.append(locate_turn(scene, rng, expression.phrase, expression.targets, form, plural))
+    return [Sample((turn,)) for turn in turns]
