@@ -24,8 +24,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, tiny
 from geochat.modeling import load_pretrained as load_geochat
 from geochat.modeling.tokenizer import train_tokenizer
+from geochat.records import find_shards
 from training.collator import ChatCollator
-from training.data import RecordDataset, StreamingRecordDataset, find_shards
+from training.data import RecordDataset, StreamingRecordDataset
 from training.recipe import Recipe, RecipeError
 
 FINAL_DIR = "final"
@@ -160,6 +161,9 @@ def training_arguments(recipe: Recipe, output_dir: Path, has_val: bool) -> Train
         "dataloader_num_workers": 0,
         **recipe.training,
     }
+    if not torch.cuda.is_available():
+        # Without this, transformers refuses bf16 on a CPU (which runs it, with AMX, fast).
+        options.setdefault("use_cpu", True)
     if has_val:
         options.setdefault("eval_strategy", "steps")
         options.setdefault("eval_steps", options["save_steps"])
