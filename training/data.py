@@ -15,33 +15,7 @@ from typing import Any
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from geochat.records import Record, image_path, iter_records
-
-
-def find_shards(source: str | Path, split: str | None = None) -> list[Path]:
-    """Lists the JSONL files of a data source.
-
-    Args:
-        source: A ``.jsonl`` file, or a folder of them.
-        split: In a folder, keep the shards named ``<split>-*.jsonl`` or ``<split>.jsonl``;
-            when no file is named so, every shard is read and records are filtered by their
-            ``split`` field instead (see :func:`keep_record`).
-
-    Raises:
-        FileNotFoundError: When the source does not exist or holds no JSONL file.
-    """
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise FileNotFoundError(f"no such data source: {source}")
-    shards = sorted(source.glob("*.jsonl"))
-    if split is not None:
-        named = [s for s in shards if s.stem == split or s.stem.startswith(f"{split}-")]
-        shards = named or shards
-    if not shards:
-        raise FileNotFoundError(f"{source} holds no .jsonl shard")
-    return shards
+from geochat.records import Record, find_shards, image_path, iter_records
 
 
 def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, tiny
 from geochat.modeling import load_pretrained as load_geochat
@@ -27,6 +27,7 @@ from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
 from training.collator import ChatCollator
 from training.data import RecordDataset, StreamingRecordDataset
+from training.evaluation import GenerationEval, GeoChatTrainer
 from training.recipe import Recipe, RecipeError
 
 FINAL_DIR = "final"
@@ -201,8 +202,12 @@ def train(
     train_set, val_set = build_datasets(recipe)
     if len(getattr(train_set, "items", [None])) == 0:
         raise RecipeError(f"{recipe.data['train']}: no training records")
-    trainer = Trainer(
+    generation_eval = None
+    if val_set is not None and recipe.data.get("generate_eval", 0):
+        generation_eval = GenerationEval(processor, val_set, recipe.data["generate_eval"])
+    trainer = GeoChatTrainer(
         model=trainable,
+        generation_eval=generation_eval,
         args=training_arguments(recipe, output_dir, val_set is not None),
         data_collator=ChatCollator(processor, recipe.data.get("max_length", 2048)),
         train_dataset=train_set,

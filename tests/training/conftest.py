@@ -39,6 +39,7 @@ def write_squares(folder: Path, split: str, count: int, seed: int) -> Path:
             question = "<image>\nWhere is the square?"
             answer = format_hbbs([x0, y0, x0 + side, y0 + side], 64, 64)
             task = "refer"
+        square = {"category": f"{colour} square", "hbb": [x0, y0, x0 + side, y0 + side]}
         records.append(
             {
                 "id": f"{split}-{index}",
@@ -47,6 +48,7 @@ def write_squares(folder: Path, split: str, count: int, seed: int) -> Path:
                 "height": 64,
                 "task": task,
                 "split": split,
+                "objects": [square],
                 "conversations": [
                     {"from": "human", "value": question},
                     {"from": "gpt", "value": answer},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,13 +50,25 @@ def overrides(squares: Path, tiny_base: Path, name: str, *extra: str) -> list[st
 @pytest.mark.parametrize("name", recipe_names())
 def test_every_recipe_runs_a_few_steps(squares, tiny_base, tmp_path, name):
     recipe = load_recipe(
-        name, overrides(squares, tiny_base, name, "training.max_steps=2", "training.save_steps=2")
+        name,
+        overrides(
+            squares,
+            tiny_base,
+            name,
+            "training.max_steps=2",
+            "training.save_steps=2",
+            "data.generate_eval=4",
+        ),
     )
     final = train(recipe, tmp_path)
     saved = {path.name for path in final.iterdir()}
     assert "processor_config.json" in saved
     assert saved & {"model.safetensors", "adapter_model.safetensors"}
-    assert (tmp_path / "log.jsonl").read_text().count("\n") >= 2
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert any("loss" in entry for entry in logs)
+    # The evaluation scored generated answers with geochat's metrics, beside the loss.
+    evaluation = next(entry for entry in logs if "eval_loss" in entry)
+    assert "eval_vqa/exact/accuracy" in evaluation and "eval_refer/boxes/acc@0.5" in evaluation
 
 
 def validation_loss(model, processor, squares: Path) -> float:

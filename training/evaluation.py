@@ -1,0 +1,76 @@
+"""Periodic evaluation with geochat's metrics, beside the validation loss.
+
+The model answers validation records, and their scores (Acc@0.5, gIoU, counting and VQA
+accuracy...) are logged at each evaluation like the loss is (JSONL log, tensorboard).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from geochat.commands.eval import score
+from geochat.modeling import GeoChatProcessor
+from geochat.predict import predict_records
+from training.data import RecordDataset
+
+
+class GenerationEval:
+    """Answers a fixed set of validation records and scores them per task.
+
+    Args:
+        processor: The model's processor.
+        dataset: Validation records; the first ``limit`` are used, the same ones every time.
+        limit: How many records to answer.
+        max_new_tokens: Longest answer.
+        batch_size: Records answered together.
+    """
+
+    def __init__(
+        self,
+        processor: GeoChatProcessor,
+        dataset: RecordDataset,
+        limit: int = 64,
+        max_new_tokens: int = 96,
+        batch_size: int = 16,
+    ):
+        self.processor = processor
+        self.records = [record for record, _ in dataset.items[:limit]]
+        self.paths = [path for _, path in dataset.items[:limit]]
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        """``{"<task>/<family>/<metric>": value}`` for every numeric metric."""
+        was_training = model.training
+        model.eval()
+        predictions = predict_records(
+            model, self.processor, self.records, self.paths, self.batch_size, self.max_new_tokens
+        )
+        model.train(was_training)
+        report = score(self.records, predictions)
+        return {
+            f"{task}/{family}/{name}": float(value)
+            for task, families in report["tasks"].items()
+            for family, metrics in families.items()
+            for name, value in metrics.items()
+            if isinstance(value, float)
+        }
+
+
+class GeoChatTrainer(Trainer):
+    """Trainer whose evaluation also scores generated answers (see :class:`GenerationEval`)."""
+
+    def __init__(self, *args: Any, generation_eval: GenerationEval | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.generation_eval = generation_eval
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):  # noqa: D102
+        output = super().evaluation_loop(*args, **kwargs)
+        if self.generation_eval is not None:
+            prefix = kwargs.get("metric_key_prefix", "eval")
+            scores = self.generation_eval(self.model)
+            output.metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
+        return output
