@@ -1,0 +1,103 @@
+"""One inference interface, whatever runs the model (DESIGN.md, "Inference").
+
+::
+
+    from geochat.engine import load
+
+    assistant = load("path/to/checkpoint")              # or load() for the bundled geochat-nano
+    reply = assistant.chat("scene.tif", [{"role": "user", "content": "Where is the pool?"}])
+    reply.text, reply.parsed.objects, reply.geojson      # geometry in original pixels / lon-lat
+
+    for item in assistant.chat(image, messages, stream=True):
+        ...                                              # str deltas, then the Reply
+
+Backends: ``transformers`` (embedded, CPU or GPU; :mod:`.transformers_backend`) and ``vllm``
+(a client of an OpenAI-compatible vLLM server; :mod:`.vllm_backend`). Images:
+:func:`load_image` (:mod:`.images`). Constrained grounding: :data:`GROUNDING_REGEX`
+(:mod:`.grounding`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from geochat.engine.assistant import Assistant, BackendError, Reply, prepare_messages
+from geochat.engine.grounding import GROUNDING_REGEX
+from geochat.engine.images import ImageError, LoadedImage, load_image
+from geochat.engine.transformers_backend import TransformersAssistant, load_transformers
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "geochat-nano"
+BACKENDS = ("transformers", "vllm")
+
+
+def load(
+    model: str | Path | None = None,
+    backend: str = "transformers",
+    device: str | torch.device = "cpu",
+    vllm_url: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    max_tiles_per_side: int | None = None,
+) -> Assistant:
+    """Returns an assistant for a model on a backend.
+
+    Args:
+        model: transformers: a checkpoint folder (`save_pretrained` of a model and its
+            processor) or a hub id; None for the bundled geochat-nano (`DEFAULT_MODEL`).
+            vllm: the served model or adapter name; None for the first the server lists.
+        backend: "transformers" (in this process) or "vllm" (a running server).
+        device: Where transformers runs the model ("cpu", "cuda", "cuda:1", ...).
+        vllm_url: The vLLM server's OpenAI base URL; None for `http://127.0.0.1:8000/v1`.
+        dtype: The weights' dtype for transformers (`torch.bfloat16` or "bfloat16"); None
+            keeps the saved one.
+        max_tiles_per_side: Tiles along an image's longest edge for transformers (1..6); None
+            keeps the checkpoint's setting.
+
+    Raises:
+        FileNotFoundError: When the model folder is missing (the bundled one included).
+        ValueError: For an unknown backend, or an option the backend does not take.
+        BackendError: When the vLLM server cannot be reached or does not serve the model.
+    """
+    if backend == "transformers":
+        if vllm_url is not None:
+            raise ValueError("vllm_url is for backend='vllm'")
+        return load_transformers(_model_folder(model), device, dtype, max_tiles_per_side)
+    if backend == "vllm":
+        if dtype is not None or max_tiles_per_side is not None:
+            raise ValueError(
+                "dtype and max_tiles_per_side are the vLLM server's settings (geochat serve)"
+            )
+        # Imported here: httpx is needed only by this backend (the `app` extra).
+        from geochat.engine.vllm_backend import DEFAULT_VLLM_URL, VLLMAssistant
+
+        return VLLMAssistant(vllm_url or DEFAULT_VLLM_URL, None if model is None else str(model))
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _model_folder(model: str | Path | None) -> str | Path:
+    if model is not None:
+        return model
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the bundled geochat-nano model is not in this installation (expected in "
+            f"{DEFAULT_MODEL}); pass a checkpoint folder instead (load(model=...), "
+            "`geochat chat --model DIR`), e.g. one trained with `geochat train`"
+        )
+    return DEFAULT_MODEL
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "GROUNDING_REGEX",
+    "Assistant",
+    "BackendError",
+    "ImageError",
+    "LoadedImage",
+    "Reply",
+    "TransformersAssistant",
+    "load",
+    "load_image",
+    "prepare_messages",
+]

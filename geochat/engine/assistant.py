@@ -1,0 +1,297 @@
+"""What every backend shares: the conversation sent to the model, the reply and its geometry.
+
+A backend subclasses :class:`Assistant` and implements :meth:`Assistant._generate`, which yields
+the answer's text deltas and fills a :class:`GenerationStats`. :meth:`Assistant.chat` does the
+rest, identically for every backend: it reads the image, puts ``<image>`` in the first user
+turn and the region in the last one, and turns the answer into a :class:`Reply` whose geometry
+is in pixels of the original image (and lon/lat for a georeferenced one).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import LogitsProcessor
+
+from geochat.engine.images import ImageSource, LoadedImage, load_image
+from geochat.georef import to_geojson, to_pixel_geojson
+from geochat.grammar import Parsed, format_region, parse
+
+IMAGE_PLACE = "<image>"
+ROLES = ("system", "user", "assistant")
+CONSTRAINTS = ("grounding",)
+
+
+class BackendError(RuntimeError):
+    """The model server failed or could not be reached (the vLLM backend)."""
+
+
+@dataclass
+class Reply:
+    """The model's answer and what it locates.
+
+    Attributes:
+        text: The answer as the model wrote it.
+        parsed: `geochat.grammar.parse` of the text in pixel coordinates of the original image:
+            `.objects` (`.phrase .kind .hbb .quad .mask`) and `.problems`. Without an image
+            no geometry is read (`objects` empty, `text` the answer).
+        geojson: RFC 7946 FeatureCollection (WGS84 lon/lat) of the geometry when the image is
+            georeferenced, else None.
+        pixel_geojson: The same geometry in pixel coordinates (`coordinate_space: "pixel"`).
+        image_size: `(width, height)` of the original image, None without an image.
+        prompt_tokens: Tokens of the prompt, image tokens included.
+        completion_tokens: Tokens generated, the end-of-turn token included.
+        timings: Seconds: `preprocess_s` (image and inputs), `prefill_s` (to the first
+            generated token, when the backend can tell), `total_s` (the whole call), and
+            `tokens_per_s` (completion tokens per second after preprocessing).
+    """
+
+    text: str
+    parsed: Parsed
+    geojson: dict[str, Any] | None
+    pixel_geojson: dict[str, Any]
+    image_size: tuple[int, int] | None
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, float]
+
+
+@dataclass
+class GenerationStats:
+    """What a backend reports about one generation (filled while it runs)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    preprocess_s: float = 0.0
+    prefill_s: float | None = None
+
+
+@dataclass
+class Request:
+    """One chat call, checked and ready for a backend.
+
+    Attributes:
+        image: The image, or None for a text-only conversation.
+        messages: `[{"role", "content": str}]`, `<image>` at the head of the first user turn
+            when there is an image, the region (grammar text) at the end of the last one.
+        max_new_tokens: Most tokens to generate.
+        temperature: 0 for greedy decoding, else the sampling temperature.
+        constrain: None or "grounding".
+        stream: Whether the caller streams (the vLLM backend then asks the server to stream).
+        logits_processors: Extra transformers logits processors (transformers backend only).
+        stats: Filled by the backend.
+    """
+
+    image: LoadedImage | None
+    messages: list[dict[str, str]]
+    max_new_tokens: int
+    temperature: float
+    constrain: str | None
+    stream: bool
+    logits_processors: list[LogitsProcessor]
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+class Assistant(ABC):
+    """A grounded vision-language assistant behind one of the backends.
+
+    Attributes:
+        model_name: The checkpoint folder or hub id (transformers) or served name (vLLM).
+        backend: "transformers" or "vllm".
+    """
+
+    model_name: str
+    backend: str
+
+    def chat(
+        self,
+        image: ImageSource | LoadedImage | None,
+        messages: list[dict[str, str]],
+        *,
+        region: Any = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        constrain: str | None = None,
+        stream: bool = False,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> Reply | Iterator[str | Reply]:
+        """Answers the last user turn of a conversation about an image.
+
+        Args:
+            image: Anything `load_image` reads, a `LoadedImage`, or None for text only.
+            messages: `[{"role": "system" | "user" | "assistant", "content": str}, ...]`,
+                ending with a user turn. The image belongs to the first user turn: `<image>` is
+                put at its head unless the caller wrote it there already.
+            region: A pixel box `[x0, y0, x1, y1]` or quad `[4, 2]` (or `[8]`) of the image
+                about which the last user turn asks; appended to it in the grammar.
+            max_new_tokens: Most tokens to generate.
+            temperature: 0 decodes greedily; above 0 samples at that temperature.
+            constrain: "grounding" makes the answer match grammar v1 with at least one geometry
+                (`GROUNDING_REGEX`); None leaves it free.
+            stream: Return a generator of text deltas ending with the `Reply`.
+            logits_processor: The hook for forcing or shaping output with transformers logits
+                processors (tests force known answers with it); applied before the grounding
+                constraint. The transformers backend only.
+
+        Returns:
+            The `Reply`, or with `stream=True` a generator yielding `str` deltas as tokens are
+            produced (their concatenation is `Reply.text`) and then the `Reply`. Closing the
+            generator early stops the generation.
+
+        Raises:
+            ImageError: For an unreadable image. FileNotFoundError for a missing file.
+            ValueError: For malformed messages or arguments, or a region without an image.
+            geochat.grammar.GrammarError: For a region of a wrong shape.
+            BackendError: When the model server fails (vLLM).
+        """
+        started = time.perf_counter()
+        request = _request(
+            image,
+            messages,
+            region,
+            max_new_tokens,
+            temperature,
+            constrain,
+            stream,
+            logits_processor,
+        )
+        deltas = self._generate(request)
+        if stream:
+            return self._stream(deltas, request, started)
+        text = "".join(deltas)
+        return _reply(text, request, started)
+
+    @abstractmethod
+    def close(self) -> None:
+        """Frees what the backend holds open (connections); the assistant is unusable after."""
+
+    @abstractmethod
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        """Checks the request, then returns a generator of the answer's text deltas.
+
+        The generator yields deltas as they are produced and fills `request.stats`; closing it
+        stops the generation. The check happens at the call, so that a streaming caller gets
+        its error before iterating.
+
+        Raises:
+            ValueError: For an option this backend cannot honour.
+        """
+
+    def _stream(
+        self, deltas: Generator[str, None, None], request: Request, started: float
+    ) -> Iterator[str | Reply]:
+        pieces = []
+        try:
+            for delta in deltas:
+                pieces.append(delta)
+                yield delta
+        finally:
+            deltas.close()  # a consumer that stops early stops the generation
+        yield _reply("".join(pieces), request, started)
+
+
+def prepare_messages(
+    messages: list[dict[str, str]], image: LoadedImage | None, region: Any = None
+) -> list[dict[str, str]]:
+    """Checks a conversation and writes the image place and the region into it.
+
+    Args:
+        messages: `[{"role", "content": str}]` ending with a user turn.
+        image: The conversation's image, or None.
+        region: Pixel box or quad for the last user turn, or None.
+
+    Returns:
+        New messages: `<image>` + newline at the head of the first user turn when there is an
+        image (unless already there), the region in grammar form after the last user turn's
+        text, separated by a space.
+
+    Raises:
+        ValueError: For an empty conversation, an unknown role, a content that is not a string,
+            a last turn that is not the user's, `<image>` without an image (or more than one),
+            or a region without an image.
+        geochat.grammar.GrammarError: For a region that is neither a box nor a quad.
+    """
+    if not messages:
+        raise ValueError("messages is empty; give at least one user turn")
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ValueError(f"message {number} needs a role among {ROLES}: {message!r}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"message {number} needs a string content: {message!r}")
+    if messages[-1]["role"] != "user":
+        raise ValueError(f"the last message must be the user's, not {messages[-1]['role']!r}")
+    places = sum(message["content"].count(IMAGE_PLACE) for message in messages)
+    if places > 1 or (places and image is None):
+        raise ValueError(
+            f"{places} {IMAGE_PLACE} places for {0 if image is None else 1} image; the engine "
+            "takes one image, which belongs to the first user turn"
+        )
+    prepared = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if image is not None and not places:
+        first = next(m for m in prepared if m["role"] == "user")
+        first["content"] = f"{IMAGE_PLACE}\n{first['content']}"
+    if region is not None:
+        if image is None:
+            raise ValueError("a region needs an image: its pixels are the region's frame")
+        last = prepared[-1]
+        last["content"] += f" {format_region(region, image.width, image.height)}"
+    return prepared
+
+
+def _request(
+    image: ImageSource | LoadedImage | None,
+    messages: list[dict[str, str]],
+    region: Any,
+    max_new_tokens: int,
+    temperature: float,
+    constrain: str | None,
+    stream: bool,
+    logits_processor: Sequence[LogitsProcessor] | None,
+) -> Request:
+    """Checks the arguments of a chat call, reads the image and prepares the messages."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if constrain is not None and constrain not in CONSTRAINTS:
+        raise ValueError(f"constrain must be None or one of {CONSTRAINTS}, got {constrain!r}")
+    started = time.perf_counter()
+    loaded = None if image is None else load_image(image)
+    prepared = prepare_messages(messages, loaded, region)
+    stats = GenerationStats(preprocess_s=time.perf_counter() - started)
+    processors = list(logits_processor or [])
+    return Request(
+        loaded, prepared, max_new_tokens, temperature, constrain, stream, processors, stats
+    )
+
+
+def _reply(text: str, request: Request, started: float) -> Reply:
+    image, stats = request.image, request.stats
+    if image is None:
+        parsed, size, georef = Parsed(text=text), None, None
+    else:
+        parsed = parse(text, image.width, image.height)
+        size, georef = (image.width, image.height), image.georef
+    total = time.perf_counter() - started
+    generating = max(total - stats.preprocess_s, 1e-9)
+    timings = {
+        "preprocess_s": stats.preprocess_s,
+        "total_s": total,
+        "tokens_per_s": stats.completion_tokens / generating,
+    }
+    if stats.prefill_s is not None:
+        timings["prefill_s"] = stats.prefill_s
+    return Reply(
+        text=text,
+        parsed=parsed,
+        geojson=None if georef is None else to_geojson(parsed.objects, georef),
+        pixel_geojson=to_pixel_geojson(parsed.objects),
+        image_size=size,
+        prompt_tokens=stats.prompt_tokens,
+        completion_tokens=stats.completion_tokens,
+        timings=timings,
+    )

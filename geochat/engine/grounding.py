@@ -1,0 +1,97 @@
+"""Constrained decoding of grounded answers: a regex of grammar v1 and a logits processor for it.
+
+:data:`GROUNDING_REGEX` matches a canonical grammar v1 answer (DESIGN.md) that holds at least
+one geometry: free text without ``<``, and geometry tags, each optionally after a phrase
+``<ref>...</ref>``. Numbers are integers 0-1000 written without leading zeros, boxes have 4 of
+them, quads 8, a ``<seg>`` has exactly N rows of ``v*count`` runs on an N = 16 or 32 grid (that
+the runs of a row sum to N is beyond a regex; tolerant parsing repairs such rows). It uses only
+plain groups, classes and counted repetition, which every structured-output backend of vLLM
+compiles (Python's ``re`` and ``regex`` read it too).
+
+vLLM applies it through ``{"structured_outputs": {"regex": GROUNDING_REGEX}}``;
+:class:`GroundingLogitsProcessor` applies it in transformers' ``generate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import regex
+import torch
+from transformers import LogitsProcessor
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+_NUMBER = r"(1000|[1-9][0-9]{0,2}|0)"
+_BOX = rf"\[{_NUMBER}(,{_NUMBER}){{3}}\]"
+_QUAD = rf"\[{_NUMBER}(,{_NUMBER}){{7}}\]"
+_ROW = r"[01]\*[0-9]{1,2}(,[01]\*[0-9]{1,2})*"
+_SEG = rf"<seg>(16\|{_ROW}(;{_ROW}){{15}}|32\|{_ROW}(;{_ROW}){{31}})</seg>"
+_GEOMETRY = rf"(<box>\[{_BOX}(,{_BOX})*\]</box>|<quad>\[{_QUAD}(,{_QUAD})*\]</quad>|{_SEG}|<none>)"
+_GROUNDED = rf"(<ref>[^<>]+</ref>)?{_GEOMETRY}"
+_TEXT = r"[^<]*"
+GROUNDING_REGEX = rf"{_TEXT}({_GROUNDED}{_TEXT})+"
+
+# Candidates kept per step: the best-scored tokens that keep the answer a prefix of a match.
+# One is enough for greedy decoding; more leave sampling some choice.
+ALLOWED_PER_STEP = 20
+
+
+class GroundingLogitsProcessor(LogitsProcessor):
+    """Masks every token that would take the answer out of :data:`GROUNDING_REGEX`.
+
+    At each step the candidates are tried in order of score, and the first
+    :data:`ALLOWED_PER_STEP` whose text keeps the answer a prefix of a match are kept (the
+    ``regex`` module's partial matching); the end-of-turn tokens are allowed only once the
+    answer is a full match. Cheap when the model mostly agrees with the grammar (a few checks
+    per step), up to one check per vocabulary entry when it does not. An answer cut by
+    ``max_new_tokens`` is a prefix of a match, not a match. Batch size 1.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_length: int,
+        end_token_ids: Sequence[int],
+        pieces: Sequence[str],
+    ) -> None:
+        """Prepares the constraint for one generation.
+
+        Args:
+            tokenizer: Decodes the answer so far.
+            prompt_length: Tokens of the prompt: what follows them is the answer.
+            end_token_ids: Tokens that end the answer (eos).
+            pieces: The text of every token id (see :func:`token_pieces`).
+        """
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.end_token_ids = list(end_token_ids)
+        self.pieces = pieces
+        self.pattern = regex.compile(GROUNDING_REGEX)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Returns `scores` `[1, V]` with every disallowed token at -inf."""
+        answer = self.tokenizer.decode(input_ids[0, self.prompt_length :])
+        allowed = self._allowed(answer, torch.argsort(scores[0], descending=True).tolist())
+        masked = torch.full_like(scores, float("-inf"))
+        masked[0, allowed] = scores[0, allowed]
+        return masked
+
+    def _allowed(self, answer: str, candidates: list[int]) -> list[int]:
+        allowed = []
+        if self.pattern.fullmatch(answer) is not None:
+            allowed += self.end_token_ids
+        for token in candidates:
+            if len(allowed) >= ALLOWED_PER_STEP:
+                break
+            piece = self.pieces[token] if token < len(self.pieces) else ""
+            if piece and self.pattern.fullmatch(answer + piece, partial=True) is not None:
+                allowed.append(token)
+        return allowed or self.end_token_ids  # nothing fits: end rather than break the grammar
+
+
+def token_pieces(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The text of each token id alone (empty for special tokens, which never fit the regex)."""
+    special = set(tokenizer.all_special_ids)
+    return [
+        "" if token in special else tokenizer.decode([token]) for token in range(len(tokenizer))
+    ]
