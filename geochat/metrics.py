@@ -507,12 +507,15 @@ def _reference_truth(turn: _Turn, family: Family, kind: str | None) -> list[Any]
 
 
 def _score_geometry(turn: _Turn, family: Family, truth: list[Any], kind: str | None) -> Any:
+    # "Nothing found" must be said with <none>: text without any geometry is no answer, so
+    # it cannot score as a correct empty prediction for an empty target.
+    grounded = bool(turn.predicted) or any(o.kind == "none" for o in turn.answer.objects)
     if family == "mask":
-        if not turn.answered:
+        if not (turn.answered and grounded):
             target = union_mask(truth, turn.height, turn.width)
             return MaskOverlap(0, geometry.mask_area(target), answered=False)
         return _mask_score(turn.predicted, truth, turn.height, turn.width)
-    if not turn.answered:
+    if not (turn.answered and grounded):
         return missing_matching(len(truth))
     return _box_score(kind, turn.predicted, truth)
 

@@ -158,6 +158,32 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
+def find_shards(source: str | Path, split: str | None = None) -> list[Path]:
+    """Lists the JSONL files of a data source.
+
+    Args:
+        source: A ``.jsonl`` file, or a folder of them.
+        split: In a folder, keep the shards named ``<split>-*.jsonl`` or ``<split>.jsonl``;
+            when no file is named so, every shard is read and records are filtered by their
+            ``split`` field instead (readers filter records by it).
+
+    Raises:
+        FileNotFoundError: When the source does not exist or holds no JSONL file.
+    """
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"no such data source: {source}")
+    shards = sorted(source.glob("*.jsonl"))
+    if split is not None:
+        named = [s for s in shards if s.stem == split or s.stem.startswith(f"{split}-")]
+        shards = named or shards
+    if not shards:
+        raise FileNotFoundError(f"{source} holds no .jsonl shard")
+    return shards
+
+
 def image_path(record: Record, jsonl_path: str | Path) -> Path:
     """Resolves a record's image path, which is relative to the JSONL file that holds it."""
     return Path(jsonl_path).parent / record["image"]

@@ -3,6 +3,11 @@
 Usage::
 
     geochat eval --records R.jsonl --predictions P.jsonl [--out metrics.json] [--iou 0.5]
+    geochat eval --model M --data DIR [--split test] [--out-dir DIR] [--limit N] [--no-ablation]
+
+The second form runs the model on the records first (batched, greedy; :mod:`geochat.predict`)
+and, unless ``--no-ablation``, again with every image blanked: the **image-ablation gap**, the
+drop of each metric without the image, shows whether the model reads its images at all.
 
 The predictions file is JSONL, one object a line, joined to the records by ``id``::
 
@@ -28,7 +33,14 @@ from rich.table import Table
 from tqdm import tqdm
 
 from geochat.metrics import score_record, summarize
-from geochat.records import Record, RecordError, iter_jsonl, iter_records, write_jsonl
+from geochat.records import (
+    Record,
+    RecordError,
+    find_shards,
+    iter_jsonl,
+    iter_records,
+    write_jsonl,
+)
 
 Answer = str | list[str]
 
@@ -133,26 +145,112 @@ def _iou(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geochat eval",
-        description="Score predictions against records and print metrics per task.",
+        description="Score a model's answers against records and print metrics per task.",
     )
-    parser.add_argument("--records", required=True, type=Path, help="records JSONL file")
-    parser.add_argument(
+    scored = parser.add_argument_group("scoring answers written elsewhere")
+    scored.add_argument("--records", type=Path, help="records JSONL file")
+    scored.add_argument(
         "--predictions",
-        required=True,
         type=Path,
         help='predictions JSONL: one {"id": ..., "answer": "..."} a line',
     )
-    parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
+    scored.add_argument("--out", type=Path, help="write the metrics as JSON here")
+    run = parser.add_argument_group("running a model on records")
+    run.add_argument("--model", help="model folder or hub id")
+    run.add_argument("--data", type=Path, help="records: a JSONL file or a build folder")
+    run.add_argument("--split", default="test", help="split of a build folder (default test)")
+    run.add_argument("--limit", type=int, help="evaluate the first N records only")
+    run.add_argument("--out-dir", type=Path, default=Path("eval"), help="predictions and metrics")
+    run.add_argument("--batch-size", type=int, default=16)
+    run.add_argument("--max-new-tokens", type=int, default=128)
+    run.add_argument("--no-ablation", action="store_true", help="skip the blank-image run")
     parser.add_argument(
         "--iou", type=_iou, default=0.5, help="IoU threshold for boxes and quads (default 0.5)"
     )
     return parser
 
 
+def _load_records(source: Path, split: str, limit: int | None) -> tuple[list[Record], list[Path]]:
+    records, paths = [], []
+    for shard in find_shards(source, split):
+        for record in iter_records(shard):
+            if record.get("split", split) == split:
+                records.append(record)
+                paths.append(shard)
+            if limit is not None and len(records) >= limit:
+                return records, paths
+    return records, paths
+
+
+def ablation_gap(with_images: Mapping[str, Any], blank: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each metric with images, with blank images, and the gap between them."""
+    rows = []
+    for task, families in with_images["tasks"].items():
+        for family, metrics in families.items():
+            for name, value in metrics.items():
+                if name in ("n", "missing", "with_problems") or not isinstance(value, float):
+                    continue
+                blanked = blank["tasks"].get(task, {}).get(family, {}).get(name)
+                gap = value - blanked if isinstance(blanked, float) else None
+                rows.append(
+                    {
+                        "task": task,
+                        "family": family,
+                        "metric": name,
+                        "image": value,
+                        "blank": blanked,
+                        "gap": gap,
+                    }
+                )
+    return rows
+
+
+def _run_model(args: argparse.Namespace, console: Console) -> int:
+    from geochat.modeling import load_pretrained
+    from geochat.predict import predict_records
+
+    records, paths = _load_records(args.data, args.split, args.limit)
+    if not records:
+        print(f"geochat eval: no {args.split} records in {args.data}", file=sys.stderr)
+        return 2
+    model, processor = load_pretrained(args.model)
+    runs = {"predictions": False} if args.no_ablation else {"predictions": False, "blank": True}
+    reports = {}
+    for name, blank in runs.items():
+        predictions = predict_records(
+            model, processor, records, paths, args.batch_size, args.max_new_tokens, blank
+        )
+        write_jsonl(
+            args.out_dir / f"{name}.jsonl",
+            ({"id": key, "answer": answer} for key, answer in predictions.items()),
+        )
+        reports[name] = score(records, predictions, args.iou)
+    report = {"model": str(args.model), "data": str(args.data), **reports["predictions"]}
+    print_report(report, console)
+    if "blank" in reports:
+        report["ablation"] = ablation_gap(reports["predictions"], reports["blank"])
+        table = Table(title="image-ablation gap (metric with images - with blank images)")
+        for column in ("task", "scored as", "metric", "image", "blank", "gap"):
+            table.add_column(column)
+        for row in report["ablation"]:
+            table.add_row(*(_format(value) for value in row.values()))
+        console.print(table)
+    write_jsonl(args.out_dir / "metrics.json", [report])
+    print(f"wrote predictions and metrics to {args.out_dir}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``geochat eval``; returns 0 on success, 2 for unreadable input."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     console = Console()
+    if args.model or args.data:
+        if not (args.model and args.data) or args.records or args.predictions:
+            parser.error("a model run needs --model and --data (and no --records/--predictions)")
+        return _run_model(args, console)
+    if not (args.records and args.predictions):
+        parser.error("give --records and --predictions, or --model and --data")
     try:
         predictions = read_predictions(args.predictions)
         records = list(iter_records(args.records))

@@ -323,7 +323,8 @@ def test_refer_quad_is_scored_with_polygon_iou():
 def test_an_empty_answer_to_an_empty_target_is_right():
     record = make_record("refer", "<none>")
     assert score_one(record, "<none>").result.is_correct(0.5)
-    assert score_one(record, "Nothing matches.").result.is_correct(0.5)
+    # Regression: text without geometry is no answer; "nothing found" is said with <none>.
+    assert not score_one(record, "Nothing matches.").result.is_correct(0.5)
     assert not score_one(record, box_text([0, 0, 10, 10])).result.is_correct(0.5)
     assert not score_one(record, None).result.is_correct(0.5)  # a missing answer is wrong
 
@@ -395,6 +396,7 @@ def test_segment_empty_truth_and_empty_answer_scores_one():
     record = make_record("reason_segment", "<none>", width=SEG_SIZE, height=SEG_SIZE)
     assert score_one(record, "<none>").result.iou == 1.0
     assert score_one(record, None).result.iou == 0.0
+    assert score_one(record, "No idea.").result.iou == 0.0
 
 
 @pytest.mark.parametrize(

@@ -122,3 +122,57 @@ def test_an_iou_out_of_range_is_a_usage_error(files, capsys):
         run_eval(*files, "--iou", "1.5")
     assert exit_info.value.code == 2
     assert "(0, 1]" in capsys.readouterr().err
+
+
+def test_model_run_writes_predictions_metrics_and_the_ablation_gap(tmp_path):
+    from PIL import Image
+
+    from geochat.modeling import tiny
+
+    model, processor = tiny(image_size=32, patch_size=8, max_tiles_per_side=1)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    multi = make_record("multi-1", "multi_turn", "Yes")
+    multi["conversations"] += [
+        {"from": "human", "value": "How many?"},
+        {"from": "gpt", "value": "2"},
+    ]
+    records = [*RECORDS, multi]
+    for record in records:
+        Image.new("RGB", (WIDTH, HEIGHT), (30, 90, 30)).save(tmp_path / record["image"])
+    write_jsonl(tmp_path / "test.jsonl", [{**r, "split": "test"} for r in records])
+    out = tmp_path / "eval"
+    code = cli.main(
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tmp_path),
+            "--out-dir",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "2",
+        ]
+    )
+    assert code == 0
+    for name in ("predictions", "blank"):
+        rows = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert {row["id"] for row in rows} == {record["id"] for record in records}
+        # One answer per gpt turn of the multi-turn record, one string for the others.
+        answers = {row["id"]: row["answer"] for row in rows}
+        assert isinstance(answers["multi-1"], list) and len(answers["multi-1"]) == 2
+        assert all(isinstance(answers[r["id"]], str) for r in RECORDS)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["records"] == len(records) and not report["missing_predictions"]
+    gap = {(row["task"], row["metric"]): row for row in report["ablation"]}
+    vqa = gap[("vqa", "accuracy")]
+    assert vqa["gap"] == pytest.approx(vqa["image"] - vqa["blank"])
+
+
+def test_model_run_needs_model_and_data(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--model", str(tmp_path)])
+    assert "--model and --data" in capsys.readouterr().err
