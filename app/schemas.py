@@ -1,0 +1,292 @@
+"""Request and response models of the REST API, OpenAI's chat completion format included.
+
+Coordinates are pixels of the original image (x right, y down, origin at its top-left corner);
+masks are COCO RLE at the image's full size. ``geojson`` is RFC 7946 (WGS84 lon/lat) and present
+only for georeferenced images (GeoTIFFs); ``pixel_geojson`` holds the same features in pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_BANDS = (1, 2, 3)
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    message: str = Field(description="For people; never holds internals (see request_id).")
+    type: str = Field(description="Category, e.g. invalid_request_error, server_busy, timeout.")
+    code: int = Field(description="The HTTP status.")
+    request_id: str | None = Field(description="Quote it to find the request in the server log.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
+
+class Rle(BaseModel):
+    """A COCO run-length encoded mask (decode with ``pycocotools.mask.decode``)."""
+
+    size: tuple[int, int] = Field(description="[height, width] in pixels.")
+    counts: str
+
+
+class DetectedObject(BaseModel):
+    """One object of an answer, in pixels of the original image."""
+
+    phrase: str | None = Field(description="The phrase the answer gave the object, if any.")
+    kind: Literal["hbb", "quad", "mask"] = Field(description="The geometry the model answered.")
+    hbb: list[float] | None = Field(description="[x0, y0, x1, y1]; null for an empty mask.")
+    quad: list[list[float]] | None = Field(
+        default=None, description="Four [x, y] corners, clockwise from the top-most one."
+    )
+    mask: Rle | None = Field(default=None, description="Full-resolution mask.")
+    score: float | None = Field(default=None, description="SAM's predicted IoU when refined.")
+    refined: bool = Field(default=False, description="Whether SAM made the mask.")
+
+
+class ImageInfo(BaseModel):
+    """The image the server read."""
+
+    width: int
+    height: int
+    crs: str | None = Field(description="The GeoTIFF's CRS; null when not georeferenced.")
+    gsd_m: float | None = Field(description="Ground sample distance in metres per pixel.")
+
+
+class Usage(BaseModel):
+    """Tokens of the prompt and the answer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class _ImageParams(BaseModel):
+    """Options shared by the requests that send one image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bands: list[int] = Field(
+        default=list(DEFAULT_BANDS),
+        min_length=1,
+        max_length=3,
+        description="GeoTIFF bands (1-based) shown as RGB; a form field may say '4,3,2'.",
+    )
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _split_bands(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",")]
+        return value
+
+
+class GroundParams(_ImageParams):
+    """Fields of ``POST /v1/ground`` besides the image."""
+
+    expression: str = Field(min_length=1, description="What to find, e.g. 'the largest ship'.")
+    kind: Literal["hbb", "quad"] = Field(
+        default="hbb", description="Horizontal boxes or oriented boxes (quads)."
+    )
+    max_new_tokens: int = Field(default=256, ge=1)
+
+
+class SegmentParams(_ImageParams):
+    """Fields of ``POST /v1/segment`` besides the image."""
+
+    query: str = Field(
+        min_length=1,
+        description="A referring expression ('the harbour basin') or, in reasoning mode, a "
+        "question whose answer is a region ('Where could a boat be launched?').",
+    )
+    mode: Literal["referring", "reasoning"] = "referring"
+    refine: bool | None = Field(
+        default=None,
+        description="Refine masks with SAM: null does so when the server has SAM (--sam); true "
+        "on a server without SAM is an error.",
+    )
+    max_new_tokens: int = Field(default=512, ge=1)
+
+
+class GroundResponse(BaseModel):
+    """The answer of ``POST /v1/ground`` and ``POST /v1/segment``."""
+
+    id: str = Field(description="The request id.")
+    model: str
+    text: str = Field(description="The model's raw answer, geometry in grammar v1.")
+    answer: str = Field(description="The answer without geometry tags (a reason, if any).")
+    objects: list[DetectedObject] = Field(description="Empty when nothing was found.")
+    problems: list[str] = Field(description="Parts of the answer that could not be read.")
+    image: ImageInfo
+    geojson: dict[str, Any] | None = Field(
+        description="RFC 7946 FeatureCollection in lon/lat, for georeferenced images only."
+    )
+    pixel_geojson: dict[str, Any] = Field(description="The features in pixel coordinates.")
+    usage: Usage
+    timings: dict[str, float]
+
+
+class HealthResponse(BaseModel):
+    """``GET /healthz``."""
+
+    status: Literal["ok"]
+    model: str
+    backend: str
+    refiner: bool = Field(description="Whether SAM refinement is available.")
+    running: int = Field(description="Inference calls running now.")
+    queued: int = Field(description="Requests waiting for an inference slot.")
+
+
+class ModelCard(BaseModel):
+    """One model, as OpenAI's ``GET /v1/models`` lists it."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "geochat"
+
+
+class ModelList(BaseModel):
+    """OpenAI's ``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ImageUrl(BaseModel):
+    """An image as a data URL: ``data:image/png;base64,...`` (remote URLs are not fetched)."""
+
+    url: str
+    detail: str | None = None
+
+
+class TextPart(BaseModel):
+    """Text in a message's content list."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(BaseModel):
+    """An image in a message's content list (only in the first user message, at most one)."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class ChatMessage(BaseModel):
+    """One message of the conversation."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[ContentPart]
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's stream options."""
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request; unknown OpenAI fields are ignored.
+
+    ``region`` and ``constrain`` are geochat's extensions.
+    """
+
+    model: str | None = Field(default=None, description="The served model's id, or null.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, description="Wins over max_tokens."
+    )
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    region: list[float] | list[list[float]] | None = Field(
+        default=None,
+        description="A pixel box [x0, y0, x1, y1] or quad [[x, y] * 4] the last user message "
+        "asks about (geochat extension).",
+    )
+    constrain: Literal["grounding"] | None = Field(
+        default=None,
+        description="Constrain the answer to grammar v1's geometry where the backend can "
+        "(geochat extension).",
+    )
+
+
+class AssistantMessage(BaseModel):
+    """The answer message."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class GeochatExtras(BaseModel):
+    """The parsed geometry of an answer (geochat extension to OpenAI's format)."""
+
+    objects: list[DetectedObject]
+    problems: list[str]
+    image: ImageInfo | None
+    geojson: dict[str, Any] | None
+    pixel_geojson: dict[str, Any] | None
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat completion, plus ``geochat``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    geochat: GeochatExtras
+
+
+class ChunkDelta(BaseModel):
+    """What a streamed chunk adds to the message."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a streamed chunk."""
+
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed completion (``data: {...}``, then ``data: [DONE]``).
+
+    The last chunk with a choice carries ``finish_reason`` and ``geochat``; with
+    ``stream_options.include_usage`` a final chunk with no choices carries ``usage``.
+    """
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    geochat: GeochatExtras | None = None

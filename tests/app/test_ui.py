@@ -1,0 +1,258 @@
+"""The web app driven as a user's browser drives it: through Gradio's API, with gradio_client."""
+
+import html
+import itertools
+import json
+import urllib.request
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from ui_fakes import ANSWER, ScriptedAssistant, served
+
+from app.ui import EXAMPLES, EXAMPLES_DIR, build_ui, fill_task
+from geochat.engine import load, load_image
+from geochat.geometry import from_grammar
+from geochat.grammar import format_region
+
+DISPLAY_SIDE = 128
+WIDTH, HEIGHT = 512, 384  # shown at 128 x 96: 4 original pixels per display pixel
+
+
+@pytest.fixture(scope="module")
+def assistant() -> ScriptedAssistant:
+    return ScriptedAssistant()
+
+
+@pytest.fixture(scope="module")
+def url(assistant):
+    with served(build_ui(assistant, display_max_side=DISPLAY_SIDE)) as address:
+        yield address
+
+
+@pytest.fixture
+def client(url) -> Client:
+    return Client(url, verbose=False)  # a new browser session per test
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory) -> Path:
+    pixels = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("images") / "scene.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _open(client: Client, path: Path) -> tuple:
+    return client.predict(handle_file(str(path)), api_name="/open_image")
+
+
+def _ask(client: Client, question: str, region_value=None, max_new_tokens: int = 64) -> list:
+    """Asks a question; returns every update the page received, the final one last.
+
+    Each update is (chat, question box, overlay, download button): states stay on the server.
+    """
+    job = client.submit(question, region_value, max_new_tokens, 0.0, api_name="/ask")
+    job.result()
+    return job.outputs()
+
+
+def _text(message: dict) -> str:
+    return "".join(part["text"] for part in message["content"] if part["type"] == "text")
+
+
+def _download(url: str, update: dict) -> dict:
+    with urllib.request.urlopen(f"{url}gradio_api/file={update['value']}") as response:
+        return json.loads(response.read())
+
+
+def test_opening_an_image_shows_its_size_and_display_scale(client, picture):
+    annotator, info, chat, overlay, download = _open(client, picture)
+    assert info == ("**scene.png**: 512 × 384 px; shown at 128 × 96, analysed at full resolution")
+    assert Image.open(annotator["image"]).size == (128, 96)
+    assert annotator["boxes"] == []
+    assert chat == [] and overlay is None and download["visible"] is False
+
+
+def test_a_geotiff_reports_its_georeference(client):
+    _, info, *_ = _open(client, EXAMPLES_DIR / "port.tif")
+    assert info.startswith("**port.tif**: 256 × 256 px, georeferenced (EPSG:32633, 1.00 m/px)")
+
+
+def test_the_answer_streams_in_pieces_then_the_final_message(client, picture, assistant):
+    _open(client, picture)
+    updates = _ask(client, "Where are the ships?")
+    answers = [_text(chat[-1]) for chat, *_ in updates]
+    streamed = answers[1:-1]  # the first update shows the question, the last the final text
+    assert len(streamed) >= 5
+    assert all(len(a) < len(b) and b.startswith(a) for a, b in itertools.pairwise(streamed))
+    assert streamed[-1] == html.escape(ANSWER)
+    assert answers[-1] == (
+        "There are two ships beside the pier.\n\n"
+        "Found: **two ships** (2 boxes); **the pier** (1 oriented box)."
+    )
+    final_chat = updates[-1][0]
+    assert [message["role"] for message in final_chat] == ["user", "assistant"]
+    assert _text(final_chat[0]) == "Where are the ships?"
+    assert assistant.calls[-1].image.width == WIDTH  # analysed at full resolution
+
+
+def test_a_drawn_region_reaches_the_model_in_original_pixels(client, picture, assistant):
+    annotator, *_ = _open(client, picture)
+    box = {"xmin": 10, "ymin": 20, "xmax": 50, "ymax": 60, "label": "region"}
+    region_value = {"image": handle_file(annotator["image"]), "boxes": [box]}
+    updates = _ask(client, "What is in the region?", region_value)
+    expected = [40.0, 80.0, 200.0, 240.0]
+    assert assistant.calls[-1].region == expected
+    last_turn = assistant.calls[-1].messages[-1]["content"]
+    assert last_turn.endswith(f"What is in the region? {format_region(expected, WIDTH, HEIGHT)}")
+    assert _text(updates[-1][0][0]).endswith("*region: x 40–200, y 80–240 px*")
+
+
+def test_the_overlay_has_one_legend_entry_per_phrase_and_rotated_quads(client, picture):
+    _open(client, picture)
+    overlay = _ask(client, "Where are the ships?")[-1][2]
+    labels = [annotation["label"] for annotation in overlay["value"]["annotations"]]
+    assert labels == ["two ships", "the pier"]
+    assert list(overlay["color_map"]) == labels
+    assert Image.open(overlay["value"]["image"]).size == (128, 96)
+    pier = np.asarray(Image.open(overlay["value"]["annotations"][1]["image"]))[..., 3]
+    # The pier's quad in display pixels: (76.8, 9.6), (115.2, 28.8), (102.4, 43.2), (64, 24).
+    assert pier[26, 90] > 0  # inside
+    assert pier[11, 66] == 0  # inside its enclosing box, outside the rotated quad
+
+
+def test_geojson_download_is_in_pixels_for_a_plain_image(client, url, picture):
+    _open(client, picture)
+    download = _ask(client, "Where are the ships?")[-1][3]
+    assert download["visible"] is True and download["label"] == "Download GeoJSON (pixels)"
+    assert download["value"].endswith("scene.geojson")
+    collection = _download(url, download)
+    assert collection["coordinate_space"] == "pixel"
+    phrases = [feature["properties"]["phrase"] for feature in collection["features"]]
+    assert phrases == ["two ships", "two ships", "the pier"]
+    ring = np.array(collection["features"][0]["geometry"]["coordinates"][0])
+    expected = from_grammar([100, 200, 300, 400], WIDTH, HEIGHT)  # [51.2, 76.8, 153.6, 153.6]
+    np.testing.assert_allclose([*ring.min(axis=0), *ring.max(axis=0)], expected)
+
+
+def test_geojson_download_is_in_lon_lat_for_a_geotiff(client, url):
+    _open(client, EXAMPLES_DIR / "port.tif")
+    download = _ask(client, "Where are the ships?")[-1][3]
+    assert download["label"] == "Download GeoJSON (lon/lat)"
+    collection = _download(url, download)
+    assert "coordinate_space" not in collection  # RFC 7946: WGS84 lon/lat
+    feature = collection["features"][0]
+    georef = load_image(EXAMPLES_DIR / "port.tif").georef
+    corners = from_grammar([[100, 200], [300, 400]], 256, 256)
+    expected = georef.pixel_to_lonlat(corners)  # [2, 2] lon, lat of two opposite corners
+    ring = np.array(feature["geometry"]["coordinates"][0])
+    np.testing.assert_allclose(ring.min(axis=0), expected.min(axis=0), atol=1e-9)
+    np.testing.assert_allclose(ring.max(axis=0), expected.max(axis=0), atol=1e-9)
+    assert feature["properties"]["pixel_geometry"]["type"] == "Polygon"
+
+
+def test_later_turns_carry_the_conversation(client, picture, assistant):
+    _open(client, picture)
+    _ask(client, "Where are the ships?")
+    _ask(client, "And the pier?")
+    assert assistant.calls[-1].messages == [
+        {"role": "user", "content": "<image>\nWhere are the ships?"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "And the pier?"},
+    ]
+
+
+def test_clear_forgets_the_conversation_but_keeps_the_image(client, picture, assistant):
+    _open(client, picture)
+    _ask(client, "Where are the ships?")
+    client.predict(api_name="/clear")
+    _ask(client, "Where are the ships?")
+    assert assistant.calls[-1].messages == [
+        {"role": "user", "content": "<image>\nWhere are the ships?"}
+    ]
+    assert assistant.calls[-1].image.width == WIDTH
+
+
+def test_questions_without_an_image_are_text_only(client, assistant):
+    updates = _ask(client, "What is a GeoTIFF?")
+    assert assistant.calls[-1].image is None
+    final = updates[-1]
+    assert _text(final[0][-1]) == html.escape(ANSWER)  # no image: no frame for its geometry
+    assert final[2] is None  # nothing to draw on
+    assert final[3]["visible"] is False  # nor to download
+
+
+def test_removing_the_image_goes_back_to_text_only(client, picture, assistant):
+    _open(client, picture)
+    annotator, info, *_ = client.predict(None, api_name="/open_image")
+    assert annotator is None and info == ""
+    _ask(client, "Where are the ships?")
+    assert assistant.calls[-1].image is None
+
+
+def test_an_empty_question_does_not_reach_the_model(client, picture, assistant):
+    _open(client, picture)
+    before = len(assistant.calls)
+    _ask(client, "   ")
+    assert len(assistant.calls) == before
+
+
+def test_an_unreadable_file_gets_a_clear_message(client, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
+    with pytest.raises(AppError, match=r"^Cannot open broken\.png: corrupt or unsupported"):
+        _open(client, broken)
+    text = tmp_path / "notes.tif"
+    text.write_text("a text file named like a GeoTIFF")
+    with pytest.raises(AppError, match=r"Cannot open notes\.tif: "):
+        _open(client, text)
+
+
+def test_a_failing_model_is_reported_with_its_error(picture):
+    failing = ScriptedAssistant(failure=RuntimeError("CUDA out of memory"))
+    with served(build_ui(failing)) as address:
+        client = Client(address, verbose=False)
+        _open(client, picture)
+        with pytest.raises(AppError, match="The model failed to answer: RuntimeError: CUDA out"):
+            _ask(client, "Where are the ships?")
+
+
+def test_task_buttons_fill_the_question():
+    assert fill_task("Locate all {target}.", " storage tanks ") == "Locate all storage tanks."
+    assert fill_task("Describe this image.", "") == "Describe this image."
+    with pytest.raises(gr.Error, match="Type the kind of object first"):
+        fill_task("How many {target} are there?", "  ")
+
+
+def test_the_examples_are_small_synthetic_images_of_each_format():
+    paths = [EXAMPLES_DIR / name for name, _ in EXAMPLES]
+    assert {path.suffix for path in paths} == {".png", ".jpg", ".tif"}
+    assert sum(path.stat().st_size for path in paths) < 300_000
+    georefs = {path.suffix: load_image(path).georef for path in paths}
+    assert georefs[".tif"] is not None and georefs[".png"] is None
+
+
+@pytest.mark.slow
+def test_a_real_tiny_model_answers_through_the_page(tmp_path, picture):
+    from geochat.modeling import tiny
+
+    model, processor = tiny()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assistant = load(tmp_path)
+    with served(build_ui(assistant, display_max_side=DISPLAY_SIDE)) as address:
+        client = Client(address, verbose=False)
+        annotator, *_ = _open(client, picture)
+        region_value = {
+            "image": handle_file(annotator["image"]),
+            "boxes": [{"xmin": 0, "ymin": 0, "xmax": 64, "ymax": 48}],
+        }
+        updates = _ask(client, "Describe this image.", region_value, max_new_tokens=8)
+    answer = _text(updates[-1][0][-1])
+    assert len(updates) >= 3  # the question, at least one streamed piece, the final answer
+    assert answer  # random weights: any text, or "(empty answer)"
