@@ -13,12 +13,14 @@ Stages:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, tiny
@@ -31,6 +33,7 @@ from training.evaluation import GenerationEval, GeoChatTrainer
 from training.recipe import Recipe, RecipeError
 
 FINAL_DIR = "final"
+RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "log.jsonl"
 # peft target modules per part of the model, as regular expressions over module names.
 PART_TARGETS = {
@@ -221,5 +224,10 @@ def train(
     final = output_dir / FINAL_DIR
     trainer.save_model(str(final))
     processor.save_pretrained(str(final))
+    # The resolved recipe says how the model was made; Trainer's pickled arguments are dropped
+    # so that a shipped model holds no pickle.
+    (final / "training_args.bin").unlink(missing_ok=True)
+    sections = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "name"}
+    (final / RECIPE_FILE).write_text(yaml.safe_dump(sections, sort_keys=False))
     print(f"wrote the trained model to {final}")
     return final

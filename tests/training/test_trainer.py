@@ -64,6 +64,9 @@ def test_every_recipe_runs_a_few_steps(squares, tiny_base, tmp_path, name):
     saved = {path.name for path in final.iterdir()}
     assert "processor_config.json" in saved
     assert saved & {"model.safetensors", "adapter_model.safetensors"}
+    # The final folder says how it was made, and holds no pickle.
+    assert load_recipe(final / "recipe.yaml").training["max_steps"] == 2
+    assert not list(final.glob("*.bin"))
     logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert any("loss" in entry for entry in logs)
     # The evaluation scored generated answers with geochat's metrics, beside the loss.
