@@ -304,3 +304,16 @@ def _marker(state: _Scan, match: re.Match[str]) -> None:
         state.phrase = None
     elif tag not in syntax.separators:
         state.log.report(f"{tag} without an opening tag", match.start())
+
+
+class TagDialect(Dialect):
+    """A dialect of tags: its syntax, and a reader for the content of each geometry tag."""
+
+    SYNTAX: ClassVar[TagSyntax]
+    readers: Mapping[str, ContentReader]
+
+    def read(
+        self, text: str, width: float, height: float, log: ProblemLog
+    ) -> tuple[list[GroundedObject], str]:
+        """Reads the dialect's tags with :func:`scan`."""
+        return scan(text, self.SYNTAX, self.readers, log, (width, height))

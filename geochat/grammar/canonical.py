@@ -31,13 +31,12 @@ import numpy as np
 from geochat import geometry
 from geochat.grammar.base import (
     ContentReader,
-    Dialect,
     ObjectLike,
     TagContext,
+    TagDialect,
     TagSyntax,
     required,
     runs_of,
-    scan,
 )
 from geochat.grammar.core import (
     GrammarError,
@@ -218,7 +217,7 @@ def check_mask_size(item: ObjectLike, width: float, height: float) -> dict[str, 
     return mask
 
 
-class CanonicalDialect(Dialect):
+class CanonicalDialect(TagDialect):
     """Our grammar v1 (see the module docstring); angles never appear: quads are corners."""
 
     name = "canonical"
@@ -227,17 +226,11 @@ class CanonicalDialect(Dialect):
         geometry={"<box>": "</box>", "<quad>": "</quad>", "<seg>": "</seg>"},
         none=NONE,
     )
-    READERS: ClassVar[Mapping[str, ContentReader]] = {
+    readers: ClassVar[Mapping[str, ContentReader]] = {
         "<box>": read_boxes,
         "<quad>": _read_quads,
         "<seg>": _read_seg,
     }
-
-    def read(
-        self, text: str, width: float, height: float, log: ProblemLog
-    ) -> tuple[list[GroundedObject], str]:
-        """Reads canonical tags."""
-        return scan(text, self.SYNTAX, self.READERS, log, (width, height))
 
     def write(self, objects: list[ObjectLike], width: float, height: float) -> str:
         """Writes one tag per run of objects that share a phrase and a kind, joined by spaces."""

@@ -37,14 +37,13 @@ import numpy as np
 from geochat import geometry
 from geochat.grammar.base import (
     ContentReader,
-    Dialect,
     ObjectLike,
     TagContext,
+    TagDialect,
     TagSyntax,
     enclosing_box,
     required,
     runs_of,
-    scan,
 )
 from geochat.grammar.core import (
     GroundedObject,
@@ -64,7 +63,7 @@ MAX_ANGLE = 180.0
 _BOX = re.compile(r"\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*(?:\|\s*<([^<>]*)>\s*)?")
 
 
-class GeoChatDialect(Dialect):
+class GeoChatDialect(TagDialect):
     """GeoChat: ``<p>phrase</p> {<x0><y0><x1><y1>|<θ>}`` on 0-100 of the padded square.
 
     θ in degrees, positive counter-clockwise on screen (see the module docstring).
@@ -86,12 +85,6 @@ class GeoChatDialect(Dialect):
     def __init__(self, pad_to_square: bool = True) -> None:
         self.pad_to_square = pad_to_square
         self.readers: Mapping[str, ContentReader] = {"{": self._read_box}
-
-    def read(
-        self, text: str, width: float, height: float, log: ProblemLog
-    ) -> tuple[list[GroundedObject], str]:
-        """Reads ``<p>`` phrases and ``{...}`` boxes."""
-        return scan(text, self.SYNTAX, self.readers, log, (width, height))
 
     def write(self, objects: list[ObjectLike], width: float, height: float) -> str:
         """Writes ``<p>phrase</p> {...}<delim>{...}`` per run of objects sharing a phrase."""

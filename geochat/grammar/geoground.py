@@ -33,13 +33,12 @@ import numpy as np
 from geochat import geometry
 from geochat.grammar.base import (
     ContentReader,
-    Dialect,
     ObjectLike,
     TagContext,
+    TagDialect,
     TagSyntax,
     required,
     runs_of,
-    scan,
 )
 from geochat.grammar.canonical import (
     check_mask_size,
@@ -50,7 +49,6 @@ from geochat.grammar.canonical import (
 )
 from geochat.grammar.core import (
     GroundedObject,
-    ProblemLog,
     field_of,
     kind_of,
     quad_object,
@@ -100,7 +98,7 @@ def _obb_values(quad: object, width: float, height: float) -> list[int]:
     return [*scaled.astype(int).tolist(), theta]
 
 
-class GeoGroundDialect(Dialect):
+class GeoGroundDialect(TagDialect):
     """GeoGround: ``<box>`` on 0-1000, ``<obb>[[cx,cy,w,h,θ]]</obb>`` on 0-100, plain ``<seg>``.
 
     θ in degrees, positive clockwise on screen, w and h scaled by the image width (see the
@@ -112,17 +110,11 @@ class GeoGroundDialect(Dialect):
         phrase=("<ref>", "</ref>"),
         geometry={"<box>": "</box>", "<obb>": "</obb>", "<seg>": "</seg>"},
     )
-    READERS: ClassVar[Mapping[str, ContentReader]] = {
+    readers: ClassVar[Mapping[str, ContentReader]] = {
         "<box>": read_boxes,
         "<obb>": _read_obbs,
         "<seg>": _read_seg,
     }
-
-    def read(
-        self, text: str, width: float, height: float, log: ProblemLog
-    ) -> tuple[list[GroundedObject], str]:
-        """Reads GeoGround tags."""
-        return scan(text, self.SYNTAX, self.READERS, log, (width, height))
 
     def write(self, objects: list[ObjectLike], width: float, height: float) -> str:
         """Writes one tag per run of objects sharing a phrase and a kind, joined by spaces."""

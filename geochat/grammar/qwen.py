@@ -34,9 +34,9 @@ from geochat.grammar.base import (
     Dialect,
     ObjectLike,
     TagContext,
+    TagDialect,
     TagSyntax,
     enclosing_box,
-    scan,
 )
 from geochat.grammar.core import (
     GroundedObject,
@@ -66,7 +66,7 @@ def _boxes_of(objects: list[ObjectLike]) -> list[tuple[str | None, np.ndarray]]:
     return boxes
 
 
-class Qwen2VLDialect(Dialect):
+class Qwen2VLDialect(TagDialect):
     """Qwen2-VL: ``<|box_start|>(x0,y0),(x1,y1)<|box_end|>`` on 0-1000 per axis; no angles."""
 
     name = "qwen2vl"
@@ -78,12 +78,6 @@ class Qwen2VLDialect(Dialect):
 
     def __init__(self) -> None:
         self.readers: Mapping[str, ContentReader] = {"<|box_start|>": self._read_box}
-
-    def read(
-        self, text: str, width: float, height: float, log: ProblemLog
-    ) -> tuple[list[GroundedObject], str]:
-        """Reads object-ref phrases and box tags."""
-        return scan(text, self.SYNTAX, self.readers, log, (width, height))
 
     @staticmethod
     def _read_box(content: str, offset: int, context: TagContext) -> list[GroundedObject]:
