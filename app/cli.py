@@ -21,18 +21,23 @@ API_KEY_ENV = "GEOCHAT_API_KEY"
 LOOPBACK_NAMES = {"localhost"}
 
 
+def _add_engine_arguments(parser: argparse.ArgumentParser, port: int) -> None:
+    """The options of the verbs that run the engine: which model, on what, and where to listen."""
+    parser.add_argument("--model", help="checkpoint folder (default: the bundled geochat-nano)")
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    parser.add_argument("--vllm-url", help="a running vLLM server, e.g. http://127.0.0.1:8001/v1")
+    parser.add_argument("--device", default="cpu", help="torch device of the embedded model")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=port)
+
+
 def _api_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="geochat api",
         description="Serve the REST API: POST /v1/ground, /v1/segment, /v1/chat/completions "
         "(OpenAI-compatible), GET /healthz; OpenAPI docs at /docs.",
     )
-    parser.add_argument("--model", help="checkpoint folder (default: the bundled geochat-nano)")
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
-    parser.add_argument("--vllm-url", help="a running vLLM server, e.g. http://127.0.0.1:8001/v1")
-    parser.add_argument("--device", default="cpu", help="torch device of the embedded model")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8000)
+    _add_engine_arguments(parser, port=8000)
     parser.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_ENV),
@@ -125,12 +130,7 @@ def _app_parser() -> argparse.ArgumentParser:
         description="Open the web app (Gradio): upload a PNG, JPEG or GeoTIFF, chat about it, "
         "draw a region to ask about, see the answer's geometry and download it as GeoJSON.",
     )
-    parser.add_argument("--model", help="checkpoint folder (default: the bundled geochat-nano)")
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
-    parser.add_argument("--vllm-url", help="a running vLLM server, e.g. http://127.0.0.1:8001/v1")
-    parser.add_argument("--device", default="cpu", help="torch device of the embedded model")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=APP_PORT)
+    _add_engine_arguments(parser, port=APP_PORT)
     return parser
 
 
