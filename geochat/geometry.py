@@ -22,8 +22,6 @@ from typing import Any
 import numpy as np
 import shapely
 from pycocotools import mask as coco_mask
-from rasterio import features
-from rasterio.transform import Affine
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -283,6 +281,11 @@ def rasterize(geometry: Any, height: int, width: int) -> np.ndarray:
     col1, row1 = min(int(np.ceil(x1)), width), min(int(np.ceil(y1)), height)
     if col1 <= col0 or row1 <= row0:
         return mask
+    # Imported here, where a mask is drawn: reading records, training and scoring boxes then
+    # load no GDAL (a training machine needs no rasterio).
+    from rasterio import features
+    from rasterio.transform import Affine
+
     # Pixel (col, row) of the window covers [col0 + col, col0 + col + 1] x [row0 + row, ...].
     window = features.rasterize(
         [(shape, 1)],

@@ -7,7 +7,9 @@ A data source is a JSONL file or a build folder (``geochat build``), whose shard
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,51 @@ def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) 
     if split is not None and record.get("split", split) != split:
         return False
     return tasks is None or record["task"] in tasks
+
+
+def _question_and_answer(record: Record) -> tuple[str, str]:
+    human = [turn["value"] for turn in record["conversations"] if turn["from"] == "human"]
+    answer = [turn["value"] for turn in record["conversations"] if turn["from"] != "human"]
+    return "\n".join(human), "\n".join(answer)
+
+
+def balance_answers(
+    items: list[tuple[Record, Path]], tasks: Sequence[str], seed: int = 0
+) -> list[tuple[Record, Path]]:
+    """Drops records so that no question can be answered from its words alone.
+
+    Records of the given tasks are grouped by task and question text; within a group, each
+    answer is kept at most as often as the group's second most common answer (chosen at random
+    with ``seed``), so the most common answer is no likelier than the runner-up and a question
+    that always has the same answer ("Are there any tennis courts?" -> "No") is dropped. A model
+    trained on what is left must look at the image: the question gives no prior to learn.
+    Records of other tasks, and questions asked once, are kept. The order is kept.
+
+    Args:
+        items: ``(record, shard)`` pairs.
+        tasks: The tasks to balance, e.g. ``["vqa", "count"]``.
+        seed: Seed of the choice of which records of an answer are kept.
+
+    Returns:
+        The kept pairs.
+    """
+    groups: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for index, (record, _) in enumerate(items):
+        if record["task"] in tasks:
+            question, answer = _question_and_answer(record)
+            groups[record["task"], question][answer].append(index)
+    generator = random.Random(seed)
+    dropped: set[int] = set()
+    for answers in groups.values():
+        counts = Counter({answer: len(indices) for answer, indices in answers.items()})
+        if counts.total() < 2:
+            continue
+        ranked = counts.most_common(2)
+        cap = ranked[1][1] if len(ranked) > 1 else 0
+        for indices in answers.values():
+            if len(indices) > cap:
+                dropped.update(generator.sample(indices, len(indices) - cap))
+    return [item for index, item in enumerate(items) if index not in dropped]
 
 
 def load_image(path: Path) -> Image.Image:
@@ -46,6 +93,8 @@ class RecordDataset(Dataset):
         split: ``train``, ``val``, ``test`` or None for all.
         tasks: Keep only these tasks; None keeps all.
         limit: Keep at most this many records (the first ones, in shard order).
+        balance: Tasks whose answers are balanced per question (see :func:`balance_answers`).
+        seed: Seed of the balancing.
     """
 
     def __init__(
@@ -54,14 +103,19 @@ class RecordDataset(Dataset):
         split: str | None = None,
         tasks: Sequence[str] | None = None,
         limit: int | None = None,
+        balance: Sequence[str] = (),
+        seed: int = 0,
     ):
-        self.items: list[tuple[Record, Path]] = []
-        for shard in find_shards(source, split):
-            for record in iter_records(shard):
-                if keep_record(record, split, tasks):
-                    self.items.append((record, shard))
-                    if limit is not None and len(self.items) >= limit:
-                        return
+        pairs: Iterator[tuple[Record, Path]] = (
+            (record, shard)
+            for shard in find_shards(source, split)
+            for record in iter_records(shard)
+            if keep_record(record, split, tasks)
+        )
+        if balance:
+            pairs = iter(balance_answers(list(pairs), balance, seed))
+        # Without balancing, reading stops at the limit: a few records of a large source are cheap.
+        self.items: list[tuple[Record, Path]] = list(itertools.islice(pairs, limit))
 
     def __len__(self) -> int:
         return len(self.items)

@@ -118,12 +118,15 @@ def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
     """The training and validation datasets of the recipe (validation None when not given)."""
     data = recipe.data
     tasks = data.get("tasks")
+    seed = recipe.training.get("seed", 0)
     if data.get("streaming"):
-        train = StreamingRecordDataset(
-            data["train"], "train", tasks, seed=recipe.training.get("seed", 0)
-        )
+        if data.get("balance"):
+            raise RecipeError(f"{recipe.name}: data.balance needs the whole source, not streaming")
+        train = StreamingRecordDataset(data["train"], "train", tasks, seed=seed)
     else:
-        train = RecordDataset(data["train"], "train", tasks, limit=data.get("limit"))
+        train = RecordDataset(
+            data["train"], "train", tasks, data.get("limit"), data.get("balance", ()), seed
+        )
     if not data.get("val"):
         return train, None
     return train, RecordDataset(data["val"], "val", tasks, limit=data.get("val_limit", 256))

@@ -1,0 +1,94 @@
+"""Record datasets: answer balancing, so that no answer can be learned from the question alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from geochat.records import write_jsonl
+from training.data import RecordDataset
+from training.recipe import RecipeError, load_recipe
+from training.trainer import build_datasets
+
+
+def record(index: int, task: str, question: str, answer: str) -> dict:
+    return {
+        "id": f"r{index}",
+        "image": "images/none.png",
+        "width": 8,
+        "height": 8,
+        "task": task,
+        "split": "train",
+        "objects": [],
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{question}"},
+            {"from": "gpt", "value": answer},
+        ],
+    }
+
+
+@pytest.fixture
+def skewed(tmp_path: Path) -> Path:
+    """Presence and counting questions whose answers the question alone mostly predicts."""
+    answers = (
+        [("vqa", "Are there any roads?", "Yes")] * 9
+        + [("vqa", "Are there any roads?", "No")] * 3
+        + [("vqa", "Are there any tennis courts?", "No")] * 5
+        + [("vqa", "Is there a pool?", "Yes")]
+        + [("count", "How many cars are there?", "0")] * 6
+        + [("count", "How many cars are there?", "2")] * 2
+        + [("count", "How many cars are there?", "1")] * 4
+        + [("refer", "Where is the pool?", "<box>[[1,2,3,4]]</box>")] * 2
+    )
+    path = tmp_path / "train-00000.jsonl"
+    write_jsonl(path, [record(i, *triple) for i, triple in enumerate(answers)])
+    return path
+
+
+def answer_counts(dataset: RecordDataset) -> Counter:
+    return Counter(
+        (r["conversations"][0]["value"].split("\n")[1], r["conversations"][1]["value"])
+        for r in dataset.records
+    )
+
+
+def test_balancing_caps_each_answer_at_the_runner_up(skewed):
+    counts = answer_counts(RecordDataset(skewed, "train", balance=["vqa", "count"]))
+    assert counts[("Are there any roads?", "Yes")] == 3
+    assert counts[("Are there any roads?", "No")] == 3
+    # A question that always has the same answer teaches only the prior: dropped.
+    assert counts[("Are there any tennis courts?", "No")] == 0
+    # Asked once: nothing to learn from the question, kept.
+    assert counts[("Is there a pool?", "Yes")] == 1
+    assert counts[("How many cars are there?", "0")] == 4
+    assert counts[("How many cars are there?", "1")] == 4
+    assert counts[("How many cars are there?", "2")] == 2
+    # Tasks not named are untouched, even with a repeated answer.
+    assert counts[("Where is the pool?", "<box>[[1,2,3,4]]</box>")] == 2
+
+
+def test_balancing_is_seeded_and_keeps_order(skewed):
+    first = RecordDataset(skewed, "train", balance=["vqa"], seed=1).records
+    again = RecordDataset(skewed, "train", balance=["vqa"], seed=1).records
+    other = RecordDataset(skewed, "train", balance=["vqa"], seed=2).records
+    ids = [r["id"] for r in first]
+    assert ids == [r["id"] for r in again]
+    assert ids == sorted(ids, key=lambda name: int(name[1:]))
+    assert ids != [r["id"] for r in other]
+
+
+def test_without_balancing_every_record_is_read(skewed):
+    assert len(RecordDataset(skewed, "train")) == 32
+    assert len(RecordDataset(skewed, "train", limit=5)) == 5
+
+
+def test_a_recipe_balances_its_training_set_and_refuses_streaming(skewed):
+    recipe = load_recipe("nano-synthetic", [f"data.train={skewed}", "data.tasks=null"])
+    recipe.data["balance"] = ["vqa", "count"]
+    train, _ = build_datasets(recipe)
+    assert len(train) == 32 - 6 - 5 - 2
+    recipe.data["streaming"] = True
+    with pytest.raises(RecipeError, match="balance"):
+        build_datasets(recipe)
