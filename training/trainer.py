@@ -216,6 +216,8 @@ def train(
         generation_eval=generation_eval,
         args=training_arguments(recipe, output_dir, val_set is not None),
         data_collator=ChatCollator(processor, recipe.data.get("max_length", 2048)),
+        # Saved with every checkpoint, so a checkpoint loads (and evaluates) on its own.
+        processing_class=processor,
         train_dataset=train_set,
         eval_dataset=val_set,
         callbacks=[JsonlLogCallback(output_dir / LOG_FILE), *(callbacks or [])],

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from geochat.modeling import GeoChatForConditionalGeneration
+from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
 from training.collator import ChatCollator
 from training.data import RecordDataset
 from training.merge import MergeError, export_lora, merge_adapter
@@ -151,6 +151,9 @@ def test_resume_after_a_kill_reaches_the_same_weights(squares, tiny_base, tmp_pa
     assert resumed_weights.keys() == straight_weights.keys()
     for name, tensor in straight_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, atol=0, rtol=0, msg=name)
+    # A checkpoint carries its processor: it loads (and evaluates) on its own.
+    model, processor = load_pretrained(tmp_path / "straight" / "checkpoint-6")
+    assert len(processor.tokenizer) <= model.config.text_config.vocab_size
 
 
 def test_recipe_errors_are_clear(tmp_path):
