@@ -28,9 +28,11 @@ def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) 
 
 
 def _question_and_answer(record: Record) -> tuple[str, str]:
-    human = [turn["value"] for turn in record["conversations"] if turn["from"] == "human"]
-    answer = [turn["value"] for turn in record["conversations"] if turn["from"] != "human"]
-    return "\n".join(human), "\n".join(answer)
+    """What the model is told (system and human turns) and what it answers (gpt turns)."""
+    turns = record["conversations"]
+    question = [turn["value"] for turn in turns if turn["from"] != "gpt"]
+    answer = [turn["value"] for turn in turns if turn["from"] == "gpt"]
+    return "\n".join(question), "\n".join(answer)
 
 
 def balance_answers(
