@@ -193,8 +193,11 @@ def paint_water(canvas: Canvas, feature: Feature, context: PaintContext) -> None
     frame = shapely.box(0, 0, canvas.width, canvas.height).exterior.buffer(0.01)
     shore = footprint.boundary.difference(frame)
     for depth_m, opacity in ((2.0, 0.6), (6.0, 1.0)):
+        # GEOS can buffer a long, nearly straight shore into a self-intersecting polygon,
+        # on which the difference below raises a TopologyException.
+        shallows = shapely.make_valid(shore.buffer(depth_m * context.px_per_m))
         canvas.paint(
-            footprint.difference(shore.buffer(depth_m * context.px_per_m)),
+            footprint.difference(shallows),
             deep,
             texture,
             opacity=opacity,
