@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,18 +158,21 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def find_shards(source: str | Path, split: str | None = None) -> list[Path]:
+def find_shards(source: str | Path | Sequence[str | Path], split: str | None = None) -> list[Path]:
     """Lists the JSONL files of a data source.
 
     Args:
-        source: A ``.jsonl`` file, or a folder of them.
+        source: A ``.jsonl`` file, a folder of them, or a list of files and folders (their
+            shards in list order: a mix of builds).
         split: In a folder, keep the shards named ``<split>-*.jsonl`` or ``<split>.jsonl``;
             when no file is named so, every shard is read and records are filtered by their
             ``split`` field instead (readers filter records by it).
 
     Raises:
-        FileNotFoundError: When the source does not exist or holds no JSONL file.
+        FileNotFoundError: When a source does not exist or holds no JSONL file.
     """
+    if not isinstance(source, str | Path):
+        return [shard for one in source for shard in find_shards(one, split)]
     source = Path(source)
     if source.is_file():
         return [source]

@@ -91,7 +91,7 @@ class RecordDataset(Dataset):
     """Map-style dataset: holds the records (not the images) of a source in memory.
 
     Args:
-        source: A JSONL file or a build folder.
+        source: A JSONL file, a build folder, or a list of them (mixed in that order).
         split: ``train``, ``val``, ``test`` or None for all.
         tasks: Keep only these tasks; None keeps all.
         limit: Keep at most this many records (the first ones, in shard order).
@@ -101,7 +101,7 @@ class RecordDataset(Dataset):
 
     def __init__(
         self,
-        source: str | Path,
+        source: str | Path | Sequence[str | Path],
         split: str | None = None,
         tasks: Sequence[str] | None = None,
         limit: int | None = None,
@@ -139,7 +139,7 @@ class StreamingRecordDataset(IterableDataset):
     bounded buffer, so memory stays flat whatever the size of the source.
 
     Args:
-        source: A JSONL file or a build folder.
+        source: A JSONL file, a build folder, or a list of them (mixed in that order).
         split: See :class:`RecordDataset`.
         tasks: See :class:`RecordDataset`.
         shuffle_buffer: Records held for shuffling; 0 keeps the shard order.
@@ -149,7 +149,7 @@ class StreamingRecordDataset(IterableDataset):
 
     def __init__(
         self,
-        source: str | Path,
+        source: str | Path | Sequence[str | Path],
         split: str | None = None,
         tasks: Sequence[str] | None = None,
         shuffle_buffer: int = 1000,

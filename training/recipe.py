@@ -5,7 +5,8 @@ A recipe has five sections (see ``training/recipes/*.yaml``)::
     model:     where the weights come from: `tiny: {...}` (random, from scratch) or
                `path: DIR_OR_HUB_ID`, and optionally `tokenizer: {vocab_size, loc_tokens}`
                to train a tokenizer on the training records first
-    data:      `train`, `val` (a JSONL file or a build folder), `max_length`, `tasks`,
+    data:      `train` (a JSONL file, a build folder or a list of them), `val`, `max_length`,
+               `tasks`,
                `balance` (tasks whose answers are balanced per question, so that the question
                alone predicts nothing), `generate_eval` (validation records answered and
                scored at each evaluation)

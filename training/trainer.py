@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ PART_TARGETS = {
 }
 
 
-def _records_text(source: str | Path) -> list[str]:
+def _records_text(source: str | Path | Sequence[str | Path]) -> list[str]:
     """Every turn of every record of a source: the corpus a new tokenizer is trained on."""
     texts = []
     for shard in find_shards(source):

@@ -84,6 +84,20 @@ def test_without_balancing_every_record_is_read(skewed):
     assert len(RecordDataset(skewed, "train", limit=5)) == 5
 
 
+def test_a_recipe_mixes_builds_listed_as_its_training_source(skewed, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_jsonl(other / "train-00000.jsonl", [record(100, "vqa", "Is there a pool?", "No")])
+    recipe = load_recipe(
+        "nano-synthetic", [f"data.train=[{skewed}, {other}]", "data.tasks=null", "data.balance=[]"]
+    )
+    train, _ = build_datasets(recipe)
+    assert len(train) == 32 + 1
+    assert train.records[-1]["id"] == "r100"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        RecordDataset([skewed, tmp_path / "missing"], "train")
+
+
 def test_a_recipe_balances_its_training_set_and_refuses_streaming(skewed):
     recipe = load_recipe("nano-synthetic", [f"data.train={skewed}", "data.tasks=null"])
     recipe.data["balance"] = ["vqa", "count"]
