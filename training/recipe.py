@@ -6,10 +6,9 @@ A recipe has five sections (see ``training/recipes/*.yaml``)::
                `path: DIR_OR_HUB_ID`, and optionally `tokenizer: {vocab_size, loc_tokens}`
                to train a tokenizer on the training records first
     data:      `train` (a JSONL file, a build folder or a list of them), `val`, `max_length`,
-               `tasks`,
-               `balance` (tasks whose answers are balanced per question, so that the question
-               alone predicts nothing), `generate_eval` (validation records answered and
-               scored at each evaluation)
+               `tasks`, `balance` (tasks whose answers are balanced per question, so that the
+               question alone predicts nothing), `generate_eval` (validation records answered
+               and scored at each evaluation)
     stage:     pretrain | align | finetune | qlora
     peft:      for finetune and qlora: `method` lora | dora, `r`, `alpha`, `dropout`,
                `parts` (any of llm, vision, connector), `train_connector` (fully)
