@@ -31,15 +31,25 @@ def _write_picture(world: World, path: Path, **options: object) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+# name -> build_world arguments: each example is a synthetic world, so its truth is known.
+EXAMPLE_WORLDS = {
+    "harbour.png": {"seed": 0, "width": 256, "height": 256, "gsd": 0.6, "scene": "harbour"},
+    "suburb.jpg": {"seed": 1, "width": 320, "height": 320, "gsd": 0.5, "scene": "suburban"},
+    "port.tif": {"seed": 3, "width": 256, "height": 256, "gsd": 1.0, "scene": "harbour"},
+}
+
+
+def example_world(name: str) -> World:
+    """The synthetic world that the example image ``name`` shows, truth included."""
+    return build_world(**EXAMPLE_WORLDS[name])
+
+
 def main() -> None:
     """Writes harbour.png, suburb.jpg and port.tif beside this script."""
-    harbour = build_world(seed=0, width=256, height=256, gsd=0.6, scene="harbour")
-    _write_picture(harbour, HERE / "harbour.png", optimize=True)
-    suburb = build_world(seed=1, width=320, height=320, gsd=0.5, scene="suburban")
-    _write_picture(suburb, HERE / "suburb.jpg", quality=JPEG_QUALITY)
-    port = build_world(seed=3, width=256, height=256, gsd=1.0, scene="harbour")
-    write_tif(port, HERE / "port.tif")
-    for name in ("harbour.png", "suburb.jpg", "port.tif"):
+    _write_picture(example_world("harbour.png"), HERE / "harbour.png", optimize=True)
+    _write_picture(example_world("suburb.jpg"), HERE / "suburb.jpg", quality=JPEG_QUALITY)
+    write_tif(example_world("port.tif"), HERE / "port.tif")
+    for name in EXAMPLE_WORLDS:
         path = HERE / name
         path.chmod(0o644)  # temporary files are created private; the examples are public
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
