@@ -1,6 +1,6 @@
 """Training recipes: YAML files that say which model, which data, which stage and how to train.
 
-A recipe has five sections (see ``training/recipes/*.yaml``)::
+A recipe has five sections and an optional sixth (see ``training/recipes/*.yaml``)::
 
     model:     where the weights come from: `tiny: {...}` (random, from scratch) or
                `path: DIR_OR_HUB_ID`, and optionally `tokenizer: {vocab_size, loc_tokens}`
@@ -13,6 +13,10 @@ A recipe has five sections (see ``training/recipes/*.yaml``)::
     peft:      for finetune and qlora: `method` lora | dora, `r`, `alpha`, `dropout`,
                `parts` (any of llm, vision, connector), `train_connector` (fully)
     training:  keyword arguments of transformers' TrainingArguments
+    loss:      optional, for models trained from scratch (``training/losses.py``):
+               `coordinate_sigma` (grammar units) scores box and quad coordinates against a
+               Gaussian around the truth (it needs location tokens); `position_weight` asks
+               the visual tokens to hold their own grid position
 
 Recipes are named by file stem (``nano-synthetic``) or given as a path, and any value can be
 overridden from the command line with ``section.key=value`` (the value is parsed as YAML).
@@ -30,6 +34,7 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 STAGES = ("pretrain", "align", "finetune", "qlora")
 PEFT_METHODS = ("lora", "dora")
 PARTS = ("llm", "vision", "connector")
+LOSS_OPTIONS = {"coordinate_sigma", "position_weight"}
 
 
 class RecipeError(ValueError):
@@ -45,6 +50,7 @@ class Recipe:
     stage: str
     training: dict[str, Any]
     peft: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
     name: str = "recipe"
 
     def check(self) -> None:
@@ -62,6 +68,9 @@ class Recipe:
             unknown = set(self.peft.get("parts", ["llm"])) - set(PARTS)
             if unknown:
                 raise RecipeError(f"{self.name}: unknown peft parts {sorted(unknown)}")
+        unknown = set(self.loss) - LOSS_OPTIONS
+        if unknown:
+            raise RecipeError(f"{self.name}: unknown loss options {sorted(unknown)}")
 
 
 def recipe_names() -> list[str]:
@@ -110,7 +119,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
         raise RecipeError(f"{path}: not valid YAML ({error})") from error
     for override in overrides or []:
         _apply_override(document, override)
-    unknown = set(document) - {"model", "data", "stage", "training", "peft"}
+    unknown = set(document) - {"model", "data", "stage", "training", "peft", "loss"}
     if unknown:
         raise RecipeError(f"{path}: unknown sections {sorted(unknown)}")
     try:

@@ -31,6 +31,7 @@ from geochat.records import find_shards
 from training.collator import ChatCollator
 from training.data import RecordDataset, StreamingRecordDataset
 from training.evaluation import GenerationEval, GeoChatTrainer
+from training.losses import CoordinateTargets, TrainingLoss
 from training.recipe import Recipe, RecipeError
 
 FINAL_DIR = "final"
@@ -133,6 +134,23 @@ def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
     return train, RecordDataset(data["val"], "val", tasks, limit=data.get("val_limit", 256))
 
 
+def build_loss(recipe: Recipe, processor: GeoChatProcessor) -> TrainingLoss | None:
+    """The recipe's loss when it is not the model's own cross-entropy, else None.
+
+    Raises:
+        RecipeError: When an option is out of range, or needs location tokens the tokenizer lacks.
+    """
+    options = recipe.loss
+    if not options:
+        return None
+    try:
+        sigma = options.get("coordinate_sigma")
+        coordinates = None if sigma is None else CoordinateTargets(processor.tokenizer, sigma)
+        return TrainingLoss(coordinates, options.get("position_weight", 0.0))
+    except ValueError as error:
+        raise RecipeError(f"{recipe.name}: loss: {error}") from error
+
+
 class JsonlLogCallback(TrainerCallback):
     """Appends every log (loss, learning rate, eval loss) to ``log.jsonl`` with a timestamp."""
 
@@ -222,6 +240,7 @@ def train(
         train_dataset=train_set,
         eval_dataset=val_set,
         callbacks=[JsonlLogCallback(output_dir / LOG_FILE), *(callbacks or [])],
+        compute_loss_func=build_loss(recipe, processor),
     )
     checkpoint = last_complete_checkpoint(output_dir) if resume else None
     if checkpoint is not None:
