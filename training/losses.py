@@ -14,9 +14,9 @@ position in its visual tokens: in geochat-nano v2 a linear probe recovered neith
 the column of a visual token from it (R^2 about 0), so its LLM could only guess where a token
 lies from its place in the sequence, which gives the row (rows come one after the other) far
 better than the column (its box centres correlate 0.7 with the truth in y, 0.4 in x). This term
-asks the first two channels of each visual token (the connector's output, the LLM's input) to
-hold the token's column and row on its view's grid, in units of the tokens' own RMS, so that
-the LLM can read a position where it reads the content.
+asks the first 12 channels of each visual token (the connector's output, the LLM's input) to
+hold a sine-cosine code of the token's column and row on its view's grid, in units of the
+tokens' own RMS, so that the LLM can read a position where it reads the content.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from geochat.modeling.tokenizer import MAX_LOCATION
 IGNORE_INDEX = -100
 # Tags whose content is coordinates on the 0..1000 grid (a <seg> holds grid runs instead).
 COORDINATE_TAGS = (("<box>", "</box>"), ("<quad>", "</quad>"))
+# Frequencies of the patch-position code, in half periods across a view: coarse to fine.
+POSITION_FREQUENCIES = (1, 2, 4)
 
 
 class CoordinateLossError(ValueError):
@@ -109,8 +111,26 @@ class CoordinateTargets:
         return (torch.xlogy(target, target) - target * coordinate_log_probs).sum(-1)
 
 
+def position_code(side: int, device: torch.device | None = None) -> torch.Tensor:
+    """The code of each token's place on a ``side x side`` grid, row-major: ``[side**2, C]``.
+
+    Column then row, each as the cosine and sine of ``pi * k * p`` for p in [0, 1] and each k
+    of ``POSITION_FREQUENCIES``: a code whose dot product with another place's code peaks where
+    the places agree, so that a linear readout (the LM head, over the coordinate tokens) can
+    turn it into a peaked distribution over coordinates.
+    """
+    steps = torch.linspace(0.0, 1.0, side, device=device)
+    rows, columns = torch.meshgrid(steps, steps, indexing="ij")  # [G, G] each
+    frequencies = math.pi * torch.tensor(POSITION_FREQUENCIES, device=device, dtype=steps.dtype)
+    parts = []
+    for place in (columns.flatten(), rows.flatten()):
+        phase = place[:, None] * frequencies  # [G*G, F]
+        parts += [phase.cos(), phase.sin()]
+    return torch.cat(parts, dim=-1)  # [G*G, 4F]
+
+
 def patch_position_loss(image_hidden_states: torch.Tensor) -> torch.Tensor:
-    """How far the first two channels of each visual token are from its column and row.
+    """How far the first channels of each visual token are from the code of its place.
 
     Args:
         image_hidden_states: ``[views, G*G, D]`` the connector's output, G tokens a side.
@@ -118,14 +138,10 @@ def patch_position_loss(image_hidden_states: torch.Tensor) -> torch.Tensor:
     Returns:
         The mean squared error in units of the tokens' RMS (dimensionless, about 1 at first).
     """
-    tokens = image_hidden_states.shape[1]
-    side = math.isqrt(tokens)
-    steps = torch.linspace(-1.0, 1.0, side, device=image_hidden_states.device)
-    rows, columns = torch.meshgrid(steps, steps, indexing="ij")  # [G, G] each
-    grid = torch.stack([columns.flatten(), rows.flatten()], dim=-1)  # [G*G, 2], row-major
+    code = position_code(math.isqrt(image_hidden_states.shape[1]), image_hidden_states.device)
     features = image_hidden_states.float()
     unit = features.detach().pow(2).mean().sqrt().clamp(min=1e-6)
-    return ((features[..., :2] - unit * grid) / unit).pow(2).mean()
+    return ((features[..., : code.shape[-1]] - unit * code) / unit).pow(2).mean()
 
 
 class TrainingLoss:

@@ -10,6 +10,7 @@ from training.losses import (
     CoordinateTargets,
     TrainingLoss,
     patch_position_loss,
+    position_code,
 )
 from training.recipe import RecipeError, load_recipe
 from training.trainer import build_loss
@@ -99,18 +100,23 @@ def test_bad_loss_options_are_refused(nano):
 
 
 def test_position_loss_is_zero_only_where_tokens_hold_their_place():
+    torch.manual_seed(0)
     side = 4
-    steps = torch.linspace(-1, 1, side)
-    rows, columns = torch.meshgrid(steps, steps, indexing="ij")
-    placed = torch.randn(2, side * side, 8)
-    unit = placed.pow(2).mean().sqrt()
-    placed[..., 0], placed[..., 1] = unit * columns.flatten(), unit * rows.flatten()
-    unit = placed.pow(2).mean().sqrt()  # the RMS moved with the two channels set
-    placed[..., 0], placed[..., 1] = unit * columns.flatten(), unit * rows.flatten()
-    assert patch_position_loss(placed) < 0.05
-    transposed = placed.clone()
-    transposed[..., 0], transposed[..., 1] = placed[..., 1], placed[..., 0]
-    assert patch_position_loss(transposed) > 0.5
+    code = position_code(side)  # [16 tokens, C]
+    placed = torch.randn(2, side * side, 32)
+    for _ in range(20):  # the code is in units of the tokens' RMS, which the code moves
+        unit = placed.pow(2).mean().sqrt()
+        placed[..., : code.shape[-1]] = unit * code
+    assert patch_position_loss(placed) < 1e-3
+    shuffled = placed.clone()
+    shuffled[:, :, : code.shape[-1]] = placed[:, torch.randperm(side * side), : code.shape[-1]]
+    assert patch_position_loss(shuffled) > 0.1
+
+
+def test_the_position_code_peaks_where_places_agree():
+    code = position_code(8)
+    similarity = code @ code.T  # [64, 64]
+    assert torch.equal(similarity.argmax(-1), torch.arange(64))
 
 
 def test_position_loss_teaches_visual_tokens_their_place():
