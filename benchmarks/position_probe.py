@@ -8,7 +8,9 @@ Two measurements on the images of a records build, for one or more models:
    position a linear readout finds; the LLM then has only the tokens' order in its sequence.
 2. **Box centres**: for the records' single-box refer answers on small objects (trees,
    buildings), the correlation between the centre of the model's first box and the truth's,
-   along x and along y, and the median distance (grammar units, 0..1000).
+   along x and along y, the median distance (grammar units, 0..1000), and how far the
+   predicted centre moves when the image is rolled by a quarter of its side (250 units) along
+   x, then along y: the causal test of whether the model reads where the object is.
 
     python benchmarks/position_probe.py --data data/nano-test --models geochat/assets/geochat-nano
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -75,35 +78,69 @@ def first_box(answer: str) -> np.ndarray | None:
     return None if match is None else np.array([int(v) for v in match.groups()], dtype=float)
 
 
-def centre_agreement(model, processor, dataset: RecordDataset) -> dict[str, float]:
-    """Correlation and median distance of box centres on single-box small-object refer answers."""
-    chosen = [
-        (record, path)
-        for record, path in dataset.items
+def small_object_questions(dataset: RecordDataset) -> list[tuple[dict, Path]]:
+    """Refer records whose answer is one box around a tree or a building."""
+    return [
+        (record, shard)
+        for record, shard in dataset.items
         if record["task"] == "refer"
         and record["objects"]
         and record["objects"][0]["category"] in SMALL_OBJECTS
-        and len(record["conversations"][1]["value"].split("],[")) == 1
+        and "],[" not in record["conversations"][1]["value"]
         and first_box(record["conversations"][1]["value"]) is not None
     ]
-    records, paths = [r for r, _ in chosen], [p for _, p in chosen]
-    answers = predict_records(model, processor, records, paths, batch_size=16, max_new_tokens=32)
-    truth, guess = [], []
-    for record in records:
+
+
+def box_centres(model, processor, chosen: list[tuple[dict, Path]]) -> np.ndarray:
+    """``[n, 2]`` the (x, y) centre of the model's first box for each record (NaN when none)."""
+    records, shards = [r for r, _ in chosen], [p for _, p in chosen]
+    answers = predict_records(model, processor, records, shards, batch_size=16, max_new_tokens=32)
+    centres = np.full((len(records), 2), np.nan)
+    for index, record in enumerate(records):
         box = first_box(str(answers.get(record["id"], "")))
         if box is not None:
-            truth.append(first_box(record["conversations"][1]["value"]))
-            guess.append(box)
-    truth, guess = np.array(truth), np.array(guess)
-    centre_t = (truth[:, :2] + truth[:, 2:]) / 2  # [n, (x, y)]
-    centre_g = (guess[:, :2] + guess[:, 2:]) / 2
-    return {
-        "n": len(truth),
-        "corr_x": float(np.corrcoef(centre_t[:, 0], centre_g[:, 0])[0, 1]),
-        "corr_y": float(np.corrcoef(centre_t[:, 1], centre_g[:, 1])[0, 1]),
-        "median_dx": float(np.median(np.abs(centre_t[:, 0] - centre_g[:, 0]))),
-        "median_dy": float(np.median(np.abs(centre_t[:, 1] - centre_g[:, 1]))),
-    }
+            centres[index] = (box[:2] + box[2:]) / 2
+    return centres
+
+
+def rolled(chosen: list[tuple[dict, Path]], folder: Path, dx: int, dy: int) -> list[tuple]:
+    """The records with their images rolled by (dx, dy) pixels, written under ``folder``."""
+    moved = []
+    for record, shard in chosen:
+        pixels = np.asarray(Image.open(image_path(record, shard)).convert("RGB"))
+        name = f"{record['id'].replace(':', '_').replace('/', '_')}-{dx}-{dy}.png"
+        Image.fromarray(np.roll(pixels, (dy, dx), axis=(0, 1))).save(folder / name)
+        moved.append(({**record, "image": name}, folder / "rolled.jsonl"))
+    return moved
+
+
+def centre_agreement(model, processor, dataset: RecordDataset) -> dict[str, float]:
+    """How the model's box centres follow the truth, and follow the object when it moves.
+
+    The shift response rolls each image by a quarter of its side along x, then along y, and
+    takes the median move of the predicted centre (grammar units; 250 when the model follows
+    the object, 0 when it ignores where it is), over objects that stay whole.
+    """
+    chosen = small_object_questions(dataset)
+    truth = np.array([first_box(r["conversations"][1]["value"]) for r, _ in chosen])
+    truth_centres = (truth[:, :2] + truth[:, 2:]) / 2  # [n, (x, y)]
+    centres = box_centres(model, processor, chosen)
+    found = ~np.isnan(centres[:, 0])
+    scores = {"n": int(found.sum())}
+    for axis, name in enumerate("xy"):
+        agree = np.corrcoef(truth_centres[found, axis], centres[found, axis])[0, 1]
+        scores[f"corr_{name}"] = float(agree)
+        miss = np.abs(truth_centres[found, axis] - centres[found, axis])
+        scores[f"median_miss_{name}"] = float(np.median(miss))
+    with tempfile.TemporaryDirectory() as folder:
+        for axis, name in enumerate("xy"):
+            stays = truth[:, axis + 2] <= 750  # the object does not wrap around the edge
+            side = int(chosen[0][0]["width"] if axis == 0 else chosen[0][0]["height"])
+            shift = (side // 4, 0) if axis == 0 else (0, side // 4)
+            moved = box_centres(model, processor, rolled(chosen, Path(folder), *shift))
+            change = (moved - centres)[stays & found, axis]
+            scores[f"shift_{name}"] = float(np.nanmedian(change))
+    return scores
 
 
 def main() -> None:
@@ -120,9 +157,9 @@ def main() -> None:
     print(f"{len(paths)} images for the probe, from {args.data} ({args.split})")
     print(
         "| model | probe R^2 vision row / col | probe R^2 connector row / col "
-        "| refer n | centre corr x / y | median centre miss x / y |"
+        "| refer n | centre corr x / y | median centre miss x / y | centre move x / y for 250 |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         model, processor = load_pretrained(name)
         model.eval()
@@ -133,7 +170,8 @@ def main() -> None:
             f"| {name} | {vision_r2[0]:.2f} / {vision_r2[1]:.2f} "
             f"| {connector_r2[0]:.2f} / {connector_r2[1]:.2f} | {centres['n']} "
             f"| {centres['corr_x']:.2f} / {centres['corr_y']:.2f} "
-            f"| {centres['median_dx']:.0f} / {centres['median_dy']:.0f} |"
+            f"| {centres['median_miss_x']:.0f} / {centres['median_miss_y']:.0f} "
+            f"| {centres['shift_x']:.0f} / {centres['shift_y']:.0f} |"
         )
 
 
