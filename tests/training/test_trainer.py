@@ -156,6 +156,28 @@ def test_resume_after_a_kill_reaches_the_same_weights(squares, tiny_base, tmp_pa
     assert len(processor.tokenizer) <= model.config.text_config.vocab_size
 
 
+@pytest.mark.slow
+def test_the_loss_options_train_and_lower_the_training_loss(squares, tiny_base, tmp_path):
+    extra = [
+        "training.max_steps=12",
+        "training.learning_rate=3e-3",
+        "training.save_steps=1000",
+        "loss.coordinate_sigma=12",
+        "loss.position_weight=0.5",
+    ]
+    recipe = load_recipe("nano-synthetic", overrides(squares, tiny_base, "nano-synthetic", *extra))
+    final = train(recipe, tmp_path)
+    assert load_recipe(final / "recipe.yaml").loss == {
+        "coordinate_sigma": 12,
+        "position_weight": 0.5,
+    }
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    losses = [entry["loss"] for entry in logs if "loss" in entry]
+    assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) < sum(losses[:3])
+    assert torch.isfinite(torch.tensor(next(e["eval_loss"] for e in logs if "eval_loss" in e)))
+
+
 def test_recipe_errors_are_clear(tmp_path):
     with pytest.raises(RecipeError, match="no recipe"):
         load_recipe("no-such-recipe")
