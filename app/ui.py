@@ -55,9 +55,9 @@ IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".tif", ".tiff"]
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 # (file in EXAMPLES_DIR, question): made by app/examples/make_examples.py
 EXAMPLES = (
-    ("harbour.png", "Where is the road?"),
+    ("harbour.png", "Where is the water?"),
     ("suburb.jpg", "How many buildings are there?"),
-    ("port.tif", "Where is the water?"),
+    ("port.tif", "Where is the industrial area?"),
 )
 # Question templates of the task buttons; {target} is the object field. They follow the
 # wording of the training tasks (data_builders/tasks), which the bundled model knows.
