@@ -28,8 +28,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from geochat.modeling.tokenizer import MAX_LOCATION
+from training.collator import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 # Tags whose content is coordinates on the 0..1000 grid (a <seg> holds grid runs instead).
 COORDINATE_TAGS = (("<box>", "</box>"), ("<quad>", "</quad>"))
 # Frequencies of the patch-position code, in half periods across a view: coarse to fine.
