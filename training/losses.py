@@ -83,9 +83,7 @@ class CoordinateTargets:
         """
         opens = torch.isin(targets, self.open_ids.to(targets.device)).long().cumsum(-1)
         closes = torch.isin(targets, self.close_ids.to(targets.device)).long().cumsum(-1)
-        values = self.value_of_id.to(targets.device)[targets.clamp(0, len(self.value_of_id) - 1)]
-        in_range = (targets >= 0) & (targets < len(self.value_of_id))
-        return (opens > closes) & in_range & (values >= 0)
+        return (opens > closes) & torch.isin(targets, self.coordinate_ids.to(targets.device))
 
     def soft_targets(self, values: torch.Tensor) -> torch.Tensor:
         """``[K, 1001]``: a Gaussian over the coordinate values around each of ``values [K]``."""
