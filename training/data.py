@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from geochat.records import Record, find_shards, image_path, iter_records
+from training.augment import AUGMENTATIONS, augment, random_dihedral
 
 
 def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) -> bool:
@@ -83,8 +84,17 @@ def load_image(path: Path) -> Image.Image:
         raise OSError(f"cannot read the image {path}: {error}") from error
 
 
-def _item(record: Record, shard: Path) -> dict[str, Any]:
-    return {"record": record, "image": load_image(image_path(record, shard))}
+def check_augmentation(augmentation: str | None) -> None:
+    """Raises ValueError for an augmentation this module does not know."""
+    if augmentation is not None and augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; known: {AUGMENTATIONS}")
+
+
+def _item(record: Record, shard: Path, augmentation: str | None) -> dict[str, Any]:
+    image = load_image(image_path(record, shard))
+    if augmentation == "dihedral":
+        record, image = augment(record, image, random_dihedral())
+    return {"record": record, "image": image}
 
 
 class RecordDataset(Dataset):
@@ -97,6 +107,8 @@ class RecordDataset(Dataset):
         limit: Keep at most this many records (the first ones, in shard order).
         balance: Tasks whose answers are balanced per question (see :func:`balance_answers`).
         seed: Seed of the balancing.
+        augmentation: ``"dihedral"`` draws one of the eight flips and quarter turns for each
+            item (:mod:`training.augment`); None reads records as they are.
     """
 
     def __init__(
@@ -107,7 +119,10 @@ class RecordDataset(Dataset):
         limit: int | None = None,
         balance: Sequence[str] = (),
         seed: int = 0,
+        augmentation: str | None = None,
     ):
+        check_augmentation(augmentation)
+        self.augmentation = augmentation
         pairs: Iterator[tuple[Record, Path]] = (
             (record, shard)
             for shard in find_shards(source, split)
@@ -124,7 +139,7 @@ class RecordDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record, shard = self.items[index]
-        return _item(record, shard)
+        return _item(record, shard, self.augmentation)
 
     @property
     def records(self) -> list[Record]:
@@ -145,6 +160,7 @@ class StreamingRecordDataset(IterableDataset):
         shuffle_buffer: Records held for shuffling; 0 keeps the shard order.
         seed: Seed of the shard order and of the shuffle; change it per epoch with
             :meth:`set_epoch`.
+        augmentation: See :class:`RecordDataset`.
     """
 
     def __init__(
@@ -154,7 +170,10 @@ class StreamingRecordDataset(IterableDataset):
         tasks: Sequence[str] | None = None,
         shuffle_buffer: int = 1000,
         seed: int = 0,
+        augmentation: str | None = None,
     ):
+        check_augmentation(augmentation)
+        self.augmentation = augmentation
         self.shards = find_shards(source, split)
         self.split = split
         self.tasks = tasks
@@ -187,7 +206,7 @@ class StreamingRecordDataset(IterableDataset):
                 continue
             slot = generator.randrange(len(buffer))
             buffer[slot], pair = pair, buffer[slot]
-            yield _item(*pair)
+            yield _item(*pair, self.augmentation)
         generator.shuffle(buffer)
         for pair in buffer:
-            yield _item(*pair)
+            yield _item(*pair, self.augmentation)

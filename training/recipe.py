@@ -7,8 +7,9 @@ A recipe has five sections and an optional sixth (see ``training/recipes/*.yaml`
                to train a tokenizer on the training records first
     data:      `train` (a JSONL file, a build folder or a list of them), `val`, `max_length`,
                `tasks`, `balance` (tasks whose answers are balanced per question, so that the
-               question alone predicts nothing), `generate_eval` (validation records answered
-               and scored at each evaluation)
+               question alone predicts nothing), `augment` (`dihedral`: flips and quarter
+               turns of the training images, their geometry moved along; ``training/augment.py``),
+               `generate_eval` (validation records answered and scored at each evaluation)
     stage:     pretrain | align | finetune | qlora
     peft:      for finetune and qlora: `method` lora | dora, `r`, `alpha`, `dropout`,
                `parts` (any of llm, vision, connector), `train_connector` (fully)
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from training.augment import AUGMENTATIONS
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 STAGES = ("pretrain", "align", "finetune", "qlora")
@@ -71,6 +74,8 @@ class Recipe:
         unknown = set(self.loss) - LOSS_OPTIONS
         if unknown:
             raise RecipeError(f"{self.name}: unknown loss options {sorted(unknown)}")
+        if self.data.get("augment") not in (None, *AUGMENTATIONS):
+            raise RecipeError(f"{self.name}: data.augment must be one of {AUGMENTATIONS} or null")
 
 
 def recipe_names() -> list[str]:

@@ -121,13 +121,22 @@ def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
     data = recipe.data
     tasks = data.get("tasks")
     seed = recipe.training.get("seed", 0)
+    augmentation = data.get("augment")
     if data.get("streaming"):
         if data.get("balance"):
             raise RecipeError(f"{recipe.name}: data.balance needs the whole source, not streaming")
-        train = StreamingRecordDataset(data["train"], "train", tasks, seed=seed)
+        train = StreamingRecordDataset(
+            data["train"], "train", tasks, seed=seed, augmentation=augmentation
+        )
     else:
         train = RecordDataset(
-            data["train"], "train", tasks, data.get("limit"), data.get("balance", ()), seed
+            data["train"],
+            "train",
+            tasks,
+            data.get("limit"),
+            data.get("balance", ()),
+            seed,
+            augmentation,
         )
     if not data.get("val"):
         return train, None
