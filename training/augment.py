@@ -137,10 +137,11 @@ def augment(record: Record, image: Image.Image, transform: Dihedral) -> tuple[Re
     return changed, transform.image(image)
 
 
-def random_dihedral() -> Dihedral:
-    """One of the eight transforms, uniformly, from Python's global random state.
+def draw_dihedral(*key: object) -> Dihedral:
+    """One of the eight transforms, uniformly, decided by ``key`` alone.
 
-    The global state is what the trainer seeds, saves in its checkpoints and restores on
-    resume, and what each data-loader worker gets seeded.
+    A key such as ``(seed, epoch, index)`` makes the draw independent of the order in which
+    items are read, of data-loader workers and of any global random state, so a training run
+    resumed from a checkpoint sees the same transforms as an uninterrupted one.
     """
-    return random.choice(ALL_DIHEDRAL)
+    return random.Random(":".join(str(part) for part in key)).choice(ALL_DIHEDRAL)

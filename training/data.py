@@ -18,7 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from geochat.records import Record, find_shards, image_path, iter_records
-from training.augment import AUGMENTATIONS, augment, random_dihedral
+from training.augment import AUGMENTATIONS, Dihedral, augment, draw_dihedral
 
 
 def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) -> bool:
@@ -90,10 +90,10 @@ def check_augmentation(augmentation: str | None) -> None:
         raise ValueError(f"unknown augmentation {augmentation!r}; known: {AUGMENTATIONS}")
 
 
-def _item(record: Record, shard: Path, augmentation: str | None) -> dict[str, Any]:
+def _item(record: Record, shard: Path, transform: Dihedral | None) -> dict[str, Any]:
     image = load_image(image_path(record, shard))
-    if augmentation == "dihedral":
-        record, image = augment(record, image, random_dihedral())
+    if transform is not None:
+        record, image = augment(record, image, transform)
     return {"record": record, "image": image}
 
 
@@ -106,9 +106,10 @@ class RecordDataset(Dataset):
         tasks: Keep only these tasks; None keeps all.
         limit: Keep at most this many records (the first ones, in shard order).
         balance: Tasks whose answers are balanced per question (see :func:`balance_answers`).
-        seed: Seed of the balancing.
+        seed: Seed of the balancing and of the augmentation.
         augmentation: ``"dihedral"`` draws one of the eight flips and quarter turns for each
-            item (:mod:`training.augment`); None reads records as they are.
+            item from the seed, the epoch (:meth:`set_epoch`) and the item's index
+            (:mod:`training.augment`); None reads records as they are.
     """
 
     def __init__(
@@ -123,6 +124,8 @@ class RecordDataset(Dataset):
     ):
         check_augmentation(augmentation)
         self.augmentation = augmentation
+        self.seed = seed
+        self.epoch = 0
         pairs: Iterator[tuple[Record, Path]] = (
             (record, shard)
             for shard in find_shards(source, split)
@@ -139,7 +142,12 @@ class RecordDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record, shard = self.items[index]
-        return _item(record, shard, self.augmentation)
+        transform = draw_dihedral(self.seed, self.epoch, index) if self.augmentation else None
+        return _item(record, shard, transform)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draws new transforms for a new epoch (the trainer calls this)."""
+        self.epoch = epoch
 
     @property
     def records(self) -> list[Record]:
@@ -160,7 +168,8 @@ class StreamingRecordDataset(IterableDataset):
         shuffle_buffer: Records held for shuffling; 0 keeps the shard order.
         seed: Seed of the shard order and of the shuffle; change it per epoch with
             :meth:`set_epoch`.
-        augmentation: See :class:`RecordDataset`.
+        augmentation: See :class:`RecordDataset`; the index is the item's place in this
+            worker's stream.
     """
 
     def __init__(
@@ -192,11 +201,20 @@ class StreamingRecordDataset(IterableDataset):
                     yield record, shard
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker = get_worker_info()
+        worker_id = 0 if worker is None else worker.id
+        for index, pair in enumerate(self._shuffled(worker)):
+            transform = None
+            if self.augmentation:
+                transform = draw_dihedral(self.seed, self.epoch, worker_id, index)
+            yield _item(*pair, transform)
+
+    def _shuffled(self, worker: Any) -> Iterator[tuple[Record, Path]]:
+        """This worker's records, in an order shuffled within the buffer."""
         generator = random.Random(self.seed + self.epoch)
         shards = list(self.shards)
         if self.shuffle_buffer:
             generator.shuffle(shards)
-        worker = get_worker_info()
         if worker is not None:
             shards = shards[worker.id :: worker.num_workers]
         buffer: list[tuple[Record, Path]] = []
@@ -206,7 +224,6 @@ class StreamingRecordDataset(IterableDataset):
                 continue
             slot = generator.randrange(len(buffer))
             buffer[slot], pair = pair, buffer[slot]
-            yield _item(*pair, self.augmentation)
+            yield pair
         generator.shuffle(buffer)
-        for pair in buffer:
-            yield _item(*pair, self.augmentation)
+        yield from buffer

@@ -13,7 +13,7 @@ from geochat import geometry
 from geochat.grammar import GrammarError, format_hbbs, format_mask, format_quads, parse
 from geochat.records import write_jsonl
 from training.augment import ALL_DIHEDRAL, Dihedral, augment, names_a_place
-from training.data import RecordDataset
+from training.data import RecordDataset, StreamingRecordDataset
 from training.recipe import RecipeError, load_recipe
 
 WIDTH, HEIGHT = 100, 60  # not square, so that a transpose swaps the sides
@@ -124,25 +124,44 @@ def test_a_malformed_tag_is_an_error_of_the_record():
         augment(record, picture(), Dihedral(flip_y=True))
 
 
-def test_the_dataset_draws_transforms_from_the_seeded_random_state(tmp_path: Path):
+def answers(dataset) -> list[str]:
+    return [item["record"]["conversations"][1]["value"] for item in dataset]
+
+
+@pytest.fixture
+def pointing(tmp_path: Path) -> Path:
+    """40 records asking for the one bright rectangle of the same picture."""
     (tmp_path / "images").mkdir()
     picture().save(tmp_path / "images" / "r0.png")
     answer = format_hbbs(OBJECT_PX, WIDTH, HEIGHT)
     records = [{**refer_record("Find the building.", answer), "id": f"r{i}"} for i in range(40)]
     write_jsonl(tmp_path / "train-00000.jsonl", records)
-    dataset = RecordDataset(tmp_path, "train", augmentation="dihedral")
+    return tmp_path
 
-    def answers() -> list[str]:
-        random.seed(7)
-        return [dataset[i]["record"]["conversations"][1]["value"] for i in range(len(dataset))]
 
-    drawn = answers()
-    assert drawn == answers()  # the same seed, the same transforms
+def test_the_dataset_draws_transforms_by_seed_epoch_and_index(pointing: Path):
+    dataset = RecordDataset(pointing, "train", augmentation="dihedral")
+    drawn = answers(dataset[i] for i in range(len(dataset)))
     assert len(set(drawn)) == 8  # 40 draws of 8 transforms see each of them
+    # An item's transform does not depend on what was read before it, or on global state.
+    random.seed(123)
+    assert answers(dataset[i] for i in reversed(range(len(dataset)))) == drawn[::-1]
+    dataset.set_epoch(1)
+    assert answers(dataset[i] for i in range(len(dataset))) != drawn
     for item in (dataset[i] for i in range(5)):
         (found,) = parse(item["record"]["conversations"][1]["value"], *item["image"].size).objects
         assert np.allclose(found.hbb, bright_box(item["image"]), atol=1.0)
-    assert RecordDataset(tmp_path, "train")[0]["record"]["conversations"][1]["value"] == answer
+    plain = RecordDataset(pointing, "train")
+    assert set(answers(plain[i] for i in range(len(plain)))) == {format_hbbs(OBJECT_PX, 100, 60)}
+
+
+def test_the_streaming_dataset_augments_the_same_way_each_pass(pointing: Path):
+    dataset = StreamingRecordDataset(pointing, "train", augmentation="dihedral")
+    drawn = answers(dataset)
+    assert len(set(drawn)) == 8
+    assert answers(dataset) == drawn
+    dataset.set_epoch(1)
+    assert answers(dataset) != drawn
 
 
 def test_an_unknown_augmentation_is_refused(tmp_path: Path):
