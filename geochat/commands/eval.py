@@ -164,7 +164,8 @@ def print_bench_table(title: str, columns: Mapping[str, Any], console: Console) 
 
     The number of questions of each column is its first row; ``missing`` is in the JSON report.
     """
-    table = Table(title=f"GeoChat-Bench {title} (%)", title_justify="left")
+    heading = f"GeoChat-Bench {title} (%)"
+    table = Table(title=heading, title_justify="left", min_width=len(heading))
     table.add_column("metric")
     for column in columns:
         table.add_column(escape(column), justify="right", no_wrap=True)
