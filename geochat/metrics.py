@@ -40,6 +40,12 @@ human turn, so single-turn tasks are scored on the first gpt turn.
   bare number by counting; up to :data:`SHORT_ANSWER_WORDS` words by exact match; longer text
   by unigram F1.
 
+GeoChat-Bench records (``source.dataset == "geochat_bench"``) are also scored by the
+benchmark's own rules, into tables laid out like GeoChat's paper (:func:`score_bench_record`,
+:func:`summarize_bench`): referring accuracy at IoU 0.5 of oriented boxes per object size,
+object count and question kind; region-captioning ROUGE-1, ROUGE-L and METEOR; RSVQA accuracy
+per question type after GeoChat's answer normalisation; scene-classification accuracy.
+
 In box tasks a prediction of another kind is converted to the truth's kind: a quad or a mask
 becomes its enclosing box for hbb truth, a box its own quad and a mask its minimum-area
 rectangle for quad truth.
@@ -47,6 +53,7 @@ rectangle for quad truth.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -316,9 +323,13 @@ def exact_match(prediction: str, reference: str) -> bool:
 
 def unigram_f1(prediction: str, reference: str) -> float:
     """SQuAD-style F1 of the normalised words shared by two texts (1 when both are empty)."""
-    predicted, expected = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    return _overlap_f1(normalize_answer(prediction).split(), normalize_answer(reference).split())
+
+
+def _overlap_f1(predicted: Sequence[str], expected: Sequence[str]) -> float:
+    """F1 of the words two token lists share (counted with multiplicity); 1 when both are empty."""
     if not predicted or not expected:
-        return float(predicted == expected)
+        return float(len(predicted) == len(expected))
     shared = sum((Counter(predicted) & Counter(expected)).values())
     if shared == 0:
         return 0.0
@@ -630,4 +641,268 @@ def summarize(scores: Iterable[SampleScore], iou_threshold: float = 0.5) -> dict
                 "with_problems": sum(bool(s.problems) for s in samples),
                 **_family_metrics(family, [s.result for s in samples], iou_threshold),
             }
+    return summary
+
+
+# GeoChat-Bench: the benchmark's own rules (records of data_builders/converters/geochat_bench.py)
+
+BENCH_DATASET = "geochat_bench"
+METEOR_ALPHA, METEOR_BETA, METEOR_GAMMA = 0.9, 3.0, 0.5  # Banerjee & Lavie's (and nltk's) values
+REFERRING_COLUMNS = (
+    *("Small", "Medium", "Large", "Single-object", "Multi-object"),
+    *("[refer]", "[grounding]", "Overall"),
+)
+VQA_TYPES = {"presence": "Presence", "comp": "Comparison", "rural_urban": "Rural/Urban"}
+VQA_COLUMNS = (*VQA_TYPES.values(), "Count", "Other", "Average", "Overall")
+SCENE_COLUMNS = {"ucmerced": "UCMerced", "aid": "AID"}
+CAPTION_METRICS = ("ROUGE-1", "ROUGE-L", "METEOR")
+BENCH_TABLES = {
+    "referring": "referring",
+    "region_captioning": "region captioning",
+    "lrben": "LRBEN",
+    "hrben": "HRBEN",
+    "aid": "scene classification",
+    "ucmerced": "scene classification",
+}
+_WORD = re.compile(r"[a-z0-9]+")
+_BLANKS = re.compile(r"\s+")
+
+
+def bench_answer_key(text: str) -> str:
+    """GeoChat's normalisation of short answers: lower case, no white space, no full stops.
+
+    GeoChat's scene scorer compares ``answer.replace(" ", "").lower().replace(".", "")`` with
+    the class; its VQA results are scored the same way. So "Medium residential." matches
+    ``MediumResidential`` and "Yes." matches "yes"; nothing else (synonyms, number words) does.
+    """
+    return _BLANKS.sub("", text).replace(".", "").lower()
+
+
+def caption_words(text: str) -> list[str]:
+    """Lower-case runs of letters and digits, as ROUGE's tokenizer splits a caption."""
+    return _WORD.findall(text.lower())
+
+
+def rouge_1(prediction: str, reference: str) -> float:
+    """ROUGE-1 F-measure: F1 of the caption words two texts share (0 when either is empty)."""
+    predicted, expected = caption_words(prediction), caption_words(reference)
+    return _overlap_f1(predicted, expected) if predicted and expected else 0.0
+
+
+def _lcs_length(first: Sequence[str], second: Sequence[str]) -> int:
+    row = [0] * (len(second) + 1)
+    for word in first:
+        diagonal = 0
+        for j, other in enumerate(second, start=1):
+            diagonal, row[j] = row[j], diagonal + 1 if word == other else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure: F1 of the longest common subsequence of caption words."""
+    predicted, expected = caption_words(prediction), caption_words(reference)
+    common = _lcs_length(predicted, expected) if predicted and expected else 0
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _meteor_alignment(predicted: Sequence[str], expected: Sequence[str]) -> list[tuple[int, int]]:
+    """Exact word matches ``(predicted index, expected index)``, one-to-one, in predicted order.
+
+    Each predicted word takes the unused equal reference word right after the previous match
+    when there is one (extending a chunk), else the first unused one.
+    """
+    used: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for i, word in enumerate(predicted):
+        free = [j for j, other in enumerate(expected) if other == word and j not in used]
+        if not free:
+            continue
+        follow = pairs[-1][1] + 1 if pairs else None
+        j = follow if follow in free else free[0]
+        used.add(j)
+        pairs.append((i, j))
+    return pairs
+
+
+def meteor(prediction: str, reference: str) -> float:
+    """METEOR of one caption against one reference, on exact word matches.
+
+    ``Fmean = P·R / (α·P + (1 - α)·R)`` over matched unigrams, times ``1 - γ·(chunks/m)^β``
+    with α = 0.9, β = 3, γ = 0.5, where a chunk is a run of matches adjacent in both texts.
+    The paper's scorer (nltk's ``meteor_score``) also matches Porter stems and WordNet
+    synonyms, so this exact-match METEOR is a lower bound of it: equal on captions that share
+    only identical words, lower when a word matches only by stem or synonym.
+    """
+    predicted, expected = caption_words(prediction), caption_words(reference)
+    pairs = _meteor_alignment(predicted, expected)
+    if not pairs:
+        return 0.0
+    matches = len(pairs)
+    precision, recall = matches / len(predicted), matches / len(expected)
+    fmean = precision * recall / (METEOR_ALPHA * precision + (1 - METEOR_ALPHA) * recall)
+    chunks = 1 + sum(
+        (i1, j1) != (i0 + 1, j0 + 1) for (i0, j0), (i1, j1) in itertools.pairwise(pairs)
+    )
+    return fmean * (1 - METEOR_GAMMA * (chunks / matches) ** METEOR_BETA)
+
+
+def referring_hits(predicted: Sequence[Any], truth: Sequence[Any], threshold: float = 0.5) -> int:
+    """Objects found: the largest one-to-one set of (prediction, truth) quads with IoU >= t.
+
+    The benchmark's accuracy is the sum of these hits over the sum of true objects; extra
+    predictions cost nothing, so :func:`summarize_bench` also reports the precision. A greedy
+    matching by decreasing IoU (what third-party scorers of the benchmark do) can find fewer
+    pairs than this maximum when boxes overlap several truths; the two agree otherwise.
+    """
+    if len(predicted) == 0 or len(truth) == 0:
+        return 0
+    hits = geometry.quad_iou(predicted, truth) >= threshold
+    return int(match(hits.astype(np.float64)).ious.sum())
+
+
+@dataclass(frozen=True)
+class BenchScore:
+    """One GeoChat-Bench question scored by the benchmark's rule.
+
+    Attributes:
+        table: Table it belongs to (:data:`BENCH_TABLES`).
+        columns: Columns of that table it counts in (e.g. ``("Small", "[refer]", "Overall")``).
+        values: ``hits``, ``targets`` and ``predicted`` (referring), the caption metrics, or
+            ``correct`` (1.0 or 0.0).
+        answered: False when the prediction was missing (scored as wrong).
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    values: dict[str, float]
+    answered: bool = True
+
+
+def _referring_columns(record: Mapping[str, Any]) -> tuple[str, ...]:
+    source = record["source"]
+    columns = []
+    size = str(source.get("size_group") or "").capitalize()
+    if size in REFERRING_COLUMNS[:3]:
+        columns.append(size)
+    columns.append("Single-object" if len(record.get("objects", [])) == 1 else "Multi-object")
+    columns.append("[refer]" if source.get("type") == "ref" else "[grounding]")
+    return (*columns, "Overall")
+
+
+def _score_referring(record: Mapping[str, Any], answer: str | None, threshold: float) -> BenchScore:
+    truth = _as_truth([_truth_quad(o) for o in record.get("objects", [])], "quad")
+    predicted = []
+    if answer is not None:
+        parsed = parse(answer, record["width"], record["height"])
+        predicted = _predicted_quads(_geometric(parsed))
+    values = {
+        "hits": float(referring_hits(predicted, truth, threshold)),
+        "targets": float(len(truth)),
+        "predicted": float(len(predicted)),
+    }
+    return BenchScore("referring", _referring_columns(record), values, answer is not None)
+
+
+def _score_caption(record: Mapping[str, Any], answer: str | None) -> BenchScore:
+    reference = _gpt_turns(record)[0]
+    text = "" if answer is None else parse(answer, record["width"], record["height"]).text
+    values = {
+        "ROUGE-1": rouge_1(text, reference),
+        "ROUGE-L": rouge_l(text, reference),
+        "METEOR": meteor(text, reference),
+    }
+    return BenchScore("region captioning", ("Overall",), values, answer is not None)
+
+
+def _score_short(record: Mapping[str, Any], answer: str | None, part: str) -> BenchScore:
+    source = record["source"]
+    if part in SCENE_COLUMNS:
+        truth, columns = str(source.get("type")), (SCENE_COLUMNS[part],)
+    else:
+        truth = _gpt_turns(record)[0]
+        kind = VQA_TYPES.get(str(source.get("type")))
+        other = "Count" if source.get("type") == "count" else "Other"
+        columns = (kind, "Average", "Overall") if kind else (other,)
+    correct = answer is not None and bench_answer_key(answer) == bench_answer_key(truth)
+    return BenchScore(BENCH_TABLES[part], columns, {"correct": float(correct)}, answer is not None)
+
+
+def score_bench_record(
+    record: Mapping[str, Any], answer: str | Sequence[str] | None, iou_threshold: float = 0.5
+) -> BenchScore | None:
+    """Scores a GeoChat-Bench record by the benchmark's own rule; None for any other record.
+
+    - referring: oriented-box hits at IoU >= ``iou_threshold`` (:func:`referring_hits`) of the
+      quads in the answer (boxes and masks become quads) against every true object.
+    - region captioning: :func:`rouge_1`, :func:`rouge_l` and :func:`meteor` of the answer's
+      text (geometry tags removed) against the caption.
+    - lrben / hrben / aid / ucmerced: :func:`bench_answer_key` of the answer equals that of
+      the truth (the RSVQA answer, or the scene class).
+
+    Raises:
+        TruthError: for a benchmark record of an unknown part or whose truth has no geometry.
+    """
+    source = record.get("source")
+    if not isinstance(source, Mapping) or source.get("dataset") != BENCH_DATASET:
+        return None
+    part = source.get("part")
+    if isinstance(answer, list | tuple):
+        answer = answer[0] if answer else None
+    if part == "referring":
+        return _score_referring(record, answer, iou_threshold)
+    if part == "region_captioning":
+        return _score_caption(record, answer)
+    if part in BENCH_TABLES:
+        return _score_short(record, answer, part)
+    raise TruthError(f"unknown GeoChat-Bench part {part!r}")
+
+
+def _column_metrics(table: str, scores: list[BenchScore], iou_threshold: float) -> dict[str, Any]:
+    values = {key: sum(s.values[key] for s in scores) for key in scores[0].values}
+    metrics: dict[str, Any] = {"n": len(scores), "missing": sum(not s.answered for s in scores)}
+    if table == "referring":
+        metrics[f"acc@{iou_threshold:g}"] = _ratio(values["hits"], values["targets"], 0.0)
+        metrics[f"precision@{iou_threshold:g}"] = _ratio(values["hits"], values["predicted"], 0.0)
+    elif table == "region captioning":
+        metrics.update({name: values[name] / len(scores) for name in CAPTION_METRICS})
+    else:
+        metrics["accuracy"] = values["correct"] / len(scores)
+    return metrics
+
+
+def summarize_bench(scores: Iterable[BenchScore], iou_threshold: float = 0.5) -> dict[str, Any]:
+    """GeoChat-Bench tables laid out as in GeoChat's paper: ``{table: {column: metrics}}``.
+
+    Tables and columns, in the paper's order (columns without questions are left out):
+    ``referring``: Small, Medium, Large, Single-object, Multi-object, [refer], [grounding],
+    Overall, each ``acc@t`` (hits over true objects) and ``precision@t`` (hits over predicted
+    quads); ``region captioning``: Overall with ROUGE-1, ROUGE-L, METEOR (means);
+    ``LRBEN`` / ``HRBEN``: Presence, Comparison, Rural/Urban, Count, Average, Overall
+    accuracy, where **Average** is the mean of the three types' accuracies and **Overall** the
+    accuracy over their questions together (count and other questions, which GeoChat leaves
+    out of its average, are in neither); ``scene classification``: UCMerced and AID accuracy.
+    """
+    grouped: dict[str, dict[str, list[BenchScore]]] = defaultdict(lambda: defaultdict(list))
+    for sample in scores:
+        for column in sample.columns:
+            grouped[sample.table][column].append(sample)
+    orders = {
+        "referring": REFERRING_COLUMNS,
+        "region captioning": ("Overall",),
+        "LRBEN": VQA_COLUMNS,
+        "HRBEN": VQA_COLUMNS,
+        "scene classification": tuple(SCENE_COLUMNS.values()),
+    }
+    summary: dict[str, Any] = {}
+    for table, order in orders.items():
+        columns = grouped.get(table, {})
+        rows = {c: _column_metrics(table, columns[c], iou_threshold) for c in order if c in columns}
+        if table in ("LRBEN", "HRBEN") and "Average" in rows:
+            types = [rows[c]["accuracy"] for c in VQA_TYPES.values() if c in rows]
+            rows["Average"]["accuracy"] = float(np.mean(types))
+        if rows:
+            summary[table] = rows
     return summary

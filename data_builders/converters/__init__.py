@@ -29,6 +29,7 @@ from data_builders.converters import (
     dior_rsvg,
     dota,
     earthreason,
+    geochat_bench,
     geochat_instruct,
     refgeo,
     rrsisd,
@@ -110,6 +111,13 @@ CONVERTERS: dict[str, Converter] = {
             "reason_segment records, <none> for samples without target",
             earthreason.convert,
             earthreason.add_arguments,
+        ),
+        Converter(
+            "geochat_bench",
+            "GeoChat-Bench (referring, region_captioning, lrben/hrben with RSVQA answers, aid, "
+            "UCmerced *.jsonl) -> refer, identify, vqa and classify records scored by its rules",
+            geochat_bench.convert,
+            geochat_bench.add_arguments,
         ),
     )
 }

@@ -17,7 +17,8 @@ For ``multi_turn`` records ``answer`` may instead be a list of replies, one per 
 generated after the reference conversation up to that turn. A record without a prediction is
 scored as wrong and listed under ``missing_predictions``; a prediction without a record is
 listed under ``unknown_predictions``. How each task is scored is documented in
-:mod:`geochat.metrics`.
+:mod:`geochat.metrics`. Records converted from GeoChat-Bench (``geochat build convert
+geochat_bench``) are also scored by the benchmark's own rules and printed as its tables.
 """
 
 from __future__ import annotations
@@ -29,10 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tqdm import tqdm
 
-from geochat.metrics import score_record, summarize
+from geochat.geometry import GeometryError
+from geochat.metrics import (
+    BENCH_DATASET,
+    Skipped,
+    TruthError,
+    score_bench_record,
+    score_record,
+    summarize,
+    summarize_bench,
+)
 from geochat.records import (
     Record,
     RecordError,
@@ -43,6 +54,7 @@ from geochat.records import (
 )
 
 Answer = str | list[str]
+BENCH_TABLE_WIDTH = 120
 
 
 class PredictionError(ValueError):
@@ -87,9 +99,10 @@ def score(
         ``missing_predictions`` and ``unknown_predictions`` (ids), ``skipped`` turns and
         ``notes`` (each with ``id``, ``turn`` and a reason), and ``tasks``:
         ``{task: {family: {"n", "missing", "with_problems", <metrics>}}}`` from
-        :func:`geochat.metrics.summarize`.
+        :func:`geochat.metrics.summarize`; for GeoChat-Bench records also ``geochat_bench``,
+        the benchmark's tables (:func:`geochat.metrics.summarize_bench`).
     """
-    samples, skipped, missing, record_ids = [], [], [], []
+    samples, skipped, missing, record_ids, bench = [], [], [], [], []
     for record in records:
         record_ids.append(record["id"])
         answer = predictions.get(record["id"])
@@ -98,6 +111,14 @@ def score(
         record_scores, record_skipped = score_record(record, answer)
         samples += record_scores
         skipped += record_skipped
+        try:
+            bench_score = score_bench_record(record, answer, iou_threshold)
+        except (TruthError, GeometryError) as error:
+            skipped.append(Skipped(record["id"], 0, f"{BENCH_DATASET}: {error}"))
+            continue
+        if bench_score is not None:
+            bench.append(bench_score)
+    extra = {BENCH_DATASET: summarize_bench(bench, iou_threshold)} if bench else {}
     return {
         "iou_threshold": iou_threshold,
         "records": len(record_ids),
@@ -109,6 +130,7 @@ def score(
             {"id": s.record_id, "turn": s.turn, "note": note} for s in samples for note in s.notes
         ],
         "tasks": summarize(samples, iou_threshold),
+        **extra,
     }
 
 
@@ -126,6 +148,8 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
             for name, value in metrics.items():
                 table.add_row(family, name, _format(value))
         console.print(table)
+    for title, columns in report.get(BENCH_DATASET, {}).items():
+        print_bench_table(title, columns, console)
     # Plain print: rich would wrap long lines and paths.
     print(
         f"{report['records']} records, {report['predictions']} predictions; "
@@ -133,6 +157,24 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
         f"{len(report['unknown_predictions'])} without a record, "
         f"{len(report['skipped'])} turns skipped, {len(report['notes'])} notes on the truth"
     )
+
+
+def print_bench_table(title: str, columns: Mapping[str, Any], console: Console) -> None:
+    """Prints one GeoChat-Bench table as the paper lays it out: a column per group, scores in %.
+
+    The number of questions of each column is its first row; ``missing`` is in the JSON report.
+    """
+    heading = f"GeoChat-Bench {title} (%)"
+    table = Table(title=heading, title_justify="left", min_width=len(heading))
+    table.add_column("metric")
+    for column in columns:
+        table.add_column(escape(column), justify="right", no_wrap=True)
+    names = list(dict.fromkeys(name for metrics in columns.values() for name in metrics))
+    for name in (n for n in names if n != "missing"):
+        values = [metrics.get(name) for metrics in columns.values()]
+        table.add_row(name, *(f"{100 * v:.2f}" if isinstance(v, float) else str(v) for v in values))
+    # The paper's tables are wide: never squeeze them into an 80-column pipe.
+    Console(file=console.file, width=max(console.width, BENCH_TABLE_WIDTH)).print(table)
 
 
 def _iou(text: str) -> float:

@@ -87,6 +87,7 @@ def test_every_converter_is_registered_with_a_description_and_options():
         "geochat_instruct",
         "refgeo",
         "earthreason",
+        "geochat_bench",
     }
     for name, converter in CONVERTERS.items():
         assert converter.name == name and len(converter.description) > 20
