@@ -354,6 +354,10 @@ class SampleScore:
         answered: False when the prediction was missing.
         problems: What tolerant parsing of the prediction reported.
         notes: Doubts about the truth (e.g. a reference that disagrees with the objects).
+        category: The category of the record's objects when they share one, ``mixed`` when
+            they do not, ``none`` when the record has none (:func:`record_category`).
+        group: The world, scene or image the record was cut from (:func:`record_group`):
+            samples of one group are not independent, so intervals resample groups.
     """
 
     record_id: str
@@ -364,6 +368,8 @@ class SampleScore:
     answered: bool = True
     problems: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    category: str = "none"
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -373,6 +379,28 @@ class Skipped:
     record_id: str
     turn: int
     reason: str
+
+
+def record_category(record: Mapping[str, Any]) -> str:
+    """The category of a record's objects: the shared one, ``mixed``, or ``none`` without any."""
+    categories = {obj.get("category", "none") for obj in record.get("objects", [])}
+    if not categories:
+        return "none"
+    return categories.pop() if len(categories) == 1 else "mixed"
+
+
+def record_group(record: Mapping[str, Any]) -> str:
+    """The world, scene or image a record was cut from: its source raster, else its image.
+
+    Tiles of one synthetic world (or one scene) share their ground, layout and imagery, so a
+    score's uncertainty comes from the number of worlds as much as the number of records.
+    """
+    source = record.get("source")
+    if isinstance(source, Mapping):
+        for key in ("raster", "image", "scene"):
+            if isinstance(source.get(key), str):
+                return source[key]
+    return str(record.get("image", record.get("id", "")))
 
 
 def _gpt_turns(record: Mapping[str, Any]) -> list[str]:
@@ -575,6 +603,8 @@ def _score_turn(
         answered=turn.answered,
         problems=tuple(turn.answer.problems),
         notes=tuple(notes),
+        category=record_category(record),
+        group=record_group(record),
     )
 
 
@@ -621,6 +651,15 @@ def _family_metrics(family: Family, results: list[Any], iou_threshold: float) ->
     return {name: float(np.mean(results))}
 
 
+def _family_summary(family: Family, samples: list[SampleScore], iou_threshold: float) -> dict:
+    return {
+        "n": len(samples),
+        "missing": sum(not s.answered for s in samples),
+        "with_problems": sum(bool(s.problems) for s in samples),
+        **_family_metrics(family, [s.result for s in samples], iou_threshold),
+    }
+
+
 def summarize(scores: Iterable[SampleScore], iou_threshold: float = 0.5) -> dict[str, Any]:
     """Aggregates sample scores per task and scoring family.
 
@@ -631,17 +670,39 @@ def summarize(scores: Iterable[SampleScore], iou_threshold: float = 0.5) -> dict
     grouped: dict[str, dict[Family, list[SampleScore]]] = defaultdict(lambda: defaultdict(list))
     for sample in scores:
         grouped[sample.task][sample.family].append(sample)
-    summary: dict[str, Any] = {}
-    for task in sorted(grouped):
-        summary[task] = {}
-        for family, samples in sorted(grouped[task].items()):
-            summary[task][family] = {
-                "n": len(samples),
-                "missing": sum(not s.answered for s in samples),
-                "with_problems": sum(bool(s.problems) for s in samples),
-                **_family_metrics(family, [s.result for s in samples], iou_threshold),
-            }
-    return summary
+    return {
+        task: {
+            family: _family_summary(family, samples, iou_threshold)
+            for family, samples in sorted(grouped[task].items())
+        }
+        for task in sorted(grouped)
+    }
+
+
+CATEGORY_TASKS = ("refer", "ground", "segment", "reason_segment", "count")
+
+
+def summarize_by_category(
+    scores: Iterable[SampleScore], iou_threshold: float = 0.5
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Aggregates the samples of :data:`CATEGORY_TASKS` per task and category of their truth.
+
+    Returns:
+        ``{task: {category: {"family": ..., "n": ..., <metrics>}}}``; a record whose objects
+        are of several categories is summarised under ``mixed``, one without objects (a
+        ``<none>`` answer) under ``none``.
+    """
+    grouped: dict[tuple[str, str, Family], list[SampleScore]] = defaultdict(list)
+    for sample in scores:
+        if sample.task in CATEGORY_TASKS:
+            grouped[(sample.task, sample.category, sample.family)].append(sample)
+    summary: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (task, category, family), samples in sorted(grouped.items()):
+        summary[task][category] = {
+            "family": family,
+            **_family_summary(family, samples, iou_threshold),
+        }
+    return dict(summary)
 
 
 # GeoChat-Bench: the benchmark's own rules (records of data_builders/converters/geochat_bench.py)

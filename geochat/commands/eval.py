@@ -3,11 +3,17 @@
 Usage::
 
     geochat eval --records R.jsonl --predictions P.jsonl [--out metrics.json] [--iou 0.5]
-    geochat eval --model M --data DIR [--split test] [--out-dir DIR] [--limit N] [--no-ablation]
+    geochat eval --model M --data DIR [--split test] [--out-dir DIR] [--limit N] [--seed S]
+                 [--no-ablation] [--trivial-from TRAIN_BUILD] [--bootstrap 500]
 
 The second form runs the model on the records first (batched, greedy; :mod:`geochat.predict`)
 and, unless ``--no-ablation``, again with every image blanked: the **image-ablation gap**, the
 drop of each metric without the image, shows whether the model reads its images at all.
+``--trivial-from`` adds the **trivial-answer baseline**: the best constant answer of each
+question template, learned from a training build (:mod:`geochat.evaluation`). ``--limit``
+takes records spread evenly over the build's worlds (or images) with ``--seed``, and every
+metric gets a bootstrap interval over worlds. Besides ``metrics.json`` the run writes
+``report.md``: the same tables in Markdown, to paste into a README or model card.
 
 The predictions file is JSONL, one object a line, joined to the records by ``id``::
 
@@ -34,6 +40,12 @@ from rich.markup import escape
 from rich.table import Table
 from tqdm import tqdm
 
+from geochat.evaluation import (
+    RESAMPLES,
+    bootstrap_intervals,
+    fit_trivial_answers,
+    sample_records,
+)
 from geochat.geometry import GeometryError
 from geochat.metrics import (
     BENCH_DATASET,
@@ -43,6 +55,7 @@ from geochat.metrics import (
     score_record,
     summarize,
     summarize_bench,
+    summarize_by_category,
 )
 from geochat.records import (
     Record,
@@ -85,7 +98,11 @@ def read_predictions(path: str | Path) -> dict[str, Answer]:
 
 
 def score(
-    records: Iterable[Record], predictions: Mapping[str, Answer], iou_threshold: float = 0.5
+    records: Iterable[Record],
+    predictions: Mapping[str, Answer],
+    iou_threshold: float = 0.5,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Scores predictions against records.
 
@@ -93,14 +110,19 @@ def score(
         records: Valid records (:func:`geochat.records.iter_records`).
         predictions: ``{record id: answer}`` (see the module docs for the answer's form).
         iou_threshold: IoU at which a box or quad counts as found.
+        resamples: Bootstrap draws over worlds for the ``intervals``; 0 for none.
+        seed: Seed of the bootstrap draws.
 
     Returns:
         A JSON-ready report: ``iou_threshold``, the ``records`` and ``predictions`` counts,
         ``missing_predictions`` and ``unknown_predictions`` (ids), ``skipped`` turns and
         ``notes`` (each with ``id``, ``turn`` and a reason), and ``tasks``:
         ``{task: {family: {"n", "missing", "with_problems", <metrics>}}}`` from
-        :func:`geochat.metrics.summarize`; for GeoChat-Bench records also ``geochat_bench``,
-        the benchmark's tables (:func:`geochat.metrics.summarize_bench`).
+        :func:`geochat.metrics.summarize`, ``by_category`` from
+        :func:`geochat.metrics.summarize_by_category`, ``groups`` (worlds or images scored)
+        and, with ``resamples``, ``intervals`` (``{task: {family: {metric: [low, high]}}}``);
+        for GeoChat-Bench records also ``geochat_bench``, the benchmark's tables
+        (:func:`geochat.metrics.summarize_bench`).
     """
     samples, skipped, missing, record_ids, bench = [], [], [], [], []
     for record in records:
@@ -129,34 +151,140 @@ def score(
         "notes": [
             {"id": s.record_id, "turn": s.turn, "note": note} for s in samples for note in s.notes
         ],
+        "groups": len({s.group for s in samples}),
         "tasks": summarize(samples, iou_threshold),
+        "by_category": summarize_by_category(samples, iou_threshold),
+        "intervals": (
+            bootstrap_intervals(samples, iou_threshold, resamples, seed) if resamples else {}
+        ),
         **extra,
     }
 
 
 def _format(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def print_report(report: Mapping[str, Any], console: Console) -> None:
-    """Prints one table per task, then the counts of missing, unknown and skipped answers."""
+def _interval(report: Mapping[str, Any], task: str, family: str, name: str) -> str:
+    low_high = report.get("intervals", {}).get(task, {}).get(family, {}).get(name)
+    return "-" if low_high is None else f"{low_high[0]:.3f}-{low_high[1]:.3f}"
+
+
+def comparison_rows(
+    report: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per metric: the model's value and interval beside each baseline's value.
+
+    Args:
+        report: The model's report (:func:`score`).
+        baselines: ``{name: report}``, e.g. ``{"blank": ..., "trivial": ...}``.
+
+    Returns:
+        Rows with ``task``, ``family``, ``metric``, ``n``, ``image``, ``interval``, one column
+        per baseline, and ``margin``: the value minus the best baseline (for ``mae``, the best
+        baseline minus the value, so that a positive margin is always better than baseline).
+    """
+    rows = []
     for task, families in report["tasks"].items():
-        table = Table(title=task, title_justify="left")
-        for column in ("scored as", "metric", "value"):
-            table.add_column(column)
         for family, metrics in families.items():
             for name, value in metrics.items():
-                table.add_row(family, name, _format(value))
-        console.print(table)
+                if not isinstance(value, float):
+                    continue
+                row = {
+                    "task": task,
+                    "family": family,
+                    "metric": name,
+                    "n": metrics["n"],
+                    "image": value,
+                    "interval": _interval(report, task, family, name),
+                }
+                others = []
+                for baseline, baseline_report in baselines.items():
+                    other = baseline_report["tasks"].get(task, {}).get(family, {}).get(name)
+                    row[baseline] = other
+                    if isinstance(other, float):
+                        others.append(other)
+                lower_is_better = name == "mae"
+                if others:
+                    best = min(others) if lower_is_better else max(others)
+                    row["margin"] = best - value if lower_is_better else value - best
+                else:
+                    row["margin"] = None
+                rows.append(row)
+    return rows
+
+
+def category_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per task and category: ``n`` and the family's headline metric."""
+    headline = {"boxes": f"acc@{report['iou_threshold']:g}", "mask": "giou", "count": "accuracy"}
+    rows = []
+    for task, categories in report.get("by_category", {}).items():
+        for category, metrics in categories.items():
+            name = headline.get(metrics["family"], "accuracy")
+            rows.append(
+                {
+                    "task": task,
+                    "category": category,
+                    "n": metrics["n"],
+                    "metric": name,
+                    "value": metrics.get(name),
+                }
+            )
+    return rows
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in rows[0] if rows else ():
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_format(value) for value in row.values()))
+    return table
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as a GitHub Markdown table (what ``report.md`` holds, to paste into docs)."""
+    if not rows:
+        return ""
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_format(row[key]) for key in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_report(
+    report: Mapping[str, Any],
+    console: Console,
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Prints the metrics (beside any baselines) and the per-category table.
+
+    Returns:
+        The printed tables as ``(title, rows)``, for :func:`markdown_table`.
+    """
+    tables = [
+        (
+            "metrics (interval: bootstrap over worlds or images)",
+            comparison_rows(report, baselines or {}),
+        ),
+        ("per category (refer, ground, segment, count)", category_rows(report)),
+    ]
+    for title, rows in tables:
+        if rows:
+            console.print(_table(title, rows))
     for title, columns in report.get(BENCH_DATASET, {}).items():
         print_bench_table(title, columns, console)
     # Plain print: rich would wrap long lines and paths.
     print(
-        f"{report['records']} records, {report['predictions']} predictions; "
+        f"{report['records']} records from {report['groups']} worlds or images, "
+        f"{report['predictions']} predictions; "
         f"{len(report['missing_predictions'])} missing (scored as wrong), "
         f"{len(report['unknown_predictions'])} without a record, "
         f"{len(report['skipped'])} turns skipped, {len(report['notes'])} notes on the truth"
     )
+    return tables
 
 
 def print_bench_table(title: str, columns: Mapping[str, Any], console: Console) -> None:
@@ -201,7 +329,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model folder or hub id")
     run.add_argument("--data", type=Path, help="records: a JSONL file or a build folder")
     run.add_argument("--split", default="test", help="split of a build folder (default test)")
-    run.add_argument("--limit", type=int, help="evaluate the first N records only")
+    run.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate N records spread evenly over the build's worlds or images (--seed)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of --limit and the bootstrap")
+    run.add_argument(
+        "--trivial-from",
+        type=Path,
+        help="a training build: add the best-constant-answer-per-question baseline learned on it",
+    )
     run.add_argument("--out-dir", type=Path, default=Path("eval"), help="predictions and metrics")
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--max-new-tokens", type=int, default=128)
@@ -209,52 +347,67 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--iou", type=_iou, default=0.5, help="IoU threshold for boxes and quads (default 0.5)"
     )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=RESAMPLES,
+        help=f"bootstrap draws over worlds for the intervals; 0 for none (default {RESAMPLES})",
+    )
     return parser
 
 
-def _load_records(source: Path, split: str, limit: int | None) -> tuple[list[Record], list[Path]]:
-    records, paths = [], []
-    for shard in find_shards(source, split):
-        for record in iter_records(shard):
-            if record.get("split", split) == split:
-                records.append(record)
-                paths.append(shard)
-            if limit is not None and len(records) >= limit:
-                return records, paths
-    return records, paths
+def _load_records(
+    source: Path, split: str, limit: int | None, seed: int
+) -> tuple[list[Record], list[Path]]:
+    pairs = [
+        (record, shard)
+        for shard in find_shards(source, split)
+        for record in iter_records(shard)
+        if record.get("split", split) == split
+    ]
+    chosen = {id(record) for record in sample_records([r for r, _ in pairs], limit, seed)}
+    kept = [(record, shard) for record, shard in pairs if id(record) in chosen]
+    return [record for record, _ in kept], [shard for _, shard in kept]
 
 
-def ablation_gap(with_images: Mapping[str, Any], blank: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each metric with images, with blank images, and the gap between them."""
-    rows = []
-    for task, families in with_images["tasks"].items():
-        for family, metrics in families.items():
-            for name, value in metrics.items():
-                if name in ("n", "missing", "with_problems") or not isinstance(value, float):
-                    continue
-                blanked = blank["tasks"].get(task, {}).get(family, {}).get(name)
-                gap = value - blanked if isinstance(blanked, float) else None
-                rows.append(
-                    {
-                        "task": task,
-                        "family": family,
-                        "metric": name,
-                        "image": value,
-                        "blank": blanked,
-                        "gap": gap,
-                    }
-                )
-    return rows
+def _trivial_predictions(
+    train_build: Path, records: list[Record], iou_threshold: float, seed: int
+) -> dict[str, Answer]:
+    train = [r for shard in find_shards(train_build, "train") for r in iter_records(shard)]
+    if not train:
+        raise FileNotFoundError(f"no train records in {train_build}")
+    trivial = fit_trivial_answers(
+        tqdm(train, desc="fitting constant answers", unit="record", disable=None),
+        iou_threshold,
+        seed,
+    )
+    return dict(trivial.predictions(records))
+
+
+def _write_markdown(path: Path, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    text = "".join(f"### {title}\n\n{markdown_table(rows)}\n" for title, rows in tables if rows)
+    path.write_text(text, encoding="utf-8")  # TODO(merge): the shared atomic writer
 
 
 def _run_model(args: argparse.Namespace, console: Console) -> int:
     from geochat.modeling import load_pretrained
     from geochat.predict import predict_records
 
-    records, paths = _load_records(args.data, args.split, args.limit)
+    records, paths = _load_records(args.data, args.split, args.limit, args.seed)
     if not records:
         print(f"geochat eval: no {args.split} records in {args.data}", file=sys.stderr)
         return 2
+    baselines: dict[str, dict[str, Any]] = {}
+    if args.trivial_from is not None:
+        try:
+            trivial = _trivial_predictions(args.trivial_from, records, args.iou, args.seed)
+        except (OSError, RecordError) as error:
+            print(f"geochat eval: {error}", file=sys.stderr)
+            return 2
+        write_jsonl(
+            args.out_dir / "trivial.jsonl", ({"id": k, "answer": a} for k, a in trivial.items())
+        )
+        baselines["trivial"] = score(records, trivial, args.iou)
     model, processor = load_pretrained(args.model)
     runs = {"predictions": False} if args.no_ablation else {"predictions": False, "blank": True}
     reports = {}
@@ -266,19 +419,17 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
             args.out_dir / f"{name}.jsonl",
             ({"id": key, "answer": answer} for key, answer in predictions.items()),
         )
-        reports[name] = score(records, predictions, args.iou)
-    report = {"model": str(args.model), "data": str(args.data), **reports["predictions"]}
-    print_report(report, console)
+        resamples = args.bootstrap if name == "predictions" else 0
+        reports[name] = score(records, predictions, args.iou, resamples, args.seed)
     if "blank" in reports:
-        report["ablation"] = ablation_gap(reports["predictions"], reports["blank"])
-        table = Table(title="image-ablation gap (metric with images - with blank images)")
-        for column in ("task", "scored as", "metric", "image", "blank", "gap"):
-            table.add_column(column)
-        for row in report["ablation"]:
-            table.add_row(*(_format(value) for value in row.values()))
-        console.print(table)
+        baselines = {"blank": reports["blank"], **baselines}
+    report = {"model": str(args.model), "data": str(args.data), **reports["predictions"]}
+    tables = print_report(report, console, baselines)
+    report["baselines"] = {name: base["tasks"] for name, base in baselines.items()}
+    report["comparison"] = tables[0][1]
     write_jsonl(args.out_dir / "metrics.json", [report])
-    print(f"wrote predictions and metrics to {args.out_dir}")
+    _write_markdown(args.out_dir / "report.md", tables)
+    print(f"wrote predictions, metrics.json and report.md to {args.out_dir}")
     return 0
 
 
@@ -300,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geochat eval: {error}", file=sys.stderr)
         return 2
     report = score(
-        tqdm(records, desc="scoring", unit="record", disable=None), predictions, args.iou
+        tqdm(records, desc="scoring", unit="record", disable=None),
+        predictions,
+        args.iou,
+        args.bootstrap,
     )
     print_report(report, console)
     if args.out is not None:

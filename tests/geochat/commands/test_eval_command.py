@@ -141,6 +141,15 @@ def test_model_run_writes_predictions_metrics_and_the_ablation_gap(tmp_path):
     for record in records:
         Image.new("RGB", (WIDTH, HEIGHT), (30, 90, 30)).save(tmp_path / record["image"])
     write_jsonl(tmp_path / "test.jsonl", [{**r, "split": "test"} for r in records])
+    # A training build for the constant-answer baseline: "Yes" is the commonest answer.
+    train = tmp_path / "train"
+    write_jsonl(
+        train / "train.jsonl",
+        [
+            {**make_record(f"t{i}", "vqa", "Yes" if i % 3 else "No"), "split": "train"}
+            for i in range(6)
+        ],
+    )
     out = tmp_path / "eval"
     code = cli.main(
         [
@@ -155,6 +164,10 @@ def test_model_run_writes_predictions_metrics_and_the_ablation_gap(tmp_path):
             "4",
             "--batch-size",
             "2",
+            "--trivial-from",
+            str(train),
+            "--bootstrap",
+            "20",
         ]
     )
     assert code == 0
@@ -167,9 +180,16 @@ def test_model_run_writes_predictions_metrics_and_the_ablation_gap(tmp_path):
         assert all(isinstance(answers[r["id"]], str) for r in RECORDS)
     report = json.loads((out / "metrics.json").read_text())
     assert report["records"] == len(records) and not report["missing_predictions"]
-    gap = {(row["task"], row["metric"]): row for row in report["ablation"]}
-    vqa = gap[("vqa", "accuracy")]
-    assert vqa["gap"] == pytest.approx(vqa["image"] - vqa["blank"])
+    rows = {(row["task"], row["metric"]): row for row in report["comparison"]}
+    vqa = rows[("vqa", "accuracy")]
+    # The constant "Yes" answers the vqa record right; the margin is over the best baseline.
+    assert vqa["trivial"] == 1.0
+    assert vqa["margin"] == pytest.approx(vqa["image"] - max(vqa["blank"], vqa["trivial"]))
+    assert report["baselines"]["blank"]["vqa"]["exact"]["accuracy"] == vqa["blank"]
+    assert "vqa" in report["intervals"]
+    markdown = (out / "report.md").read_text()
+    header = "| task | family | metric | n | image | interval | blank | trivial | margin |"
+    assert header in markdown
 
 
 def test_model_run_needs_model_and_data(tmp_path, capsys):
