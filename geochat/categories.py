@@ -39,7 +39,12 @@ class Category:
     aliases: tuple[str, ...] = ()
 
 
+# The category of an object whose source names no category of the vocabulary (its record
+# keeps the source's words in ``source_category``).
+UNKNOWN = "object"
+
 CATEGORIES: tuple[Category, ...] = (
+    Category(UNKNOWN, "objects", ("thing",)),
     # Vehicles and craft (DOTA, DIOR, OSM, GeoChat).
     Category("plane", "planes", ("airplane", "aeroplane", "aircraft")),
     Category("helicopter", "helicopters"),

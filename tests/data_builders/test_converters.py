@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from data_builders.converters import CONVERTERS, ConversionError
-from geochat import geometry
+from geochat import categories, geometry
 from geochat.grammar import parse
 from geochat.records import image_path, iter_records
 
@@ -201,6 +202,7 @@ def test_dota_rasterises_the_quad_as_mask(tmp_path):
     vehicles = records["dota/train/P0001/refer/small-vehicle"]["objects"]
     assert [geometry.mask_area(obj["mask"]) for obj in vehicles] == [8 * 6, 8 * 6]
     assert [obj["category"] for obj in vehicles] == ["small vehicle", "small vehicle"]
+    assert [obj["source_category"] for obj in vehicles] == ["small-vehicle", "small-vehicle"]
 
 
 def test_dota_image_without_objects_answers_none(tmp_path):
@@ -221,11 +223,58 @@ def test_dota_options_skip_difficult_and_write_boxes(tmp_path):
         masks=False,
     )
     assert summary["skipped"] == {"difficult object (--skip-difficult)": 1}
+    assert summary["dropped"] == {"difficult object (--skip-difficult)": {"storage-tank": 1}}
+    manifest = json.loads(Path(summary["manifest"]).read_text())
+    assert manifest["summary"] == summary
+    assert manifest["arguments"]["skip_difficult"] is True
+    assert manifest["arguments"]["tasks"] == ["refer"]
     assert not any("storage" in record_id for record_id in records)
     assert all("mask" not in obj for record in records.values() for obj in record["objects"])
     court = records["dota/train/P0002/refer/tennis-court"]
     (box,) = parsed(court)
     np.testing.assert_allclose(box.hbb, [4, 40, 20, 60], atol=grammar_tolerance(court))
+
+
+def with_dota_class(tmp_path: Path, category: str, labels: str = "labelTxt") -> Path:
+    """A copy of the fake DOTA with one more object of ``category`` in a label folder."""
+    src = copy_of("dota", tmp_path)
+    if labels != "labelTxt":
+        (src / "train" / "labelTxt").rename(src / "train" / labels)
+    label = src / "train" / labels / "P0002.txt"
+    label.write_text(label.read_text() + f"30 2 40 2 40 12 30 12 {category} 0\n")
+    return src
+
+
+@pytest.mark.parametrize(
+    ("category", "version", "labels", "warned"),
+    [
+        ("container-crane", "1.0", "labelTxt", True),  # a v1.5 class in v1.0 labels
+        ("container-crane", None, "labelTxt-v1.0", True),  # the version from the folder name
+        ("container-crane", "1.5", "labelTxt", False),
+        ("helipad", "1.5", "labelTxt", True),  # a v2.0 class in v1.5 labels
+        ("helipad", None, "labelTxt", False),  # no version named: 2.0
+        ("Storage-Tank", "2.0", "labelTxt", True),  # no version spells it so
+    ],
+)
+def test_dota_warns_of_a_class_outside_the_version(tmp_path, category, version, labels, warned):
+    src = with_dota_class(tmp_path, category, labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary, records = run(
+            "dota", tmp_path / "out", src=src, split="train", labels=labels, version=version
+        )
+    expected = version or ("1.0" if labels.endswith("v1.0") else "2.0")
+    reason = f"class not in DOTA v{expected}"
+    assert summary["warnings"] == ({reason: {category: 1}} if warned else {})
+    assert [str(w.message) for w in caught] == ([f"{reason}: {category}"] if warned else [])
+    (added,) = [o for o in records["dota/train/P0002/ground"]["objects"] if o["hbb"][1] == 2]
+    assert added["source_category"] == category
+    assert added["category"] == categories.normalise(category)
+
+
+def test_dota_refuses_a_version_it_does_not_know(tmp_path):
+    with pytest.raises(ValueError, match=r"1\.0, 1\.5, 2\.0"):
+        run("dota", tmp_path, split="train", version="3.0")
 
 
 @pytest.mark.parametrize(
@@ -283,10 +332,18 @@ def test_dior_rsvg_split_files_index_objects_across_files(tmp_path):
             assert record["objects"][0]["hbb"] == box
 
 
-def test_dior_rsvg_class_names_become_words(tmp_path):
+def test_dior_rsvg_class_names_become_the_vocabulary_s_names(tmp_path):
     _, records = run("dior_rsvg", tmp_path)
-    categories = {record["objects"][0]["category"] for record in records.values()}
-    assert categories == {"golf field", "storage tank", "vehicle"}
+    names = {
+        (obj["category"], obj["source_category"])
+        for record in records.values()
+        for obj in record["objects"]
+    }
+    assert names == {
+        ("golf field", "golffield"),
+        ("storage tank", "storagetank"),
+        ("vehicle", "vehicle"),
+    }
 
 
 def test_dior_rsvg_malformed_inputs_are_errors(tmp_path):
@@ -318,7 +375,8 @@ def test_rrsisd_masks_match_the_fake_segmentations(tmp_path):
         (obj,) = record["objects"]
         ann_id = int(obj["id"].split(":")[1])
         np.testing.assert_array_equal(geometry.rle_to_mask(obj["mask"]), masks[ann_id])
-        assert obj["category"] == truth.CATEGORIES[ann_id]
+        assert obj["source_category"] == truth.CATEGORIES[ann_id]  # "storagetank"
+        assert obj["category"] == categories.normalise(truth.CATEGORIES[ann_id])
         (found,) = parsed(record)
         assert found.kind == "mask" and found.phrase in record["conversations"][0]["value"]
         assert geometry.mask_iou([found.mask], [obj["mask"]])[0, 0] > 0.5
@@ -397,8 +455,9 @@ def test_geochat_instruct_tasks_and_truth_match_the_fake_boxes(tmp_path):
         record = records[f"geochat_instruct/{index}"]
         assert record["task"] == item["task"] and record["source"]["id"] == item["id"]
         assert len(record["objects"]) == len(item["truth"])
-        for obj, (category, kind, pixels) in zip(record["objects"], item["truth"], strict=True):
-            assert obj["category"] == category
+        for obj, (phrase, kind, pixels) in zip(record["objects"], item["truth"], strict=True):
+            assert obj["source_category"] == phrase
+            assert obj["category"] == (categories.find_in_phrase(phrase) or categories.UNKNOWN)
             expected = geometry.hbb_to_quad(pixels) if kind == "hbb" else pixels
             assert_same_quad(obj["quad"], expected, atol=1e-6)
 
