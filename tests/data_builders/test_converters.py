@@ -515,7 +515,10 @@ def test_geochat_instruct_malformed_items_and_missing_images_are_errors(tmp_path
 def test_refgeo_boxes_quads_and_masks_match_the_fake_rows(tmp_path):
     truth = fake("refgeo")
     summary, records = run("refgeo", tmp_path)
-    assert summary["skipped"] == {"row without bbox or poly": 1}
+    assert summary["dropped"] == {
+        "row without bbox or poly": {"geochat": 1},
+        "field not converted": truth.UNUSED_FIELDS,
+    }
     assert summary["tasks"] == {"refer": 6}
     for stem, rows in truth.ROWS.items():
         for row in rows:
@@ -554,8 +557,33 @@ def test_refgeo_split_and_subset_filters(tmp_path):
     assert {record["source"]["subset"] for record in test_only.values()} == {"geochat"}
     _, dior_only = run("refgeo", tmp_path / "dior", subsets=("dior_rsvg",))
     assert sorted(dior_only) == ["refgeo/dior_rsvg_train/1/hbb", "refgeo/dior_rsvg_train/1/quad"]
-    with pytest.raises(ConversionError, match="no metainfo file"):
+    with pytest.raises(ConversionError, match="no annotation file"):
         run("refgeo", tmp_path / "none", split="val")
+
+
+def test_refgeo_reads_the_released_and_the_training_code_s_layout(tmp_path):
+    _, released = run("refgeo", tmp_path / "released")
+    src = copy_of("refgeo", tmp_path)
+    (src / "metadata").rename(src / "metainfo")
+    _, training = run("refgeo", tmp_path / "training", src=src)
+    assert json.dumps(training, sort_keys=True) == json.dumps(released, sort_keys=True)
+    (src / "metainfo").rename(src / "annotations")
+    with pytest.raises(ConversionError, match="no annotation folder"):
+        run("refgeo", tmp_path / "none", src=src)
+
+
+def test_refgeo_objects_keep_the_expression_and_name_its_category(tmp_path):
+    _, records = run("refgeo", tmp_path, geometry_kinds=("hbb",))
+    names = {
+        (obj["category"], obj["source_category"])
+        for record in records.values()
+        for obj in record["objects"]
+    }
+    assert names == {
+        ("storage tank", "the storage tank on the right"),
+        ("ship", "the rotated ship"),
+        ("car", "two small cars"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -569,8 +597,8 @@ def test_refgeo_split_and_subset_filters(tmp_path):
 )
 def test_refgeo_malformed_rows_name_file_and_line(tmp_path, line, message):
     src = copy_of("refgeo", tmp_path)
-    metainfo = src / "metainfo" / "dior_rsvg_train.jsonl"
-    metainfo.write_text(metainfo.read_text() + line + "\n")
+    annotations = src / "metadata" / "dior_rsvg_train.jsonl"
+    annotations.write_text(annotations.read_text() + line + "\n")
     with pytest.raises(ConversionError, match=rf"dior_rsvg_train\.jsonl:2.*{message}"):
         run("refgeo", tmp_path / "out", src=src)
 
