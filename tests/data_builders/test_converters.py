@@ -155,7 +155,7 @@ def test_images_can_be_hard_linked_instead_of_copied(tmp_path):
 def test_an_image_path_cannot_lead_out_of_the_source_folder(tmp_path):
     src = copy_of("geochat_instruct", tmp_path)
     items = json.loads((src / "GeoChat_Instruct.json").read_text())
-    shutil.copy(src / "images" / "wide.png", src / "outside.png")
+    shutil.copy(src / fake("geochat_instruct").IMAGE_DIR / "wide.png", src / "outside.png")
     items[0]["image"] = "../outside.png"
     (src / "GeoChat_Instruct.json").write_text(json.dumps(items))
     with pytest.raises(ConversionError, match="leads out of"):
@@ -455,9 +455,10 @@ def test_geochat_instruct_tasks_and_truth_match_the_fake_boxes(tmp_path):
         record = records[f"geochat_instruct/{index}"]
         assert record["task"] == item["task"] and record["source"]["id"] == item["id"]
         assert len(record["objects"]) == len(item["truth"])
-        for obj, (phrase, kind, pixels) in zip(record["objects"], item["truth"], strict=True):
-            assert obj["source_category"] == phrase
-            assert obj["category"] == (categories.find_in_phrase(phrase) or categories.UNKNOWN)
+        for obj, (label, category, kind, pixels) in zip(
+            record["objects"], item["truth"], strict=True
+        ):
+            assert (obj["source_category"], obj["category"]) == (label, category)
             expected = geometry.hbb_to_quad(pixels) if kind == "hbb" else pixels
             assert_same_quad(obj["quad"], expected, atol=1e-6)
 
@@ -472,14 +473,56 @@ def test_geochat_instruct_answers_are_canonical_grammar(tmp_path):
         if item["task"] in ("ground", "refer"):
             found = parsed(record)
             assert [(obj.phrase, obj.kind) for obj in found] == [
-                (category, kind) for category, kind, _ in item["truth"]
+                (label, kind) for label, _, kind, _ in item["truth"]
             ]
-            for obj, (_, kind, pixels) in zip(found, item["truth"], strict=True):
+            for obj, (_, _, kind, pixels) in zip(found, item["truth"], strict=True):
                 expected = geometry.hbb_to_quad(pixels) if kind == "hbb" else pixels
                 assert_same_quad(obj.quad, expected, atol=grammar_tolerance(record))
     identify = records["geochat_instruct/2"]["conversations"][0]["value"]
     (region,) = parse(identify, 64, 48, strict=True).objects
     assert region.kind == "hbb" and "<image>" in identify
+
+
+def test_geochat_instruct_every_round_keeps_its_phrase_and_identify_label(tmp_path):
+    _, records = run("geochat_instruct", tmp_path)
+    turns = records["geochat_instruct/4"]["conversations"]
+    (tank,) = parse(turns[5]["value"], 64, 48, strict=True).objects
+    assert (tank.phrase, tank.kind) == ("storage tank", "quad")  # not a bare <quad>
+    (region,) = parse(turns[6]["value"], 64, 48, strict=True).objects
+    assert region.kind == "hbb" and turns[7]["value"] == "A ship."
+    every_answer = [
+        obj
+        for record in records.values()
+        for turn in record["conversations"][1::2]
+        for obj in parse(turn["value"], record["width"], record["height"], strict=True).objects
+    ]
+    assert every_answer and all(obj.phrase for obj in every_answer)
+
+
+@pytest.mark.parametrize(
+    ("layout", "images"),
+    [
+        ("share/softwares/kartik/GeoChat_finetuning/final_images_llava", None),  # unzipped here
+        ("images/share/softwares/kartik/GeoChat_finetuning/final_images_llava", None),
+        ("images/final_images_llava", None),
+        ("images", None),
+        ("pictures/share/softwares/kartik/GeoChat_finetuning/final_images_llava", "pictures"),
+        ("pictures", "pictures"),
+    ],
+)
+def test_geochat_instruct_finds_images_in_the_released_nesting(tmp_path, layout, images):
+    src = copy_of("geochat_instruct", tmp_path)
+    nested = src / fake("geochat_instruct").IMAGE_DIR
+    if layout != fake("geochat_instruct").IMAGE_DIR.as_posix():
+        (src / layout).parent.mkdir(parents=True, exist_ok=True)
+        nested.rename(src / layout)
+        shutil.rmtree(src / "share")
+    summary, records = run("geochat_instruct", tmp_path / "out", src=src, images=images)
+    assert summary["records"] == 6
+    assert {record["image"] for record in records.values()} == {
+        "images/geochat_instruct/square.png",
+        "images/geochat_instruct/wide.png",
+    }
 
 
 def test_geochat_instruct_bad_boxes_stop_or_are_skipped(tmp_path):
@@ -496,7 +539,7 @@ def test_geochat_instruct_bad_boxes_stop_or_are_skipped(tmp_path):
 
 def test_geochat_instruct_malformed_items_and_missing_images_are_errors(tmp_path):
     src = copy_of("geochat_instruct", tmp_path)
-    (src / "images" / "square.png").unlink()
+    (src / fake("geochat_instruct").IMAGE_DIR / "square.png").unlink()
     with pytest.raises(ConversionError, match=r"\[item 1\].*square\.png"):
         run("geochat_instruct", tmp_path / "out", src=src)
     items = json.loads((src / "GeoChat_Instruct.json").read_text())
