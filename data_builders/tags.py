@@ -26,6 +26,8 @@ import yaml
 from shapely.geometry import LineString, MultiLineString, Point
 from shapely.geometry.base import BaseGeometry
 
+from geochat import categories
+
 DEFAULT_TABLE = Path(__file__).with_name("tags.yaml")
 KINDS = ("area", "line", "node")
 ANY_VALUE = "*"
@@ -221,7 +223,7 @@ def _parse_rule(entry: Any, defaults: Mapping[str, Any]) -> Rule:
         raise TagTableError("'max_gsd' must be positive")
     patterns = merged["match"] if isinstance(merged["match"], list) else [merged["match"]]
     return Rule(
-        category=str(merged["category"]),
+        category=_canonical(str(merged["category"])),
         plural=str(merged["plural"]),
         match=tuple(_parse_pattern(pattern) for pattern in patterns),
         exclude=_parse_pattern(merged.get("exclude") or {}, allow_empty=True),
@@ -234,6 +236,14 @@ def _parse_rule(entry: Any, defaults: Mapping[str, Any]) -> Rule:
             name: _parse_attribute(spec) for name, spec in (merged.get("attributes") or {}).items()
         },
     )
+
+
+def _canonical(label: str) -> str:
+    """The vocabulary's name of a rule's category, so OSM records and datasets' records agree."""
+    try:
+        return categories.normalise(label)
+    except categories.CategoryError as error:
+        raise TagTableError(f"{error}; add it to geochat/categories.py first") from error
 
 
 def _parse_pattern(pattern: Any, allow_empty: bool = False) -> TagPattern:

@@ -88,6 +88,8 @@ def _object_problems(obj: Any) -> list[str]:
     if not isinstance(obj, dict):
         return ["must be an object"]
     problems = [] if isinstance(obj.get("category"), str) else ["needs a string 'category'"]
+    if "source_category" in obj and not isinstance(obj["source_category"], str):
+        problems.append("'source_category' must be a string (the label as the source wrote it)")
     hbb = obj.get("hbb")
     if hbb is not None and (not isinstance(hbb, list) or len(hbb) != 4):
         problems.append("'hbb' must be [x0, y0, x1, y1]")

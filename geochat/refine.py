@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import re
 import shutil
 import tempfile
@@ -599,7 +598,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             loaded: Any = safetensors.torch.load_file(path)
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as error:
+    except Exception as error:
+        # Decoding untrusted bytes fails in open-ended ways (IndexError, KeyError,
+        # UnicodeDecodeError ... from the unpickler): each one means "not a checkpoint".
         raise SamCheckpointError(
             f"cannot read {path} as a checkpoint of tensors (only plain tensors are loaded, "
             f"never arbitrary pickled objects): {error}"
@@ -685,10 +686,17 @@ def sam_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> SamCon
     )
 
 
-def _shape(state_dict: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
+def _shape(state_dict: Mapping[str, torch.Tensor], name: str, rank: int) -> tuple[int, ...]:
+    """The shape of a tensor SAM needs, which must have ``rank`` non-empty dimensions."""
     if name not in state_dict:
         raise SamCheckpointError(f"not a SAM checkpoint: it has no tensor {name!r}")
-    return tuple(state_dict[name].shape)
+    shape = tuple(state_dict[name].shape)
+    if len(shape) != rank or 0 in shape:
+        raise SamCheckpointError(
+            f"not a SAM checkpoint: tensor {name!r} has shape {list(shape)}, "
+            f"SAM's has {rank} non-empty dimensions"
+        )
+    return shape
 
 
 def _count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
@@ -700,15 +708,16 @@ def _count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
 
 def _vision_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     hidden_size, num_channels, patch_size, _ = _shape(
-        state_dict, "vision_encoder.patch_embed.projection.weight"
+        state_dict, "vision_encoder.patch_embed.projection.weight", 4
     )
-    grid = _shape(state_dict, "vision_encoder.pos_embed")[1]  # [1, g, g, D]
+    grid = _shape(state_dict, "vision_encoder.pos_embed", 4)[1]  # [1, g, g, D]
     num_layers = _count(state_dict, "vision_encoder.layers.")
     if num_layers == 0:
         raise SamCheckpointError("not a SAM checkpoint: its image encoder has no layers")
     # rel_pos_h is [2 * side - 1, head_dim]; side is the grid for global attention layers.
     rel_pos = [
-        _shape(state_dict, f"vision_encoder.layers.{i}.attn.rel_pos_h") for i in range(num_layers)
+        _shape(state_dict, f"vision_encoder.layers.{i}.attn.rel_pos_h", 2)
+        for i in range(num_layers)
     ]
     global_layers = [i for i, shape in enumerate(rel_pos) if shape[0] == 2 * grid - 1]
     window_lengths = {shape[0] for shape in rel_pos if shape[0] != 2 * grid - 1}
@@ -725,10 +734,10 @@ def _vision_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         "num_attention_heads": hidden_size // head_dim,
         "global_attn_indexes": global_layers,
         "window_size": (window_lengths.pop() + 1) // 2 if window_lengths else grid,
-        "mlp_dim": _shape(state_dict, "vision_encoder.layers.0.mlp.lin1.weight")[0],
+        "mlp_dim": _shape(state_dict, "vision_encoder.layers.0.mlp.lin1.weight", 2)[0],
         "qkv_bias": "vision_encoder.layers.0.attn.qkv.bias" in state_dict,
-        "output_channels": _shape(state_dict, "vision_encoder.neck.conv1.weight")[0],
-        "num_pos_feats": _shape(state_dict, _SHARED_EMBEDDING)[1],
+        "output_channels": _shape(state_dict, "vision_encoder.neck.conv1.weight", 4)[0],
+        "num_pos_feats": _shape(state_dict, _SHARED_EMBEDDING, 2)[1],
     }
 
 
@@ -736,25 +745,25 @@ def _prompt_encoder_config(
     state_dict: Mapping[str, torch.Tensor], vision_config: Mapping[str, Any]
 ) -> dict[str, Any]:
     return {
-        "hidden_size": _shape(state_dict, "prompt_encoder.no_mask_embed.weight")[1],
+        "hidden_size": _shape(state_dict, "prompt_encoder.no_mask_embed.weight", 2)[1],
         "image_size": vision_config["image_size"],
         "patch_size": vision_config["patch_size"],
-        "mask_input_channels": _shape(state_dict, "prompt_encoder.mask_embed.conv2.weight")[0],
+        "mask_input_channels": _shape(state_dict, "prompt_encoder.mask_embed.conv2.weight", 4)[0],
         "num_point_embeddings": _count(state_dict, "prompt_encoder.point_embed."),
     }
 
 
 def _mask_decoder_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    hidden_size = _shape(state_dict, "mask_decoder.iou_token.weight")[1]
+    hidden_size = _shape(state_dict, "mask_decoder.iou_token.weight", 2)[1]
     cross_attention = "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"
     iou_head = "mask_decoder.iou_prediction_head."
     return {
         "hidden_size": hidden_size,
-        "mlp_dim": _shape(state_dict, "mask_decoder.transformer.layers.0.mlp.lin1.weight")[0],
+        "mlp_dim": _shape(state_dict, "mask_decoder.transformer.layers.0.mlp.lin1.weight", 2)[0],
         "num_hidden_layers": _count(state_dict, "mask_decoder.transformer.layers."),
         "num_attention_heads": SAM_DECODER_HEADS,
-        "attention_downsample_rate": hidden_size // _shape(state_dict, cross_attention)[0],
-        "num_multimask_outputs": _shape(state_dict, "mask_decoder.mask_tokens.weight")[0] - 1,
+        "attention_downsample_rate": hidden_size // _shape(state_dict, cross_attention, 2)[0],
+        "num_multimask_outputs": _shape(state_dict, "mask_decoder.mask_tokens.weight", 2)[0] - 1,
         "iou_head_depth": 2 + _count(state_dict, f"{iou_head}layers."),
-        "iou_head_hidden_dim": _shape(state_dict, f"{iou_head}proj_in.weight")[0],
+        "iou_head_hidden_dim": _shape(state_dict, f"{iou_head}proj_in.weight", 2)[0],
     }

@@ -100,8 +100,8 @@ CONVERTERS: dict[str, Converter] = {
         ),
         Converter(
             "refgeo",
-            "refGeo of GeoGround (metainfo/*.jsonl, images/<subset>/) -> refer records with "
-            "boxes and quads",
+            "refGeo of GeoGround (metadata/ or metainfo/ *.jsonl, images/<subset>/) -> refer "
+            "records with boxes and quads",
             refgeo.convert,
             refgeo.add_arguments,
         ),

@@ -5,6 +5,10 @@ Output layout of every converter (``out`` is the folder given on the command lin
     out/<dataset>[_<split>].jsonl                 records, written atomically
     out/images/<dataset>/<path in the source>      the images the records use
 
+Every converter also writes ``out/<dataset>[_<split>].manifest.json`` beside its records: the
+arguments it ran with and its summary, including what it dropped and what it warned about
+(:class:`Report`), so a folder of records says how it was made and what it left out.
+
 Images are **copied** (or hard-linked with ``--link-images``) into ``out/images/``, never
 referenced back into the source folder: the records then stay valid when the download folder
 is moved or deleted, and a folder of records can be shipped on its own. A copy is written to a
@@ -18,8 +22,9 @@ import argparse
 import os
 import shutil
 import tempfile
+import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +33,14 @@ import shapely
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from geochat import geometry
+from data_builders.pipeline import _bump, _inline
+from data_builders.shards import write_json
+from geochat import categories, geometry
 from geochat.records import Record, check_record, write_jsonl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 REFER_PROMPT = 'Find the object described as "{expression}" and give its {box}.'
+ANY_DETAIL = "all"
 
 
 class ConversionError(ValueError):
@@ -186,6 +194,76 @@ class ImageStore:
             raise
 
 
+class ConversionWarning(UserWarning):
+    """Input that converts, but not as its dataset documents it (a class of another version)."""
+
+
+class Report:
+    """What a conversion dropped and what it warned about, each counted by reason and detail.
+
+    The counts nest as the OSM pipeline's build summary does (reason -> detail -> count, see
+    :func:`data_builders.pipeline.summarise`): the detail is the category of a dropped object,
+    the name of a field the converter does not read, or :data:`ANY_DETAIL`.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Any] = {}
+
+    def drop(self, reason: str, detail: str = ANY_DETAIL, by: int = 1) -> None:
+        """Counts items left out of the records for ``reason``."""
+        _bump(self.counts, "dropped", reason, detail, by=by)
+
+    def warn(self, reason: str, detail: str = ANY_DETAIL, by: int = 1) -> None:
+        """Counts converted items that deserve a look, and warns the first time of each."""
+        if detail not in self.counts.get("warnings", {}).get(reason, {}):
+            warnings.warn(f"{reason}: {detail}", ConversionWarning, stacklevel=2)
+        _bump(self.counts, "warnings", reason, detail, by=by)
+
+    def unused_fields(self, data: Mapping[str, Any], used: Iterable[str]) -> None:
+        """Counts each field of a source item that the converter does not carry into records."""
+        for key in sorted(set(data) - set(used)):
+            self.drop("field not converted", str(key))
+
+    @property
+    def dropped(self) -> dict[str, dict[str, int]]:
+        """Reason -> detail -> count of what was left out."""
+        return self.counts.get("dropped", {})
+
+    @property
+    def warnings(self) -> dict[str, dict[str, int]]:
+        """Reason -> detail -> count of what was converted with a warning."""
+        return self.counts.get("warnings", {})
+
+    def lines(self) -> list[str]:
+        """The report as text lines, in the form the OSM build prints."""
+        return [
+            f"{kind} ({reason}): {_inline(details)}"
+            for kind, table in (("dropped", self.dropped), ("warning", self.warnings))
+            for reason, details in sorted(table.items())
+        ]
+
+    @classmethod
+    def of(cls, skipped: Counter[str] | Report) -> Report:
+        """A report from a converter's plain ``reason -> count`` counter (or the report)."""
+        if isinstance(skipped, Report):
+            return skipped
+        report = cls()
+        for reason, count in skipped.items():
+            report.drop(reason, by=count)
+        return report
+
+
+def source_category(label: str) -> tuple[str, str]:
+    """``(canonical category, label as written)`` of a dataset's class label.
+
+    A label that no spelling of :mod:`geochat.categories` matches is searched for a category
+    word (``"the rotated ship"`` -> ship), else becomes ``categories.UNKNOWN``; the label is
+    kept either way, so nothing of the source is lost.
+    """
+    written = " ".join(label.split())
+    return categories.find_in_phrase(written) or categories.UNKNOWN, written
+
+
 def truth_object(
     category: str,
     hbb: Any,
@@ -197,10 +275,14 @@ def truth_object(
 ) -> dict[str, Any]:
     """Builds one record object (the keys of :class:`data_builders.tile.TileObject`).
 
-    ``mask`` is left out when the dataset has none, rather than invented from a box.
+    ``category`` is the source's label: the object gets its canonical name (see
+    :func:`source_category`) and keeps the label as ``source_category``. ``mask`` is left out
+    when the dataset has none, rather than invented from a box.
     """
+    canonical, written = source_category(category)
     obj: dict[str, Any] = {
-        "category": category,
+        "category": canonical,
+        "source_category": written,
         "tags": {},
         "hbb": [float(v) for v in geometry.as_hbb(hbb)],
         "quad": geometry.canonical_quad(quad).tolist(),
@@ -256,16 +338,27 @@ def write_output(
     split: str | None,
     records: Iterable[Record],
     images: ImageStore,
-    skipped: Counter[str],
+    skipped: Counter[str] | Report,
+    arguments: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validates the records (and that their ids are unique) and writes them atomically.
+    """Validates the records (and that their ids are unique), writes them and the manifest.
 
     ``records`` may be a generator that fills ``skipped`` as it goes: the summary is built after
-    it is exhausted.
+    it is exhausted. Both files are written atomically, the manifest last.
+
+    Args:
+        out: Output folder.
+        dataset: Dataset name (the file names).
+        split: Split name (the file names), or None.
+        records: The records, in output order.
+        images: The store that placed the records' images.
+        skipped: The conversion's :class:`Report` (or a plain ``reason -> count`` counter).
+        arguments: The converter's arguments, recorded in the manifest.
 
     Returns:
-        ``{"dataset", "split", "jsonl", "records", "images", "tasks", "skipped"}`` where
-        ``skipped`` maps each reason to the number of items left out for it.
+        ``{"dataset", "split", "jsonl", "manifest", "records", "images", "tasks", "skipped",
+        "dropped", "warnings"}``: ``skipped`` maps each reason to the number of items left out
+        for it, ``dropped`` and ``warnings`` break reasons down by detail (see :class:`Report`).
     """
     tasks: Counter[str] = Counter()
     path = output_path(out, dataset, split)
@@ -280,15 +373,34 @@ def write_output(
             yield check_record(record)
 
     count = write_jsonl(path, validated())
-    return {
+    report = Report.of(skipped)
+    manifest = path.with_suffix(".manifest.json")
+    summary = {
         "dataset": dataset,
         "split": split,
         "jsonl": str(path),
+        "manifest": str(manifest),
         "records": count,
         "images": images.count,
         "tasks": dict(sorted(tasks.items())),
-        "skipped": dict(sorted(skipped.items())),
+        "skipped": {
+            reason: sum(details.values()) for reason, details in sorted(report.dropped.items())
+        },
+        "dropped": report.dropped,
+        "warnings": report.warnings,
     }
+    recorded = {key: _jsonable(value) for key, value in (arguments or {}).items()}
+    write_json(manifest, {"arguments": recorded, "summary": summary})
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    """An argument as JSON: paths as strings, tuples as lists."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_jsonable(item) for item in value]
+    return value
 
 
 def progress(items: Iterable[Any], description: str, total: int | None = None) -> Iterable[Any]:

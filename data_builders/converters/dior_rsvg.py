@@ -17,7 +17,8 @@ that is name order, which is also the only order that does not depend on the fil
 
 Records: one ``refer`` record per object of the split with a description: the expression is the
 question and ``<ref>expression</ref><box>...</box>`` the answer; the truth object carries the
-box, its quad and the readable class name (no mask: the dataset has none).
+box, its quad, the vocabulary's category (:mod:`geochat.categories`) and the DIOR class as
+``source_category`` (no mask: the dataset has none).
 
 Added in geochat 0.1.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import re
 import xml.etree.ElementTree as ET
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from data_builders.converters.common import (
     REFER_PROMPT,
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     conversation,
     progress,
@@ -49,18 +50,6 @@ from geochat.grammar import format_hbbs, format_ref
 from geochat.records import Record
 
 DATASET = "dior_rsvg"
-# DIOR's class names as written in the annotations -> words.
-CLASS_NAMES = {
-    "baseballfield": "baseball field",
-    "basketballcourt": "basketball court",
-    "expressway-service-area": "expressway service area",
-    "expressway-toll-station": "expressway toll station",
-    "golffield": "golf field",
-    "groundtrackfield": "ground track field",
-    "storagetank": "storage tank",
-    "tenniscourt": "tennis court",
-    "trainstation": "train station",
-}
 _BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 _SPACES = re.compile(r"\s+")
 
@@ -90,12 +79,6 @@ class RsvgAnnotation:
     filename: str
     size: tuple[int, int] | None
     objects: list[RsvgObject]
-
-
-def class_name(name: str) -> str:
-    """A DIOR class name in words: ``"storagetank"`` -> ``"storage tank"``."""
-    key = name.strip().lower()
-    return CLASS_NAMES.get(key, key.replace("-", " "))
 
 
 def read_annotations(folder: Path) -> list[RsvgAnnotation]:
@@ -194,7 +177,7 @@ def _record(
     path, width, height = image
     hbb = geometry.clip_hbb(obj.hbb, width, height)
     truth = truth_object(
-        class_name(obj.name),
+        obj.name,
         hbb,
         geometry.hbb_to_quad(hbb),
         object_id=f"{annotation.path.stem}:{obj.index}",
@@ -227,15 +210,15 @@ def _check_size(annotation: RsvgAnnotation, width: int, height: int) -> None:
         )
 
 
-def _usable(obj: RsvgObject, skipped: Counter[str]) -> bool:
+def _usable(obj: RsvgObject, report: Report) -> bool:
     if obj.description is None:
-        skipped["object without a description"] += 1
+        report.drop("object without a description", obj.name)
         return False
     if "<" in obj.description or ">" in obj.description:
-        skipped["description holding '<' or '>'"] += 1
+        report.drop("description holding '<' or '>'", obj.name)
         return False
     if obj.hbb[2] <= obj.hbb[0] or obj.hbb[3] <= obj.hbb[1]:
-        skipped["box with no area"] += 1
+        report.drop("box with no area", obj.name)
         return False
     return True
 
@@ -277,7 +260,7 @@ def convert(
             )
     image_dir = src / "JPEGImages"
     store = ImageStore(image_dir, out, DATASET, link=link_images)
-    skipped: Counter[str] = Counter()
+    report = Report()
 
     def records() -> Iterator[Record]:
         for annotation in progress(annotations, DATASET):
@@ -287,10 +270,11 @@ def convert(
             image = store.add(image_dir / annotation.filename)
             _check_size(annotation, image[1], image[2])
             for obj in wanted:
-                if _usable(obj, skipped):
+                if _usable(obj, report):
                     yield _record(obj, annotation, image, split)
 
-    return write_output(out, DATASET, split, records(), store, skipped)
+    arguments = {"src": src, "split_file": split_file}
+    return write_output(out, DATASET, split, records(), store, report, arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

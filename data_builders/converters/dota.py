@@ -11,13 +11,18 @@ has one object per line::
 four corners in pixels (clockwise as annotated), a category such as ``plane``,
 ``storage-tank`` or ``small-vehicle``, and ``difficult`` 0 or 1 (the devkit reads a missing
 ``difficult`` as 0). A label file with no object line is an image with nothing to find.
+Versions differ in their classes (:data:`geochat.categories.DOTA_CLASSES`: v1.0 has 15, v1.5
+adds ``container-crane``, v2.0 ``airport`` and ``helipad``); a class outside the version read
+(``--version``, else the one a folder name such as ``labelTxt-v1.5`` states, else 2.0) is
+converted with a warning, counted in the report.
 
 Records: per image one ``ground`` record ("find every object", all objects, one ``<ref>`` per
 category) and per category present one ``refer`` record ("all planes"). Truth objects carry the
-canonical quad, its enclosing box and the rasterised quad as mask (``--no-masks`` leaves it
-out); objects that stick out of the image are clipped (``truncated``) and ``difficult`` is kept
-in ``attributes``. The label's ``gsd`` goes into the record. Images are not tiled: DOTA's large
-images (up to about 4000 x 4000) are converted whole.
+canonical quad, its enclosing box, the rasterised quad as mask (``--no-masks`` leaves it
+out), the vocabulary's category and DOTA's class as ``source_category``; objects that stick
+out of the image are clipped (``truncated``) and ``difficult`` is kept in ``attributes``. The
+label's ``gsd`` goes into the record. Images are not tiled: DOTA's large images (up to about
+4000 x 4000) are converted whole.
 
 Added in geochat 0.1.
 """
@@ -25,7 +30,7 @@ Added in geochat 0.1.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,7 @@ import numpy as np
 from data_builders.converters.common import (
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     choice_list,
     conversation,
@@ -46,7 +52,7 @@ from data_builders.converters.common import (
     truth_object,
     write_output,
 )
-from geochat import geometry
+from geochat import categories, geometry
 from geochat.grammar import NONE, format_hbbs, format_quads, format_ref
 from geochat.records import Record
 
@@ -56,6 +62,9 @@ BOX_KINDS = ("quad", "hbb")
 GROUND_PROMPT = "Find every object in this image and give the {box} of each."
 CATEGORY_PROMPT = "Where are all the {plural} in this image? Give their {box}."
 BOX_WORDS = {"quad": "oriented boxes", "hbb": "boxes"}
+VERSIONS = tuple(categories.DOTA_CLASSES)
+LATEST = VERSIONS[-1]
+_VERSION_IN_NAME = re.compile(r"v(\d\.\d)(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -139,16 +148,18 @@ def _read_gsd(value: str | None, path: Path) -> float | None:
     return gsd
 
 
-def category_phrase(category: str) -> str:
-    """Turns a DOTA category into words: ``"storage-tank"`` -> ``"storage tank"``."""
-    return category.replace("-", " ").replace("_", " ").strip().lower()
+def version_of(label_dir: Path, version: str | None) -> str:
+    """The DOTA version whose classes are expected: given, else named by a folder, else 2.0.
 
-
-def plural(phrase: str) -> str:
-    """The plural of a DOTA category phrase (all of them are regular English nouns)."""
-    if phrase.endswith(("s", "x", "ch", "sh")):
-        return f"{phrase}es"
-    return f"{phrase}s"
+    Raises:
+        ValueError: for a version DOTA does not have.
+    """
+    if version is None:
+        named = [found for part in label_dir.parts for found in _VERSION_IN_NAME.findall(part)]
+        version = next((found for found in reversed(named) if found in VERSIONS), LATEST)
+    if version not in VERSIONS:
+        raise ValueError(f"DOTA version must be one of {', '.join(VERSIONS)}, got {version!r}")
+    return version
 
 
 def _truth(
@@ -168,7 +179,7 @@ def _truth(
             return None
         mask = geometry.mask_to_rle(pixels)
     return truth_object(
-        category_phrase(obj.category),
+        obj.category,
         geometry.clip_hbb(geometry.quad_to_hbb(obj.quad), width, height),
         quad,
         mask,
@@ -195,7 +206,7 @@ def _ground_answer(objects: list[dict[str, Any]], box: str, width: int, height: 
     if not objects:
         return NONE
     return " ".join(
-        format_ref(plural(category), _geometry_text(group, box, width, height))
+        format_ref(categories.plural(category), _geometry_text(group, box, width, height))
         for category, group in _by_category(objects).items()
     )
 
@@ -205,17 +216,19 @@ def _image_records(
     stem: str,
     image: tuple[str, int, int],
     options: dict[str, Any],
-    skipped: Counter[str],
+    report: Report,
 ) -> Iterator[Record]:
     path, width, height = image
     objects = []
     for obj in labels.objects:
+        if obj.category not in categories.DOTA_CLASSES[options["version"]]:
+            report.warn(f"class not in DOTA v{options['version']}", obj.category)
         if obj.difficult and options["skip_difficult"]:
-            skipped["difficult object (--skip-difficult)"] += 1
+            report.drop("difficult object (--skip-difficult)", obj.category)
             continue
         truth = _truth(obj, stem, width, height, options["masks"])
         if truth is None:
-            skipped["object with no area inside the image"] += 1
+            report.drop("object with no area inside the image", obj.category)
             continue
         objects.append(truth)
     base: Record = {"image": path, "width": width, "height": height}
@@ -237,10 +250,9 @@ def _image_records(
         }
     if "refer" in options["tasks"]:
         for category, group in _by_category(objects).items():
-            prompt = CATEGORY_PROMPT.format(plural=plural(category), box=BOX_WORDS[box])
-            answer = format_ref(
-                f"all {plural(category)}", _geometry_text(group, box, width, height)
-            )
+            plural = categories.plural(category)
+            prompt = CATEGORY_PROMPT.format(plural=plural, box=BOX_WORDS[box])
+            answer = format_ref(f"all {plural}", _geometry_text(group, box, width, height))
             yield {
                 "id": f"{prefix}/refer/{category.replace(' ', '-')}",
                 "task": "refer",
@@ -258,6 +270,7 @@ def convert(
     box: str = "quad",
     labels: str = "labelTxt",
     images: str = "images",
+    version: str | None = None,
     skip_difficult: bool = False,
     masks: bool = True,
     link_images: bool = False,
@@ -272,6 +285,9 @@ def convert(
         box: Geometry written in answers: ``quad`` (oriented) or ``hbb``.
         labels: Label folder below the split folder (e.g. ``labelTxt-v1.5``).
         images: Image folder below the split folder.
+        version: DOTA version of the labels (``1.0``, ``1.5``, ``2.0``), whose class list a
+            label is checked against; None reads it from the label folder's name (2.0 if it
+            names none).
         skip_difficult: Leave out objects flagged difficult.
         masks: Rasterise each quad into a mask. This costs about 0.1 s per object on a
             4000 x 4000 image (an RLE of the whole image per object); leave them out for speed.
@@ -294,8 +310,9 @@ def convert(
                 folder, "folder not found (expected DOTA's images/ and labelTxt/)"
             )
     store = ImageStore(image_dir, out, DATASET, link=link_images)
-    skipped: Counter[str] = Counter()
+    report = Report()
     options = {
+        "version": version_of(label_dir, version),
         "split": split,
         "tasks": tuple(tasks),
         "box": box,
@@ -310,10 +327,11 @@ def convert(
         for label_file in progress(label_files, "dota"):
             image = store.add(find_image(image_dir, label_file.stem))
             yield from _image_records(
-                read_labels(label_file), label_file.stem, image, options, skipped
+                read_labels(label_file), label_file.stem, image, options, report
             )
 
-    return write_output(out, DATASET, split, records(), store, skipped)
+    arguments = {"src": src, "labels": labels, "images": images, **options}
+    return write_output(out, DATASET, split, records(), store, report, arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -337,6 +355,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--images", default="images", help="image folder inside the split folder (default: images)"
+    )
+    parser.add_argument(
+        "--version",
+        choices=VERSIONS,
+        default=None,
+        help="DOTA version of the labels, whose classes are expected (default: the version "
+        "the label folder's name states, else 2.0)",
     )
     parser.add_argument(
         "--skip-difficult",

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from data_builders.converters.common import (
     IMAGE_SUFFIXES,
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     conversation,
     mask_truth,
@@ -128,13 +128,13 @@ def _sample_records(
     split: str,
     image: tuple[str, int, int],
     options: dict[str, Any],
-    skipped: Counter[str],
+    report: Report,
 ) -> Iterator[Record]:
     path, width, height = image
     mask = read_binary_mask(sample.label, width, height)
     has_target = bool(sample.answers)
     if has_target != bool(mask.any()):
-        skipped["answers and mask disagree on whether there is a target"] += 1
+        report.drop("answers and mask disagree on whether there is a target", split)
         return
     objects, mask_text = [], NONE
     if has_target:
@@ -188,16 +188,17 @@ def convert(
         raise ConversionError(src, f"no split folder among {SPLITS}")
     samples = {name: read_samples(src / name) for name in splits}
     store = ImageStore(src, out, DATASET, link=link_images)
-    skipped: Counter[str] = Counter()
+    report = Report()
     options = {"questions": questions, "grid": grid}
 
     def records() -> Iterator[Record]:
         for name in splits:
             for sample in progress(samples[name], f"{DATASET} {name}"):
                 image = store.add(sample.image)
-                yield from _sample_records(sample, name, image, options, skipped)
+                yield from _sample_records(sample, name, image, options, report)
 
-    return write_output(out, DATASET, split, records(), store, skipped)
+    arguments = {"src": src, "questions": questions, "grid": grid}
+    return write_output(out, DATASET, split, records(), store, report, arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,12 @@ CVPR 2024, table 1; github.com/mbzuai-oryx/GeoChat ``docs/Data.md``; data on Hug
     {"id": "...", "image": "<file in the image folder>",
      "conversations": [{"from": "human", "value": "<image> ..."}, {"from": "gpt", ...}, ...]}
 
+The images come as one zip (``cat images_parta* > images.zip``) that unpacks into
+``share/softwares/kartik/GeoChat_finetuning/final_images_llava/``, the folder the ``image``
+names are relative to (:data:`RELEASED_NESTING`). The image folder is found below ``--images``
+(default: ``images/``, else the download folder itself): the released nesting, its last
+folder, or the folder itself, in that order.
+
 Geometry is written in GeoChat's dialect, ``<p>phrase</p> {<x0><y0><x1><y1>|<θ>}`` on 0-100
 of the padded square; it is read with ``geochat.grammar.parse(..., dialect="geochat",
 strict=True)`` and written again in the canonical grammar: a phrase and its boxes become
@@ -20,8 +26,10 @@ Tasks, from the first human turn: ``[grounding]`` -> ``ground``, ``[refer]`` -> 
 detail" -> ``caption``, "classify" -> ``classify``, anything else ``vqa``. GeoChat answers a
 ``[refer]`` question with bare boxes; the converted answer names them with the question's
 ``<p>`` phrase (``<ref>silver plane</ref><quad>...``), as every referring answer in grammar v1
-does. Truth objects are the boxes of the gpt turns (for ``identify``, the region asked about)
-with their phrase as category, or ``"object"`` when they have none.
+does, in any round of a conversation. Truth objects are the boxes of the gpt turns with the
+category their phrase names (:func:`geochat.categories.find_in_phrase`) and the phrase as
+``source_category``; for an ``[identify]`` round, the region asked about, with the category the
+answer names and the answer's words as ``source_category``.
 
 Added in geochat 0.1.
 """
@@ -31,42 +39,35 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from data_builders.converters.common import (
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     progress,
     read_text,
     truth_object,
     write_output,
 )
-from geochat import geometry
+from geochat import categories, geometry
 from geochat.grammar import GrammarError, GroundedObject, format, parse
 from geochat.records import IMAGE_PLACEHOLDER, Record
 
 DATASET = "geochat_instruct"
+RELEASED_NESTING = Path("share/softwares/kartik/GeoChat_finetuning/final_images_llava")
+IDENTIFY = "[identify]"
 DIALECT = "geochat"
-TASK_TAGS = {"[grounding]": "ground", "[refer]": "refer", "[identify]": "identify"}
+TASK_TAGS = {"[grounding]": "ground", "[refer]": "refer", IDENTIFY: "identify"}
 _CAPTION = re.compile(r"\bdescribe\b.*\bin detail\b", re.IGNORECASE)
 _CLASSIFY = re.compile(r"\bclassify\b", re.IGNORECASE)
 _PHRASE = re.compile(r"<p>([^<>]*)</p>")
 _PHRASE_BEFORE = re.compile(r"<p>([^<>]*)</p>(?:\s|<delim>)*$")
 _JOINER = re.compile(r"(?:\s|<delim>)*")
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One turn rewritten in the canonical grammar, with the geometry read from it."""
-
-    speaker: str
-    value: str
-    objects: list[GroundedObject]
 
 
 def task_of(turns: list[dict[str, str]]) -> str:
@@ -144,12 +145,18 @@ def _plain(text: str) -> str:
     return _PHRASE.sub(r"\1", text).replace("<delim>", "")
 
 
-def _truth(objects: list[GroundedObject]) -> list[dict[str, Any]]:
+def _truth(objects: list[GroundedObject], label: str | None = None) -> list[dict[str, Any]]:
+    """Truth objects of the boxes and quads: labelled ``label`` if given, else their phrase."""
     return [
-        truth_object(obj.phrase or "object", obj.hbb, obj.quad)
+        truth_object(label or obj.phrase or categories.UNKNOWN, obj.hbb, obj.quad)
         for obj in objects
         if obj.kind in ("hbb", "quad")
     ]
+
+
+def _answer_label(text: str) -> str:
+    """An ``[identify]`` answer as a label: its words, without the closing full stop."""
+    return " ".join(_plain(text).split()).rstrip(".")
 
 
 def _turns(item: Any, index: int, path: Path) -> list[dict[str, str]]:
@@ -174,27 +181,50 @@ def convert_item(
 ) -> tuple[str, list[dict[str, str]], list[dict[str, Any]]]:
     """Converts one conversation: its task, canonical turns and truth objects.
 
+    Each round (a human turn and the gpt answer) is read on its own: bare boxes of an answer
+    take the question's ``<p>`` phrase, and an ``[identify]`` question's region takes the
+    answer as its label, in the first round or any later one.
+
     Raises:
         GrammarError: for geometry GeoChat's dialect cannot read.
     """
-    task = task_of(turns)
-    rewritten: list[Turn] = []
-    default_phrase = None
-    for turn in turns:
-        value = turn["value"]
-        if turn["from"] == "human" and task == "refer":
-            phrases = _PHRASE.findall(value)
-            default_phrase = phrases[0].strip() if phrases else None
-        text, objects = to_canonical(value, width, height, default_phrase)
-        rewritten.append(Turn(turn["from"], text, objects))
-    if IMAGE_PLACEHOLDER not in rewritten[0].value:
-        rewritten[0] = Turn(
-            "human", f"{IMAGE_PLACEHOLDER}\n{rewritten[0].value}", rewritten[0].objects
+    conversations: list[dict[str, str]] = []
+    truth: list[dict[str, Any]] = []
+    for human, gpt in zip(turns[::2], turns[1::2], strict=True):
+        phrases = _PHRASE.findall(human["value"])
+        question, asked = to_canonical(human["value"], width, height)
+        answer, answered = to_canonical(
+            gpt["value"], width, height, phrases[0].strip() if phrases else None
         )
-    speakers = ("human",) if task == "identify" else ("gpt",)
-    objects = [obj for turn in rewritten if turn.speaker in speakers for obj in turn.objects]
-    conversations = [{"from": turn.speaker, "value": turn.value} for turn in rewritten]
-    return task, conversations, _truth(objects)
+        if IDENTIFY in human["value"]:
+            truth += _truth(asked, _answer_label(answer))
+        else:
+            truth += _truth(answered)
+        conversations += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    if IMAGE_PLACEHOLDER not in conversations[0]["value"]:
+        conversations[0]["value"] = f"{IMAGE_PLACEHOLDER}\n{conversations[0]['value']}"
+    return task_of(turns), conversations, truth
+
+
+def image_folder(src: Path, images: str | None) -> Path:
+    """The folder the items' ``image`` names are relative to.
+
+    Below each root (``src/<images>``; by default ``src/images``, then ``src``) it tries the
+    released nesting, its last folder (``final_images_llava``) and the root itself.
+
+    Raises:
+        ConversionError: if none of them is a folder.
+    """
+    roots = [src / images] if images is not None else [src / "images", src]
+    tried = [
+        candidate
+        for root in roots
+        for candidate in (root / RELEASED_NESTING, root / RELEASED_NESTING.name, root)
+    ]
+    for candidate in tried:
+        if candidate.is_dir():
+            return candidate
+    raise ConversionError(src, f"image folder not found (tried {', '.join(map(str, tried))})")
 
 
 def load_items(path: Path) -> list[Any]:
@@ -217,7 +247,7 @@ def convert(
     out: Path,
     split: str | None = None,
     instructions: str = "GeoChat_Instruct.json",
-    images: str = "images",
+    images: str | None = None,
     skip_invalid: bool = False,
     link_images: bool = False,
 ) -> dict[str, Any]:
@@ -229,7 +259,8 @@ def convert(
         split: Written into every record (GeoChat_Instruct is one training set; nothing is
             filtered).
         instructions: The instruction file, relative to ``src`` (or absolute).
-        images: The image folder, relative to ``src`` (or absolute).
+        images: Folder holding the images, relative to ``src`` (or absolute), searched as
+            :func:`image_folder` says; None searches ``src/images``, then ``src``.
         skip_invalid: Count items with a missing image or unreadable geometry as skipped
             instead of stopping with an error.
         link_images: Hard-link images instead of copying them.
@@ -241,12 +272,11 @@ def convert(
         ConversionError: for a missing file, a malformed item or, unless ``skip_invalid``, a
             missing image or geometry that GeoChat's dialect cannot read.
     """
-    path, image_dir = src / instructions, src / images
+    path = src / instructions
     items = load_items(path)
-    if not image_dir.is_dir():
-        raise ConversionError(image_dir, "image folder not found")
+    image_dir = image_folder(src, images)
     store = ImageStore(image_dir, out, DATASET, link=link_images)
-    skipped: Counter[str] = Counter()
+    report = Report()
 
     def records() -> Iterator[Record]:
         for index, item in enumerate(progress(items, DATASET)):
@@ -257,7 +287,7 @@ def convert(
             except (ConversionError, GrammarError, geometry.GeometryError) as error:
                 if not skip_invalid:
                     raise ConversionError(path, str(error), key=f"item {index}") from error
-                skipped[f"{type(error).__name__} (--skip-invalid)"] += 1
+                report.drop(f"{type(error).__name__} (--skip-invalid)", task_of(turns))
                 continue
             record: Record = {
                 "id": f"{DATASET}/{index}",
@@ -273,7 +303,13 @@ def convert(
                 record["split"] = split
             yield record
 
-    return write_output(out, DATASET, split, records(), store, skipped)
+    arguments = {
+        "src": src,
+        "instructions": instructions,
+        "images": image_dir,
+        "skip_invalid": skip_invalid,
+    }
+    return write_output(out, DATASET, split, records(), store, report, arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -284,7 +320,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="instruction file relative to SRC (default: GeoChat_Instruct.json)",
     )
     parser.add_argument(
-        "--images", default="images", help="image folder relative to SRC (default: images)"
+        "--images",
+        default=None,
+        help="folder of the unpacked images relative to SRC, searched for the released nesting "
+        f"{RELEASED_NESTING} (default: SRC/images, else SRC)",
     )
     parser.add_argument(
         "--skip-invalid",

@@ -2,24 +2,29 @@
 
 Format (Zhou et al., "GeoGround: A Unified Large Vision-Language Model for Remote Sensing
 Visual Grounding", arXiv 2411.11904; github.com/zytx121/GeoGround describes the set but ships no
-loader, so the layout below is the one the public code that trains and evaluates on refGeo
-reads: ``metainfo/<subset>_<split>.jsonl`` with fields ``image_id``, ``question``, ``bbox``,
+loader; the released set keeps its annotations in ``metadata/``, and the public code that
+trains and evaluates on refGeo reads the same files from ``metainfo/``, so both are read:
+``<folder>/<subset>_<split>.jsonl`` with fields ``image_id``, ``question``, ``bbox``,
 ``poly``, ``question_id``, ``dataset``)::
 
-    metainfo/dior_rsvg_train.jsonl ...    one JSON object per line (subsets: avvg, dior_rsvg,
-                                          geochat, rsvg, vrsbench; splits: train, val, test)
+    metadata/dior_rsvg_train.jsonl ...    one JSON object per line (subsets: avvg, dior_rsvg,
+                                          geochat, rsvg, vrsbench; splits: train, val, test);
+                                          metainfo/ in the training code's layout
     images/<dataset>/<image_id>           the images
     masks/<dataset>/<image stem>_<question_id>.png   optional SAM masks
 
 A row: ``question`` is the referring expression, ``bbox`` ``[x0, y0, x1, y1]`` in pixels and
 ``poly`` the four ``[x, y]`` corners of the oriented box (either may be null; for the subsets
 without orientation ``poly`` is the box itself). A few rows name several objects (AVVG's
-generalised grounding): then ``bbox`` / ``poly`` hold one entry per object.
+generalised grounding): then ``bbox`` / ``poly`` hold one entry per object. Other fields of a
+row (AVVG's ``bbox_3d`` and ``pitch_angle``, ...) are not converted: the summary counts each
+under "field not converted".
 
 Records: per row one ``refer`` record answering with ``<box>`` and, when the row has a usable
 ``poly``, one answering with ``<quad>`` (``--geometry`` picks). Truth objects carry the box, the
-quad (the box's own corners when there is no ``poly``) and, for single-object rows with a mask
-file, the mask.
+quad (the box's own corners when there is no ``poly``), the category the expression names
+(:func:`geochat.categories.find_in_phrase`; the expression itself is ``source_category``)
+and, for single-object rows with a mask file, the mask.
 
 Added in geochat 0.1.
 """
@@ -28,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,7 @@ from data_builders.converters.common import (
     REFER_PROMPT,
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     choice_list,
     conversation,
@@ -57,11 +62,15 @@ DATASET = "refgeo"
 GEOMETRIES = ("hbb", "quad")
 SPLITS = ("train", "val", "test")
 BOX_WORDS = {"hbb": "box", "quad": "oriented box"}
+# Annotation folders: the released layout first, then the training code's.
+ANNOTATION_FOLDERS = ("metadata", "metainfo")
+# The fields of a row that records carry.
+FIELDS = ("image_id", "question", "bbox", "poly", "question_id", "dataset")
 
 
 @dataclass(frozen=True)
 class RefGeoRow:
-    """One metainfo row, checked.
+    """One annotation row, checked.
 
     Attributes:
         subset: Sub-dataset (the image folder), e.g. ``"dior_rsvg"``.
@@ -80,15 +89,16 @@ class RefGeoRow:
     quads: np.ndarray | None
 
 
-def metainfo_files(src: Path, split: str | None, subsets: tuple[str, ...] | None) -> list[Path]:
-    """The metainfo files to read, in name order.
+def annotation_files(src: Path, split: str | None, subsets: tuple[str, ...] | None) -> list[Path]:
+    """The annotation files to read (``metadata/``, else ``metainfo/``), in name order.
 
     Raises:
-        ConversionError: if the folder is missing or no file matches.
+        ConversionError: if neither folder exists or no file matches.
     """
-    folder = src / "metainfo"
-    if not folder.is_dir():
-        raise ConversionError(folder, "metainfo folder not found")
+    folders = [src / name for name in ANNOTATION_FOLDERS if (src / name).is_dir()]
+    if not folders:
+        raise ConversionError(src, f"no annotation folder ({' or '.join(ANNOTATION_FOLDERS)})")
+    folder = folders[0]
     files = [
         path
         for path in sorted(folder.glob("*.jsonl"))
@@ -96,7 +106,7 @@ def metainfo_files(src: Path, split: str | None, subsets: tuple[str, ...] | None
         and (subsets is None or _subset_of(path) in subsets)
     ]
     if not files:
-        raise ConversionError(folder, f"no metainfo file for split {split!r}, subsets {subsets}")
+        raise ConversionError(folder, f"no annotation file for split {split!r}, subsets {subsets}")
     return files
 
 
@@ -111,8 +121,10 @@ def _split_of(path: Path) -> str | None:
     return last if last in SPLITS else None
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, RefGeoRow]]:
-    """Reads one metainfo file strictly, yielding ``(line number, row)``.
+def read_rows(path: Path, report: Report) -> Iterator[tuple[int, RefGeoRow]]:
+    """Reads one annotation file strictly, yielding ``(line number, row)``.
+
+    Fields of a row that records do not carry are counted in ``report``.
 
     Raises:
         ConversionError: naming the line of invalid JSON, a missing field or a malformed box.
@@ -125,7 +137,9 @@ def read_rows(path: Path) -> Iterator[tuple[int, RefGeoRow]]:
                 data = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ConversionError(path, f"not valid JSON ({error.msg})", line=number) from error
-            yield number, _row(data, path, number)
+            row = _row(data, path, number)
+            report.unused_fields(data, FIELDS)
+            yield number, row
 
 
 def _row(data: Any, path: Path, number: int) -> RefGeoRow:
@@ -210,19 +224,19 @@ def _row_records(
     image: tuple[str, int, int],
     mask: np.ndarray | None,
     options: dict[str, Any],
-    skipped: Counter[str],
+    report: Report,
 ) -> Iterator[Record]:
     path, width, height = image
     if not row.question or "<" in row.question or ">" in row.question:
-        skipped["question empty or holding '<' or '>'"] += 1
+        report.drop("question empty or holding '<' or '>'", row.subset)
         return
     objects, usable_quads = _objects(row, width, height, mask)
     if not objects:
-        skipped["object with no area inside the image"] += 1
+        report.drop("object with no area inside the image", row.subset)
         return
     for kind in options["geometry"]:
         if kind == "quad" and not usable_quads:
-            skipped["no usable poly for a quad record"] += 1
+            report.drop("no usable poly for a quad record", row.subset)
             continue
         if kind == "hbb":
             geometry_text = format_hbbs([obj["hbb"] for obj in objects], width, height)
@@ -261,7 +275,8 @@ def convert(
     """Converts refGeo into ``refer`` records.
 
     Args:
-        src: refGeo root, holding ``metainfo/``, ``images/`` and optionally ``masks/``.
+        src: refGeo root, holding ``metadata/`` (or ``metainfo/``), ``images/`` and optionally
+            ``masks/``.
         out: Output folder (``out/refgeo[_<split>].jsonl``, ``out/images/refgeo/``).
         split: ``train``, ``val`` or ``test`` (files ``*_<split>.jsonl``), or None for all.
         geometry_kinds: Answers to write per row, among ``hbb`` and ``quad``.
@@ -276,9 +291,9 @@ def convert(
     """
     if not geometry_kinds or set(geometry_kinds) - set(GEOMETRIES):
         raise ValueError(f"geometry_kinds must be a non-empty subset of {GEOMETRIES}")
-    files = metainfo_files(src, split, subsets)
+    files = annotation_files(src, split, subsets)
     store = ImageStore(src / "images", out, DATASET, link=link_images)
-    skipped: Counter[str] = Counter()
+    report = Report()
 
     def records() -> Iterator[Record]:
         for path in progress(files, DATASET):
@@ -287,15 +302,16 @@ def convert(
                 "split": split or _split_of(path),
                 "geometry": geometry_kinds,
             }
-            for line, row in read_rows(path):
+            for line, row in read_rows(path, report):
                 if row.hbbs is None and row.quads is None:
-                    skipped["row without bbox or poly"] += 1
+                    report.drop("row without bbox or poly", row.subset)
                     continue
                 image = store.add(src / "images" / row.subset / row.image_id)
                 mask = _mask_of(src, row, image[1], image[2])
-                yield from _row_records(row, image, mask, {**options, "line": line}, skipped)
+                yield from _row_records(row, image, mask, {**options, "line": line}, report)
 
-    return write_output(out, DATASET, split, records(), store, skipped)
+    arguments = {"src": src, "geometry_kinds": geometry_kinds, "subsets": subsets}
+    return write_output(out, DATASET, split, records(), store, report, arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

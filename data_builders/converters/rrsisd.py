@@ -32,7 +32,6 @@ import argparse
 import json
 import pickle
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from data_builders.converters.common import (
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     conversation,
     mask_truth,
@@ -51,7 +51,7 @@ from data_builders.converters.common import (
     read_text,
     write_output,
 )
-from geochat import geometry
+from geochat import categories, geometry
 from geochat.grammar import DEFAULT_GRID, GRID_SIDES, format_mask, format_ref
 from geochat.records import Record
 
@@ -201,7 +201,7 @@ class _Source:
     sentences: str
     grid: int
 
-    def records(self, ref: dict[str, Any], index: int, skipped: Counter[str]) -> Iterator[Record]:
+    def records(self, ref: dict[str, Any], index: int, report: Report) -> Iterator[Record]:
         """The records of one ref: one per kept sentence, sharing one truth mask."""
         if ref["image_id"] not in self.images or ref["ann_id"] not in self.annotations:
             raise ConversionError(
@@ -214,15 +214,15 @@ class _Source:
             mask = segmentation_mask(ann.get("segmentation"), height, width, where)
         except ValueError as error:
             raise ConversionError(self.instances_path, str(error)) from error
-        category = self.categories.get(ann.get("category_id"), "object")
+        category = self.categories.get(ann.get("category_id"), categories.UNKNOWN)
         truth = mask_truth(category, mask, object_id=f"ann:{ref['ann_id']}")
         if truth is None:
-            skipped["empty mask"] += 1
+            report.drop("empty mask", category)
             return
         mask_text = format_mask(mask, self.grid)
         for sent_id, sentence in _sentences(ref, self.sentences):
             if not sentence or "<" in sentence or ">" in sentence:
-                skipped["sentence empty or holding '<' or '>'"] += 1
+                report.drop("sentence empty or holding '<' or '>'", category)
                 continue
             answer = format_ref(sentence, mask_text)
             yield {
@@ -279,15 +279,16 @@ def convert(
         sentences,
         grid,
     )
-    skipped: Counter[str] = Counter()
+    report = Report()
 
     def records() -> Iterator[Record]:
         for index, ref in enumerate(progress(all_refs, DATASET)):
             _check_ref(ref, index, refs_path)
             if split is None or ref["split"] == split:
-                yield from source.records(ref, index, skipped)
+                yield from source.records(ref, index, report)
 
-    return write_output(out, DATASET, split, records(), source.store, skipped)
+    arguments = {"src": src, "refs": refs_path, "sentences": sentences, "grid": grid}
+    return write_output(out, DATASET, split, records(), source.store, report, arguments)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from data_builders.converters import CONVERTERS, ConversionError
-from geochat import geometry
+from geochat import categories, geometry
 from geochat.grammar import parse
 from geochat.records import image_path, iter_records
 
@@ -155,7 +156,7 @@ def test_images_can_be_hard_linked_instead_of_copied(tmp_path):
 def test_an_image_path_cannot_lead_out_of_the_source_folder(tmp_path):
     src = copy_of("geochat_instruct", tmp_path)
     items = json.loads((src / "GeoChat_Instruct.json").read_text())
-    shutil.copy(src / "images" / "wide.png", src / "outside.png")
+    shutil.copy(src / fake("geochat_instruct").IMAGE_DIR / "wide.png", src / "outside.png")
     items[0]["image"] = "../outside.png"
     (src / "GeoChat_Instruct.json").write_text(json.dumps(items))
     with pytest.raises(ConversionError, match="leads out of"):
@@ -202,6 +203,7 @@ def test_dota_rasterises_the_quad_as_mask(tmp_path):
     vehicles = records["dota/train/P0001/refer/small-vehicle"]["objects"]
     assert [geometry.mask_area(obj["mask"]) for obj in vehicles] == [8 * 6, 8 * 6]
     assert [obj["category"] for obj in vehicles] == ["small vehicle", "small vehicle"]
+    assert [obj["source_category"] for obj in vehicles] == ["small-vehicle", "small-vehicle"]
 
 
 def test_dota_image_without_objects_answers_none(tmp_path):
@@ -222,11 +224,58 @@ def test_dota_options_skip_difficult_and_write_boxes(tmp_path):
         masks=False,
     )
     assert summary["skipped"] == {"difficult object (--skip-difficult)": 1}
+    assert summary["dropped"] == {"difficult object (--skip-difficult)": {"storage-tank": 1}}
+    manifest = json.loads(Path(summary["manifest"]).read_text())
+    assert manifest["summary"] == summary
+    assert manifest["arguments"]["skip_difficult"] is True
+    assert manifest["arguments"]["tasks"] == ["refer"]
     assert not any("storage" in record_id for record_id in records)
     assert all("mask" not in obj for record in records.values() for obj in record["objects"])
     court = records["dota/train/P0002/refer/tennis-court"]
     (box,) = parsed(court)
     np.testing.assert_allclose(box.hbb, [4, 40, 20, 60], atol=grammar_tolerance(court))
+
+
+def with_dota_class(tmp_path: Path, category: str, labels: str = "labelTxt") -> Path:
+    """A copy of the fake DOTA with one more object of ``category`` in a label folder."""
+    src = copy_of("dota", tmp_path)
+    if labels != "labelTxt":
+        (src / "train" / "labelTxt").rename(src / "train" / labels)
+    label = src / "train" / labels / "P0002.txt"
+    label.write_text(label.read_text() + f"30 2 40 2 40 12 30 12 {category} 0\n")
+    return src
+
+
+@pytest.mark.parametrize(
+    ("category", "version", "labels", "warned"),
+    [
+        ("container-crane", "1.0", "labelTxt", True),  # a v1.5 class in v1.0 labels
+        ("container-crane", None, "labelTxt-v1.0", True),  # the version from the folder name
+        ("container-crane", "1.5", "labelTxt", False),
+        ("helipad", "1.5", "labelTxt", True),  # a v2.0 class in v1.5 labels
+        ("helipad", None, "labelTxt", False),  # no version named: 2.0
+        ("Storage-Tank", "2.0", "labelTxt", True),  # no version spells it so
+    ],
+)
+def test_dota_warns_of_a_class_outside_the_version(tmp_path, category, version, labels, warned):
+    src = with_dota_class(tmp_path, category, labels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary, records = run(
+            "dota", tmp_path / "out", src=src, split="train", labels=labels, version=version
+        )
+    expected = version or ("1.0" if labels.endswith("v1.0") else "2.0")
+    reason = f"class not in DOTA v{expected}"
+    assert summary["warnings"] == ({reason: {category: 1}} if warned else {})
+    assert [str(w.message) for w in caught] == ([f"{reason}: {category}"] if warned else [])
+    (added,) = [o for o in records["dota/train/P0002/ground"]["objects"] if o["hbb"][1] == 2]
+    assert added["source_category"] == category
+    assert added["category"] == categories.normalise(category)
+
+
+def test_dota_refuses_a_version_it_does_not_know(tmp_path):
+    with pytest.raises(ValueError, match=r"1\.0, 1\.5, 2\.0"):
+        run("dota", tmp_path, split="train", version="3.0")
 
 
 @pytest.mark.parametrize(
@@ -284,10 +333,18 @@ def test_dior_rsvg_split_files_index_objects_across_files(tmp_path):
             assert record["objects"][0]["hbb"] == box
 
 
-def test_dior_rsvg_class_names_become_words(tmp_path):
+def test_dior_rsvg_class_names_become_the_vocabulary_s_names(tmp_path):
     _, records = run("dior_rsvg", tmp_path)
-    categories = {record["objects"][0]["category"] for record in records.values()}
-    assert categories == {"golf field", "storage tank", "vehicle"}
+    names = {
+        (obj["category"], obj["source_category"])
+        for record in records.values()
+        for obj in record["objects"]
+    }
+    assert names == {
+        ("golf field", "golffield"),
+        ("storage tank", "storagetank"),
+        ("vehicle", "vehicle"),
+    }
 
 
 def test_dior_rsvg_malformed_inputs_are_errors(tmp_path):
@@ -319,7 +376,8 @@ def test_rrsisd_masks_match_the_fake_segmentations(tmp_path):
         (obj,) = record["objects"]
         ann_id = int(obj["id"].split(":")[1])
         np.testing.assert_array_equal(geometry.rle_to_mask(obj["mask"]), masks[ann_id])
-        assert obj["category"] == truth.CATEGORIES[ann_id]
+        assert obj["source_category"] == truth.CATEGORIES[ann_id]  # "storagetank"
+        assert obj["category"] == categories.normalise(truth.CATEGORIES[ann_id])
         (found,) = parsed(record)
         assert found.kind == "mask" and found.phrase in record["conversations"][0]["value"]
         assert geometry.mask_iou([found.mask], [obj["mask"]])[0, 0] > 0.5
@@ -398,8 +456,10 @@ def test_geochat_instruct_tasks_and_truth_match_the_fake_boxes(tmp_path):
         record = records[f"geochat_instruct/{index}"]
         assert record["task"] == item["task"] and record["source"]["id"] == item["id"]
         assert len(record["objects"]) == len(item["truth"])
-        for obj, (category, kind, pixels) in zip(record["objects"], item["truth"], strict=True):
-            assert obj["category"] == category
+        for obj, (label, category, kind, pixels) in zip(
+            record["objects"], item["truth"], strict=True
+        ):
+            assert (obj["source_category"], obj["category"]) == (label, category)
             expected = geometry.hbb_to_quad(pixels) if kind == "hbb" else pixels
             assert_same_quad(obj["quad"], expected, atol=1e-6)
 
@@ -414,14 +474,56 @@ def test_geochat_instruct_answers_are_canonical_grammar(tmp_path):
         if item["task"] in ("ground", "refer"):
             found = parsed(record)
             assert [(obj.phrase, obj.kind) for obj in found] == [
-                (category, kind) for category, kind, _ in item["truth"]
+                (label, kind) for label, _, kind, _ in item["truth"]
             ]
-            for obj, (_, kind, pixels) in zip(found, item["truth"], strict=True):
+            for obj, (_, _, kind, pixels) in zip(found, item["truth"], strict=True):
                 expected = geometry.hbb_to_quad(pixels) if kind == "hbb" else pixels
                 assert_same_quad(obj.quad, expected, atol=grammar_tolerance(record))
     identify = records["geochat_instruct/2"]["conversations"][0]["value"]
     (region,) = parse(identify, 64, 48, strict=True).objects
     assert region.kind == "hbb" and "<image>" in identify
+
+
+def test_geochat_instruct_every_round_keeps_its_phrase_and_identify_label(tmp_path):
+    _, records = run("geochat_instruct", tmp_path)
+    turns = records["geochat_instruct/4"]["conversations"]
+    (tank,) = parse(turns[5]["value"], 64, 48, strict=True).objects
+    assert (tank.phrase, tank.kind) == ("storage tank", "quad")  # not a bare <quad>
+    (region,) = parse(turns[6]["value"], 64, 48, strict=True).objects
+    assert region.kind == "hbb" and turns[7]["value"] == "A ship."
+    every_answer = [
+        obj
+        for record in records.values()
+        for turn in record["conversations"][1::2]
+        for obj in parse(turn["value"], record["width"], record["height"], strict=True).objects
+    ]
+    assert every_answer and all(obj.phrase for obj in every_answer)
+
+
+@pytest.mark.parametrize(
+    ("layout", "images"),
+    [
+        ("share/softwares/kartik/GeoChat_finetuning/final_images_llava", None),  # unzipped here
+        ("images/share/softwares/kartik/GeoChat_finetuning/final_images_llava", None),
+        ("images/final_images_llava", None),
+        ("images", None),
+        ("pictures/share/softwares/kartik/GeoChat_finetuning/final_images_llava", "pictures"),
+        ("pictures", "pictures"),
+    ],
+)
+def test_geochat_instruct_finds_images_in_the_released_nesting(tmp_path, layout, images):
+    src = copy_of("geochat_instruct", tmp_path)
+    nested = src / fake("geochat_instruct").IMAGE_DIR
+    if layout != fake("geochat_instruct").IMAGE_DIR.as_posix():
+        (src / layout).parent.mkdir(parents=True, exist_ok=True)
+        nested.rename(src / layout)
+        shutil.rmtree(src / "share")
+    summary, records = run("geochat_instruct", tmp_path / "out", src=src, images=images)
+    assert summary["records"] == 6
+    assert {record["image"] for record in records.values()} == {
+        "images/geochat_instruct/square.png",
+        "images/geochat_instruct/wide.png",
+    }
 
 
 def test_geochat_instruct_bad_boxes_stop_or_are_skipped(tmp_path):
@@ -438,7 +540,7 @@ def test_geochat_instruct_bad_boxes_stop_or_are_skipped(tmp_path):
 
 def test_geochat_instruct_malformed_items_and_missing_images_are_errors(tmp_path):
     src = copy_of("geochat_instruct", tmp_path)
-    (src / "images" / "square.png").unlink()
+    (src / fake("geochat_instruct").IMAGE_DIR / "square.png").unlink()
     with pytest.raises(ConversionError, match=r"\[item 1\].*square\.png"):
         run("geochat_instruct", tmp_path / "out", src=src)
     items = json.loads((src / "GeoChat_Instruct.json").read_text())
@@ -457,7 +559,10 @@ def test_geochat_instruct_malformed_items_and_missing_images_are_errors(tmp_path
 def test_refgeo_boxes_quads_and_masks_match_the_fake_rows(tmp_path):
     truth = fake("refgeo")
     summary, records = run("refgeo", tmp_path)
-    assert summary["skipped"] == {"row without bbox or poly": 1}
+    assert summary["dropped"] == {
+        "row without bbox or poly": {"geochat": 1},
+        "field not converted": truth.UNUSED_FIELDS,
+    }
     assert summary["tasks"] == {"refer": 6}
     for stem, rows in truth.ROWS.items():
         for row in rows:
@@ -496,8 +601,33 @@ def test_refgeo_split_and_subset_filters(tmp_path):
     assert {record["source"]["subset"] for record in test_only.values()} == {"geochat"}
     _, dior_only = run("refgeo", tmp_path / "dior", subsets=("dior_rsvg",))
     assert sorted(dior_only) == ["refgeo/dior_rsvg_train/1/hbb", "refgeo/dior_rsvg_train/1/quad"]
-    with pytest.raises(ConversionError, match="no metainfo file"):
+    with pytest.raises(ConversionError, match="no annotation file"):
         run("refgeo", tmp_path / "none", split="val")
+
+
+def test_refgeo_reads_the_released_and_the_training_code_s_layout(tmp_path):
+    _, released = run("refgeo", tmp_path / "released")
+    src = copy_of("refgeo", tmp_path)
+    (src / "metadata").rename(src / "metainfo")
+    _, training = run("refgeo", tmp_path / "training", src=src)
+    assert json.dumps(training, sort_keys=True) == json.dumps(released, sort_keys=True)
+    (src / "metainfo").rename(src / "annotations")
+    with pytest.raises(ConversionError, match="no annotation folder"):
+        run("refgeo", tmp_path / "none", src=src)
+
+
+def test_refgeo_objects_keep_the_expression_and_name_its_category(tmp_path):
+    _, records = run("refgeo", tmp_path, geometry_kinds=("hbb",))
+    names = {
+        (obj["category"], obj["source_category"])
+        for record in records.values()
+        for obj in record["objects"]
+    }
+    assert names == {
+        ("storage tank", "the storage tank on the right"),
+        ("ship", "the rotated ship"),
+        ("car", "two small cars"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -511,8 +641,8 @@ def test_refgeo_split_and_subset_filters(tmp_path):
 )
 def test_refgeo_malformed_rows_name_file_and_line(tmp_path, line, message):
     src = copy_of("refgeo", tmp_path)
-    metainfo = src / "metainfo" / "dior_rsvg_train.jsonl"
-    metainfo.write_text(metainfo.read_text() + line + "\n")
+    annotations = src / "metadata" / "dior_rsvg_train.jsonl"
+    annotations.write_text(annotations.read_text() + line + "\n")
     with pytest.raises(ConversionError, match=rf"dior_rsvg_train\.jsonl:2.*{message}"):
         run("refgeo", tmp_path / "out", src=src)
 

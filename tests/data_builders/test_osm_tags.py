@@ -2,6 +2,7 @@ import pytest
 from shapely.geometry import LineString, Point, Polygon
 
 from data_builders.tags import TagTableError, load_tag_table
+from geochat import categories
 
 CONTRACT_CATEGORIES = (
     "building",
@@ -111,7 +112,7 @@ def test_node_footprint_is_a_disc_of_the_table_diameter(table):
     assert table.rule_for({"building": "yes"}).footprint("area", area, {}) is area
 
 
-GOOD_RULE = "{category: x, plural: x, match: {a: b}, kinds: [area], max_gsd: 1}"
+GOOD_RULE = "{category: tree, plural: trees, match: {a: b}, kinds: [area], max_gsd: 1}"
 
 
 def _table(rule: str) -> str:
@@ -122,7 +123,8 @@ def _table(rule: str) -> str:
     ("text", "message"),
     [
         ("rules: []", "version"),
-        (_table(GOOD_RULE.replace("category: x, ", "")), "category"),
+        (_table(GOOD_RULE.replace("category: tree, ", "")), "category"),
+        (_table(GOOD_RULE.replace("category: tree", "category: x")), "unknown category 'x'"),
         (_table(GOOD_RULE.replace("{a: b}", "{a: yes}")), "quote"),
         (_table(GOOD_RULE.replace("[area]", "[line]")), "width_m"),
         (_table(GOOD_RULE.replace("[area]", "[node]")), "footprint_m"),
@@ -143,4 +145,11 @@ def test_broken_tables_raise_a_clear_error(tmp_path, text, message):
 def test_a_valid_custom_table_loads(tmp_path):
     path = tmp_path / "tags.yaml"
     path.write_text(_table(GOOD_RULE))
-    assert load_tag_table(path).rule_for({"a": "b"}).category == "x"
+    assert load_tag_table(path).rule_for({"a": "b"}).category == "tree"
+
+
+def test_table_categories_are_the_vocabulary_s_names(tmp_path):
+    assert all(categories.lookup(name) == name for name in load_tag_table().categories)
+    path = tmp_path / "tags.yaml"
+    path.write_text(_table(GOOD_RULE.replace("category: tree", "category: Storage-Tank")))
+    assert load_tag_table(path).categories == ("storage tank",)

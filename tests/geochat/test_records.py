@@ -68,6 +68,10 @@ def test_non_dict_and_missing_keys():
         ({"objects": {"category": "ship"}}, "'objects' must be a list"),
         ({"objects": ["ship"]}, "objects[0]: must be an object"),
         ({"objects": [{"hbb": [0, 0, 1, 1]}]}, "objects[0]: needs a string 'category'"),
+        (
+            {"objects": [{"category": "storage tank", "source_category": 7}]},
+            "objects[0]: 'source_category' must be a string",
+        ),
         ({"objects": [{"category": "a", "hbb": [0, 0, 1]}]}, "'hbb' must be [x0, y0, x1, y1]"),
         ({"objects": [{"category": "a", "quad": [[0, 0]] * 3}]}, "'quad' must be four"),
         ({"objects": [{"category": "a", "mask": {"size": [1, 1]}}]}, "'mask' must be COCO RLE"),

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import huggingface_hub.constants
+import hypothesis
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
 
@@ -503,12 +506,32 @@ def test_missing_paths_raise_file_not_found(tmp_path):
         Refiner.from_pretrained(tmp_path / "missing-directory")
 
 
-def test_a_corrupt_pth_is_refused(tmp_path):
+# Seeds whose bytes once made the unpickler raise IndexError, KeyError or UnicodeDecodeError.
+@pytest.mark.parametrize("seed", [0, 2493, 2502, 2625])
+def test_a_corrupt_pth_is_refused(tmp_path, seed):
     path = tmp_path / "corrupt.pth"
-    path.write_bytes(os.urandom(256))
+    path.write_bytes(np.random.default_rng(seed).bytes(256))
 
     with pytest.raises(SamCheckpointError, match="cannot read"):
         Refiner.from_pretrained(path)
+
+
+# Starts of real formats, so that the bytes get past the first check of each reader.
+FORMAT_HEADS = [b"", b"\x80\x02", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.", b"PK\x03\x04"]
+
+
+@hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    head=st.sampled_from(FORMAT_HEADS),
+    tail=st.binary(max_size=512),
+    suffix=st.sampled_from([".pth", ".safetensors"]),
+)
+def test_every_unreadable_checkpoint_file_is_refused(tmp_path_factory, head, tail, suffix):
+    path = tmp_path_factory.mktemp("bytes") / f"corrupt{suffix}"
+    path.write_bytes(head + tail)
+
+    with pytest.raises(SamCheckpointError):
+        load_segment_anything_checkpoint(path)
 
 
 class Payload:
@@ -557,6 +580,29 @@ def test_a_sam_state_dict_with_a_missing_or_extra_tensor_is_refused(sam_pth, tmp
 
         with pytest.raises(SamCheckpointError, match="does not fit SAM"):
             Refiner.from_pretrained(tmp_path / f"{name}.pth")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "image_encoder.patch_embed.proj.weight",
+        "image_encoder.pos_embed",
+        "image_encoder.blocks.0.attn.rel_pos_h",
+        "image_encoder.neck.0.weight",
+        "prompt_encoder.no_mask_embed.weight",
+        "mask_decoder.iou_token.weight",
+        "mask_decoder.mask_tokens.weight",
+    ],
+)
+@pytest.mark.parametrize("shape", [(), (5,), (0, 32), (3, 3, 3, 3, 3)])
+def test_a_sam_tensor_of_another_rank_is_refused(sam_pth, tmp_path, name, shape):
+    state_dict = torch.load(sam_pth, weights_only=True)
+    assert name in state_dict
+    path = tmp_path / "reshaped.pth"
+    torch.save(state_dict | {name: torch.zeros(shape)}, path)
+
+    with pytest.raises(SamCheckpointError, match=r"not a SAM checkpoint|does not fit SAM"):
+        load_segment_anything_checkpoint(path)
 
 
 def test_a_directory_without_a_sam_model_is_refused(tmp_path, sam_dir):

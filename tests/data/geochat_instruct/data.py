@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Writes a tiny fake GeoChat_Instruct: GeoChat_Instruct.json and images/*.png.
+"""Writes a tiny fake GeoChat_Instruct: GeoChat_Instruct.json and its images.
+
+The images lie where the released ``images.zip`` unpacks them in the download folder,
+``share/softwares/kartik/GeoChat_finetuning/final_images_llava/`` (:data:`IMAGE_DIR`); the
+``image`` names are relative to that folder.
 
 Format from the GeoChat paper (table 1) and repository: LLaVA conversations whose boxes are
 ``{<x_left><y_top><x_right><y_bottom>|<θ>}`` on 0-100 of the square the image is padded to
@@ -22,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent
+IMAGE_DIR = Path("share/softwares/kartik/GeoChat_finetuning/final_images_llava")
 SIZES = {"wide.png": (64, 48), "square.png": (48, 48)}
 
 
@@ -60,7 +65,8 @@ def rotated_pixels(
 
 
 # Each item: the GeoChat conversation, the task the converter must find and the truth objects
-# (phrase or "object", kind, pixel geometry) it must recover.
+# (source label, canonical category, kind, pixel geometry) it must recover. The source label is
+# the box's phrase, or the answer for the region of an [identify] question.
 ITEMS = [
     {
         "id": "grounding_1",
@@ -75,9 +81,9 @@ ITEMS = [
         ],
         "task": "ground",
         "truth": [
-            ("two planes", "hbb", box_pixels("wide.png", (10, 30, 30, 50))),
-            ("two planes", "hbb", box_pixels("wide.png", (60, 35, 80, 55))),
-            ("a hangar", "quad", rotated_pixels("wide.png", (20, 30, 60, 50), 30)),
+            ("two planes", "plane", "hbb", box_pixels("wide.png", (10, 30, 30, 50))),
+            ("two planes", "plane", "hbb", box_pixels("wide.png", (60, 35, 80, 55))),
+            ("a hangar", "object", "quad", rotated_pixels("wide.png", (20, 30, 60, 50), 30)),
         ],
     },
     {
@@ -88,7 +94,9 @@ ITEMS = [
             ("gpt", "{<16><55><24><63>|<11>}"),
         ],
         "task": "refer",
-        "truth": [("silver plane", "quad", rotated_pixels("square.png", (16, 55, 24, 63), 11))],
+        "truth": [
+            ("silver plane", "plane", "quad", rotated_pixels("square.png", (16, 55, 24, 63), 11))
+        ],
     },
     {
         "id": "identify_1",
@@ -98,7 +106,9 @@ ITEMS = [
             ("gpt", "It is a small white car."),
         ],
         "task": "identify",
-        "truth": [("object", "hbb", box_pixels("wide.png", (8, 26, 22, 37)))],
+        "truth": [
+            ("It is a small white car", "car", "hbb", box_pixels("wide.png", (8, 26, 22, 37)))
+        ],
     },
     {
         "id": "vqa_1",
@@ -121,9 +131,21 @@ ITEMS = [
             ("gpt", "There are two planes."),
             ("human", "Where are they parked?"),
             ("gpt", "They are parked near a hangar."),
+            ("human", "[refer] give me the location of <p>storage tank</p>"),
+            ("gpt", "{<70><30><80><40>|<45>}"),
+            ("human", "[identify] What is the object present at {<40><60><50><70>}"),
+            ("gpt", "A ship."),
         ],
         "task": "multi_turn",
-        "truth": [],
+        "truth": [
+            (
+                "storage tank",
+                "storage tank",
+                "quad",
+                rotated_pixels("wide.png", (70, 30, 80, 40), 45),
+            ),
+            ("A ship", "ship", "hbb", box_pixels("wide.png", (40, 60, 50, 70))),
+        ],
     },
     {
         "id": "description_1",
@@ -151,9 +173,9 @@ def instruction_items() -> list[dict]:
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    image_dir = ROOT / "images"
-    shutil.rmtree(image_dir, ignore_errors=True)
-    image_dir.mkdir()
+    shutil.rmtree(ROOT / IMAGE_DIR.parts[0], ignore_errors=True)
+    image_dir = ROOT / IMAGE_DIR
+    image_dir.mkdir(parents=True)
     for name, (width, height) in SIZES.items():
         pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(image_dir / name)

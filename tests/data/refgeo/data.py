@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Writes a tiny fake refGeo: metainfo/*.jsonl, images/<subset>/* and one SAM mask.
+"""Writes a tiny fake refGeo: metadata/*.jsonl, images/<subset>/* and one SAM mask.
 
-Layout and fields as the public code that trains and evaluates on refGeo reads them:
-``metainfo/<subset>_<split>.jsonl`` rows ``{question_id, image_id, question, bbox, poly,
-dataset}`` with ``bbox`` ``[x0, y0, x1, y1]`` and ``poly`` four ``[x, y]`` pixel corners,
-images in ``images/<dataset>/``, masks in ``masks/<dataset>/<image stem>_<question_id>.png``.
+Layout of the released set (annotations in ``metadata/``; the public training code reads the
+same files from ``metainfo/``): ``metadata/<subset>_<split>.jsonl`` rows ``{question_id,
+image_id, question, bbox, poly, dataset}`` with ``bbox`` ``[x0, y0, x1, y1]`` and ``poly``
+four ``[x, y]`` pixel corners, plus, on one row, fields the converter does not use (AVVG's
+``bbox_3d`` and ``pitch_angle``: see :data:`UNUSED_FIELDS`); images in ``images/<dataset>/``,
+masks in ``masks/<dataset>/<image stem>_<question_id>.png``.
 Rows cover: a box whose poly is the box itself, a rotated poly, two objects in one row, and a
 row with neither (to be skipped). Run from anywhere; deterministic.
 """
@@ -40,6 +42,8 @@ ROWS = {
             "bbox": [10, 12, 30, 36],
             "poly": [[20, 12], [30, 24], [20, 36], [10, 24]],
             "dataset": "geochat",
+            "bbox_3d": [10, 12, 0, 30, 36, 5],
+            "pitch_angle": 35.5,
         },
         {
             "question_id": 8,
@@ -62,6 +66,8 @@ ROWS = {
         },
     ],
 }
+# Fields of the rows above that records do not carry, and how many rows hold each.
+UNUSED_FIELDS = {"bbox_3d": 1, "pitch_angle": 1}
 # question_id of the geochat row with a SAM mask, and the mask's rows and columns.
 MASK_QUESTION = 7
 MASK_SLICE = (slice(14, 34), slice(12, 28))
@@ -69,7 +75,7 @@ MASK_SLICE = (slice(14, 34), slice(12, 28))
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    for folder in ("metainfo", "images", "masks"):
+    for folder in ("metadata", "images", "masks"):
         shutil.rmtree(ROOT / folder, ignore_errors=True)
         (ROOT / folder).mkdir()
     for (subset, name), (width, height) in IMAGES.items():
@@ -78,7 +84,7 @@ def main() -> None:
         Image.fromarray(pixels).save(ROOT / "images" / subset / name)
     for stem, rows in ROWS.items():
         lines = "".join(json.dumps(row) + "\n" for row in rows)
-        (ROOT / "metainfo" / f"{stem}.jsonl").write_text(lines)
+        (ROOT / "metadata" / f"{stem}.jsonl").write_text(lines)
     mask = np.zeros((64, 48), dtype=np.uint8)
     mask[MASK_SLICE] = 255
     (ROOT / "masks" / "geochat").mkdir()

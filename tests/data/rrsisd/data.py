@@ -23,7 +23,8 @@ from pycocotools import mask as coco_mask
 ROOT = Path(__file__).resolve().parent
 WIDTH, HEIGHT = 64, 48
 IMAGES = {1: "00001.jpg", 2: "00002.jpg", 3: "00003.jpg"}
-CATEGORIES = {1: "vehicle", 2: "bridge", 3: "storage tank"}
+# As RRSIS-D writes them: the DIOR class names (see geochat.categories.DIOR_CLASSES).
+CATEGORIES = {1: "vehicle", 2: "bridge", 3: "storagetank"}
 
 
 def truth_masks() -> dict[int, np.ndarray]:
