@@ -156,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     scored.add_argument("--out", type=Path, help="write the metrics as JSON here")
     run = parser.add_argument_group("running a model on records")
-    run.add_argument("--model", help="model folder or hub id")
+    run.add_argument(
+        "--model", help="model folder, training run folder (its final/ or newest checkpoint)"
+    )
     run.add_argument("--data", type=Path, help="records: a JSONL file or a build folder")
     run.add_argument("--split", default="test", help="split of a build folder (default test)")
     run.add_argument("--limit", type=int, help="evaluate the first N records only")
@@ -206,14 +208,20 @@ def ablation_gap(with_images: Mapping[str, Any], blank: Mapping[str, Any]) -> li
 
 
 def _run_model(args: argparse.Namespace, console: Console) -> int:
-    from geochat.modeling import load_pretrained
+    from geochat.modeling import load_pretrained, resolve_checkpoint
     from geochat.predict import predict_records
 
     records, paths = _load_records(args.data, args.split, args.limit)
     if not records:
         print(f"geochat eval: no {args.split} records in {args.data}", file=sys.stderr)
         return 2
-    model, processor = load_pretrained(args.model)
+    try:
+        model_path = resolve_checkpoint(args.model)  # a run folder: its final/ or checkpoint
+        model, processor = load_pretrained(model_path)
+    except (OSError, ValueError) as error:
+        print(f"geochat eval: {error}", file=sys.stderr)
+        return 2
+    print(f"evaluating {model_path}")
     runs = {"predictions": False} if args.no_ablation else {"predictions": False, "blank": True}
     reports = {}
     for name, blank in runs.items():
@@ -225,7 +233,7 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
             ({"id": key, "answer": answer} for key, answer in predictions.items()),
         )
         reports[name] = score(records, predictions, args.iou)
-    report = {"model": str(args.model), "data": str(args.data), **reports["predictions"]}
+    report = {"model": str(model_path), "data": str(args.data), **reports["predictions"]}
     print_report(report, console)
     if "blank" in reports:
         report["ablation"] = ablation_gap(reports["predictions"], reports["blank"])
