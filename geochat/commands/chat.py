@@ -159,7 +159,10 @@ def _save_outputs(reply: Reply, image: LoadedImage, args: argparse.Namespace) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs ``geochat chat``; returns 0 on success, 2 for bad input or an unusable model."""
+    """``geochat chat``: asks a model about an image; prints the answer and what it locates.
+
+    Returns 0 on success, 2 for bad input or an unusable model.
+    """
     args = _parser().parse_args(argv)
     try:
         image = load_image(args.image, bands=args.bands)

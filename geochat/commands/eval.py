@@ -249,7 +249,10 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs ``geochat eval``; returns 0 on success, 2 for unreadable input."""
+    """``geochat eval``: scores a model's answers against records, printing metrics per task.
+
+    Returns 0 on success, 2 for unreadable input.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     console = Console()
