@@ -198,3 +198,11 @@ def test_bundled_model_on_a_geotiff_prints_text_and_a_table_and_draws_a_legend(t
     assert pixels.shape[0] > HEIGHT  # the legend strip under the image
     legend = pixels[HEIGHT:]
     assert (legend != legend[0, 0]).any()  # swatch and text on the strip's background
+
+
+def test_a_training_run_folder_answers_with_its_final_model(model_dir, png, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final").symlink_to(model_dir, target_is_directory=True)
+    assert chat(run, png) == 0
+    assert f"{run / 'final'}: " in capsys.readouterr().err
