@@ -8,7 +8,8 @@ an answer's geometry, in pixels of the original, comes onto the copy
 
 Every object becomes a mask on the copy: boxes and quads are rasterised as polygons (so an
 oriented box stays oriented, which Gradio's axis-aligned boxes cannot show), masks are
-resized. Objects that share a phrase share one legend entry and one colour.
+resized. Objects that share a phrase share one legend entry and one colour; the labels, counts
+and colours are those of :mod:`geochat.draw`, so that ``geochat chat --draw`` matches the page.
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from geochat.draw import PALETTE
+from geochat.draw import UNNAMED, count_words, label_colours, legend_label
 from geochat.geometry import as_quad, hbb_to_quad, rasterize, rle_to_mask
 from geochat.grammar import GroundedObject
 
 DISPLAY_MAX_SIDE = 1024  # longest side of the copy the page shows; analysis uses the original
 FILL_ALPHA = 0.35  # opacity inside an object; its outline is opaque
 OUTLINE_PX = 3  # outline width in display pixels (as wide as Gradio's own boxes)
-UNNAMED = "unnamed"  # legend label of geometry that no <ref> phrase names
-KIND_NAMES = {"hbb": ("box", "boxes"), "quad": ("oriented box", "oriented boxes")}
 
 
 @dataclass(frozen=True)
@@ -92,11 +91,6 @@ def region_to_original(
     ]
 
 
-def legend_label(obj: GroundedObject) -> str:
-    """The legend entry of an object: its phrase, or :data:`UNNAMED`."""
-    return obj.phrase or UNNAMED
-
-
 def _display_mask(obj: GroundedObject, display: DisplayImage) -> np.ndarray | None:
     """The object's pixels on the copy, ``[h, w]`` bool, or None for ``"none"`` objects."""
     width, height = display.size
@@ -139,6 +133,7 @@ def overlay_annotations(
         One ``(opacity [h, w] in 0-1, label)`` pair per legend label, in order of first
         appearance, and the colour of each label (``"#rrggbb"``).
     """
+    objects = list(objects)
     opacity: dict[str, np.ndarray] = {}
     for obj in objects:
         mask = _display_mask(obj, display)
@@ -147,17 +142,11 @@ def overlay_annotations(
         label = legend_label(obj)
         alpha = _outlined(mask)
         opacity[label] = np.maximum(opacity[label], alpha) if label in opacity else alpha
-    # The palette and its order of geochat.draw, so a drawn image has the page's colours.
     colours = {
-        label: "#{:02x}{:02x}{:02x}".format(*PALETTE[index % len(PALETTE)])
-        for index, label in enumerate(opacity)
+        label: "#{:02x}{:02x}{:02x}".format(*colour)
+        for label, colour in label_colours(objects).items()
     }
     return [(alpha, label) for label, alpha in opacity.items()], colours
-
-
-def _count_words(kind: str, count: int) -> str:
-    singular, plural = KIND_NAMES.get(kind, ("mask", "masks"))
-    return f"{count} {singular if count == 1 else plural}"
 
 
 def answer_summary(objects: Sequence[GroundedObject]) -> str:
@@ -173,7 +162,7 @@ def answer_summary(objects: Sequence[GroundedObject]) -> str:
     parts = []
     for label, kinds in counts.items():
         name = f"**{html.escape(label)}**"
-        drawn = [_count_words(kind, count) for kind, count in kinds.items() if kind != "none"]
+        drawn = [count_words(kind, count) for kind, count in kinds.items() if kind != "none"]
         if drawn:
             parts.append(f"{name} ({', '.join(drawn)})")
         else:

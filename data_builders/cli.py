@@ -38,7 +38,10 @@ SYNTHETIC_DEFAULTS = pipeline.BuildOptions(tile_size=256, overlap=32)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs ``geochat build <subcommand> ...`` and returns the exit status."""
+    """``geochat build``: makes record datasets (OSM, synthetic world, public datasets).
+
+    Runs ``geochat build <subcommand> ...`` and returns the exit status.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -3,12 +3,19 @@
 Verbs live in the package that owns them (``geochat build`` in ``data_builders``, ``geochat app``
 in ``app``...). Entry points keep the dependency one way: ``geochat`` never imports those
 packages, it only finds what the installed distribution declares.
+
+``geochat --help`` lists each verb with the first line of its function's docstring (a leading
+````geochat <verb>``:`` dropped), read from the source without importing the verb: importing
+one can take seconds (torch) or fail for want of an extra.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import sys
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 VERB_GROUP = "geochat.verbs"
 
@@ -17,9 +24,35 @@ def _verbs() -> dict[str, EntryPoint]:
     return {entry.name: entry for entry in entry_points(group=VERB_GROUP)}
 
 
+def verb_summary(entry: EntryPoint) -> str:
+    """What a verb does, in one line: the first line of its function's docstring.
+
+    Returns:
+        The line without a leading ````geochat <verb>``:``, or "" when the source cannot be
+        read or the function has no docstring.
+    """
+    try:
+        spec = importlib.util.find_spec(entry.module)
+        if spec is None or spec.origin is None:
+            return ""
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (ImportError, ValueError, OSError, SyntaxError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == entry.attr:
+            lines = (ast.get_docstring(node) or "").strip().splitlines()
+            line = lines[0] if lines else ""
+            line = line.removeprefix(f"``geochat {entry.name}``:").strip()
+            return line[:1].upper() + line[1:]
+    return ""
+
+
 def _usage(verbs: dict[str, EntryPoint]) -> str:
     lines = ["usage: geochat <verb> [options]   (geochat <verb> --help for a verb's options)", ""]
-    lines += ["verbs:"] + [f"  {name}" for name in sorted(verbs)]
+    width = max(map(len, verbs), default=0)
+    lines += ["verbs:"] + [
+        f"  {name:<{width}}  {verb_summary(verbs[name])}".rstrip() for name in sorted(verbs)
+    ]
     return "\n".join(lines)
 
 

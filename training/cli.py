@@ -8,7 +8,10 @@ from training.recipe import RecipeError, load_recipe, recipe_names
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``geochat train RECIPE [--out DIR] [section.key=value ...]``."""
+    """``geochat train``: trains or fine-tunes a model with a recipe.
+
+    ``geochat train RECIPE [--out DIR] [section.key=value ...]``.
+    """
     parser = argparse.ArgumentParser(
         prog="geochat train",
         description="Train or fine-tune a geochat model with a recipe.",
@@ -30,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def merge_main(argv: list[str] | None = None) -> int:
-    """``geochat merge ADAPTER --out DIR [--base M] [--export-lora]``."""
+    """``geochat merge``: folds a LoRA/DoRA adapter into its base model, or exports it for vLLM.
+
+    ``geochat merge ADAPTER --out DIR [--base M] [--export-lora]``.
+    """
     parser = argparse.ArgumentParser(
         prog="geochat merge",
         description="Fold a LoRA/DoRA adapter into its base model, or export a plain LoRA adapter "

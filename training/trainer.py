@@ -24,7 +24,13 @@ import torch
 import yaml
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
-from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, tiny
+from geochat.modeling import (
+    FINAL_DIR,
+    GeoChatForConditionalGeneration,
+    GeoChatProcessor,
+    last_complete_checkpoint,
+    tiny,
+)
 from geochat.modeling import load_pretrained as load_geochat
 from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
@@ -34,7 +40,6 @@ from training.evaluation import GenerationEval, GeoChatTrainer
 from training.losses import CoordinateTargets, TrainingLoss
 from training.recipe import Recipe, RecipeError
 
-FINAL_DIR = "final"
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "log.jsonl"
 # peft target modules per part of the model, as regular expressions over module names.
@@ -171,19 +176,6 @@ class JsonlLogCallback(TrainerCallback):
             entry = {"step": state.global_step, "time": time.time(), **logs}
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(entry) + "\n")
-
-
-def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` that was saved to the end (it has ``trainer_state.json``).
-
-    Trainer writes the state file last, so a checkpoint killed half-way is passed over.
-    """
-    complete = [
-        path
-        for path in output_dir.glob("checkpoint-*")
-        if (path / "trainer_state.json").is_file() and path.name.split("-")[-1].isdigit()
-    ]
-    return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
 
 
 def training_arguments(recipe: Recipe, output_dir: Path, has_val: bool) -> TrainingArguments:

@@ -8,11 +8,16 @@ Usage::
         [--backend transformers|vllm] [--vllm-url URL] [--device cpu] [--max-tiles N]
         [--bands 4,3,2]
 
-The answer goes to stdout (token by token with ``--stream``); the objects found, parse
-problems, token counts and the files written go to stderr, so that stdout holds only the
-answer. ``--draw`` writes the image with the geometry drawn (format from the extension),
-``--geojson`` the geometry as GeoJSON: WGS84 lon/lat (RFC 7946) for a georeferenced image, pixel
-coordinates otherwise. Without ``--model`` the bundled geochat-nano model answers.
+The answer goes to stdout as text, each geometry tag replaced by its phrase (the grammar's
+plain text). A table of the objects found (phrase, kind, pixel box and, for a georeferenced
+image, the lon/lat of the box's centre), parse problems, the model, token counts and the files
+written go to stderr, so that stdout holds only the answer. ``--stream`` shows the model's raw
+output on stderr as it is generated. ``--draw`` writes the image with the geometry drawn,
+labelled, and a legend under it (format from the extension); ``--geojson`` the geometry as
+GeoJSON: WGS84 lon/lat (RFC 7946) for a georeferenced image, pixel coordinates otherwise. Files
+are written atomically with the usual permissions. ``--model`` takes a checkpoint folder or a
+training run folder (its ``final/``, else its newest checkpoint); without it the bundled
+geochat-nano model answers.
 """
 
 from __future__ import annotations
@@ -20,17 +25,17 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-from geochat.draw import draw_objects
+from geochat.draw import KIND_NAMES, MASK_NAMES, draw_objects, legend_entries, legend_label
 from geochat.engine import BACKENDS, Assistant, BackendError, LoadedImage, Reply, load, load_image
+from geochat.fileio import atomic_write_bytes, atomic_write_text
 
 REGION_SIZES = (4, 8)  # a box x0,y0,x1,y1 or a quad x1,y1,...,x4,y4
+NOTHING_FOUND = "nothing found"
 
 
 def _region(text: str) -> list[float]:
@@ -71,14 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("question", help="the question (one user turn)")
     parser.add_argument("--image", required=True, help="image file (PNG, JPEG, GeoTIFF ...)")
     parser.add_argument(
-        "--model", help="checkpoint folder or hub id (vllm: served name); default geochat-nano"
+        "--model",
+        help="checkpoint folder, training run folder or hub id (vllm: served name); "
+        "default geochat-nano",
     )
     parser.add_argument("--region", type=_region, help="pixel box x0,y0,x1,y1 or quad (8 values)")
     parser.add_argument("--draw", type=_drawing_path, help="write the image with geometry here")
     parser.add_argument("--geojson", type=Path, help="write the geometry as GeoJSON here")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="default 256")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
-    parser.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    parser.add_argument(
+        "--stream", action="store_true", help="show the raw answer on stderr as it comes"
+    )
     parser.add_argument(
         "--constrain", choices=["grounding"], help="force the answer into the geometry grammar"
     )
@@ -93,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _answer(assistant: Assistant, image: LoadedImage, args: argparse.Namespace) -> Reply:
-    """Asks the question, printing the answer to stdout (as it comes with `--stream`)."""
+    """Asks the question; with `--stream`, the raw answer goes to stderr as it comes.
+
+    The text on stdout is printed after the whole answer is read, since a geometry tag can only
+    be replaced by its phrase once it is complete.
+    """
     options = {
         "region": args.region,
         "max_new_tokens": args.max_new_tokens,
@@ -102,46 +115,69 @@ def _answer(assistant: Assistant, image: LoadedImage, args: argparse.Namespace) 
     }
     messages = [{"role": "user", "content": args.question}]
     if not args.stream:
-        reply = assistant.chat(image, messages, **options)
-        print(reply.text)
-        return reply
+        return assistant.chat(image, messages, **options)
     for item in assistant.chat(image, messages, stream=True, **options):
         if isinstance(item, Reply):
-            print()
+            print(file=sys.stderr)
             return item
-        print(item, end="", flush=True)
+        print(item, end="", file=sys.stderr, flush=True)
     raise BackendError("the stream ended without a reply")
 
 
-def _report(reply: Reply) -> None:
-    """Prints the objects found, the parse problems and the token counts to stderr."""
-    for obj in reply.parsed.objects:
-        where = "" if obj.hbb is None else f" box {[round(v, 1) for v in obj.hbb]} px"
-        print(f"  {obj.phrase or '(no phrase)'}: {obj.kind}{where}", file=sys.stderr)
+def answer_text(reply: Reply) -> str:
+    """The answer to print: its text with each geometry tag replaced by its phrase.
+
+    An answer that is only geometry reads as the legend (``unnamed (2 boxes)``), or
+    :data:`NOTHING_FOUND` for a bare ``<none>``.
+    """
+    if reply.parsed.text:
+        return reply.parsed.text
+    entries = legend_entries(reply.parsed.objects)
+    if entries:
+        return "; ".join(text for _, text in entries)
+    return NOTHING_FOUND if reply.parsed.objects else ""
+
+
+def object_table(reply: Reply, image: LoadedImage) -> list[str]:
+    """One aligned line per object: number, phrase, kind, pixel box, lon/lat of its centre.
+
+    The lon/lat column is there for a georeferenced image only.
+    """
+    header = ["#", "phrase", "kind", "box x0,y0,x1,y1 (px)"]
+    if image.georef is not None:
+        header.append("centre lon,lat")
+    rows = [header]
+    for number, obj in enumerate(reply.parsed.objects, start=1):
+        if obj.hbb is None:
+            rows.append([str(number), legend_label(obj), NOTHING_FOUND])
+            continue
+        kind = KIND_NAMES.get(obj.kind, MASK_NAMES)[0]
+        row = [str(number), legend_label(obj), kind, ",".join(f"{v:.0f}" for v in obj.hbb)]
+        if image.georef is not None:
+            centre = [(obj.hbb[0] + obj.hbb[2]) / 2, (obj.hbb[1] + obj.hbb[3]) / 2]
+            lon, lat = image.georef.pixel_to_lonlat(centre)
+            row.append(f"{lon:.6f},{lat:.6f}")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
+    # strict=False: a "nothing found" row stops after its kind.
+    return [
+        "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)).rstrip()
+        for row in rows
+    ]
+
+
+def _report(reply: Reply, image: LoadedImage, model_name: str) -> None:
+    """Prints the objects found, the parse problems, the model and token counts to stderr."""
+    if reply.parsed.objects:
+        print("\n".join(object_table(reply, image)), file=sys.stderr)
     for problem in reply.parsed.problems:
-        print(f"  problem: {problem}", file=sys.stderr)
+        print(f"problem: {problem}", file=sys.stderr)
     print(
-        f"{reply.prompt_tokens} prompt + {reply.completion_tokens} completion tokens in "
-        f"{reply.timings['total_s']:.2f} s ({reply.timings['tokens_per_s']:.1f} tokens/s)",
+        f"{model_name}: {reply.prompt_tokens} prompt + {reply.completion_tokens} completion "
+        f"tokens in {reply.timings['total_s']:.2f} s "
+        f"({reply.timings['tokens_per_s']:.1f} tokens/s)",
         file=sys.stderr,
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file and a rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _save_outputs(reply: Reply, image: LoadedImage, args: argparse.Namespace) -> None:
@@ -149,17 +185,20 @@ def _save_outputs(reply: Reply, image: LoadedImage, args: argparse.Namespace) ->
         buffer = io.BytesIO()
         drawn = draw_objects(image.image, reply.parsed.objects)
         drawn.save(buffer, format=Image.registered_extensions()[args.draw.suffix.lower()])
-        _write_atomic(args.draw, buffer.getvalue())
+        atomic_write_bytes(args.draw, buffer.getvalue())
         print(f"wrote the drawing to {args.draw}", file=sys.stderr)
     if args.geojson is not None:
         collection = reply.geojson if reply.geojson is not None else reply.pixel_geojson
-        _write_atomic(args.geojson, json.dumps(collection, indent=1).encode("utf-8"))
+        atomic_write_text(args.geojson, json.dumps(collection, indent=1))
         space = "lon/lat" if reply.geojson is not None else "pixel coordinates"
         print(f"wrote GeoJSON ({space}) to {args.geojson}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs ``geochat chat``; returns 0 on success, 2 for bad input or an unusable model."""
+    """``geochat chat``: asks a model about an image; prints the answer and what it locates.
+
+    Returns 0 on success, 2 for bad input or an unusable model.
+    """
     args = _parser().parse_args(argv)
     try:
         image = load_image(args.image, bands=args.bands)
@@ -174,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             reply = _answer(assistant, image, args)
         finally:
             assistant.close()
-        _report(reply)
+        print(answer_text(reply))
+        _report(reply, image, assistant.model_name)
         _save_outputs(reply, image, args)
     except (OSError, ValueError, BackendError) as error:
         print(f"geochat chat: {error}", file=sys.stderr)

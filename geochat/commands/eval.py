@@ -46,6 +46,7 @@ from geochat.evaluation import (
     fit_trivial_answers,
     sample_records,
 )
+from geochat.fileio import atomic_write_text
 from geochat.geometry import GeometryError
 from geochat.metrics import (
     BENCH_DATASET,
@@ -326,7 +327,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     scored.add_argument("--out", type=Path, help="write the metrics as JSON here")
     run = parser.add_argument_group("running a model on records")
-    run.add_argument("--model", help="model folder or hub id")
+    run.add_argument(
+        "--model", help="model folder, training run folder (its final/ or newest checkpoint)"
+    )
     run.add_argument("--data", type=Path, help="records: a JSONL file or a build folder")
     run.add_argument("--split", default="test", help="split of a build folder (default test)")
     run.add_argument(
@@ -386,17 +389,28 @@ def _trivial_predictions(
 
 def _write_markdown(path: Path, tables: list[tuple[str, list[dict[str, Any]]]]) -> None:
     text = "".join(f"### {title}\n\n{markdown_table(rows)}\n" for title, rows in tables if rows)
-    path.write_text(text, encoding="utf-8")  # TODO(merge): the shared atomic writer
+    atomic_write_text(path, text)
 
 
 def _run_model(args: argparse.Namespace, console: Console) -> int:
-    from geochat.modeling import load_pretrained
+    from geochat.modeling import load_pretrained, resolve_checkpoint
     from geochat.predict import predict_records
 
-    records, paths = _load_records(args.data, args.split, args.limit, args.seed)
+    try:
+        records, paths = _load_records(args.data, args.split, args.limit, args.seed)
+    except (OSError, RecordError) as error:
+        print(f"geochat eval: {error}", file=sys.stderr)
+        return 2
     if not records:
         print(f"geochat eval: no {args.split} records in {args.data}", file=sys.stderr)
         return 2
+    try:
+        model_path = resolve_checkpoint(args.model)  # a run folder: its final/ or checkpoint
+        model, processor = load_pretrained(model_path)
+    except (OSError, ValueError) as error:
+        print(f"geochat eval: {error}", file=sys.stderr)
+        return 2
+    print(f"evaluating {model_path}")
     baselines: dict[str, dict[str, Any]] = {}
     if args.trivial_from is not None:
         try:
@@ -408,7 +422,6 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
             args.out_dir / "trivial.jsonl", ({"id": k, "answer": a} for k, a in trivial.items())
         )
         baselines["trivial"] = score(records, trivial, args.iou)
-    model, processor = load_pretrained(args.model)
     runs = {"predictions": False} if args.no_ablation else {"predictions": False, "blank": True}
     reports = {}
     for name, blank in runs.items():
@@ -423,7 +436,7 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
         reports[name] = score(records, predictions, args.iou, resamples, args.seed)
     if "blank" in reports:
         baselines = {"blank": reports["blank"], **baselines}
-    report = {"model": str(args.model), "data": str(args.data), **reports["predictions"]}
+    report = {"model": str(model_path), "data": str(args.data), **reports["predictions"]}
     tables = print_report(report, console, baselines)
     report["baselines"] = {name: base["tasks"] for name, base in baselines.items()}
     report["comparison"] = tables[0][1]
@@ -434,7 +447,10 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs ``geochat eval``; returns 0 on success, 2 for unreadable input."""
+    """``geochat eval``: scores a model's answers against records, printing metrics per task.
+
+    Returns 0 on success, 2 for unreadable input.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     console = Console()

@@ -44,7 +44,9 @@ def load(
 
     Args:
         model: transformers: a checkpoint folder (`save_pretrained` of a model and its
-            processor) or a hub id; None for the bundled geochat-nano (`DEFAULT_MODEL`).
+            processor), a training run folder (its `final/`, else its newest checkpoint;
+            `geochat.modeling.resolve_checkpoint`) or a hub id; None for the bundled
+            geochat-nano (`DEFAULT_MODEL`). The assistant's `model_name` is the folder loaded.
             vllm: the served model or adapter name; None for the first the server lists.
         backend: "transformers" (in this process) or "vllm" (a running server).
         device: Where transformers runs the model ("cpu", "cuda", "cuda:1", ...).
@@ -55,7 +57,8 @@ def load(
             keeps the checkpoint's setting.
 
     Raises:
-        FileNotFoundError: When the model folder is missing (the bundled one included).
+        FileNotFoundError: When the model folder is missing (the bundled one included) or holds
+            no model.
         ValueError: For an unknown backend, or an option the backend does not take.
         BackendError: When the vLLM server cannot be reached or does not serve the model.
     """

@@ -25,7 +25,12 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from geochat.engine.assistant import Assistant, GenerationStats, Request
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
-from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, load_pretrained
+from geochat.modeling import (
+    GeoChatForConditionalGeneration,
+    GeoChatProcessor,
+    load_pretrained,
+    resolve_checkpoint,
+)
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
 
@@ -182,21 +187,18 @@ def load_transformers(
 ) -> TransformersAssistant:
     """Loads a checkpoint folder (or hub id, where a hub is reachable) into an assistant.
 
+    A training run folder loads its `final/` model, else its newest complete checkpoint
+    (`geochat.modeling.resolve_checkpoint`); the assistant's `model_name` says which.
+
     Raises:
-        FileNotFoundError: For a path that does not exist and is no hub id.
+        FileNotFoundError: For a path that does not exist and is no hub id, or a folder that
+            holds no model.
         ValueError: For an unknown dtype or `max_tiles_per_side` outside 1..6.
     """
-    if not Path(model).exists() and not _looks_like_hub_id(str(model)):
-        raise FileNotFoundError(f"no model folder {model}")
+    model = resolve_checkpoint(model)
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
         dtype = getattr(torch, dtype)
     loaded, processor = load_pretrained(model, dtype=dtype, device=device)
     return TransformersAssistant(loaded, processor, str(model), max_tiles_per_side)
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    """`owner/name`: a relative path of two parts that is not a file here may be a hub id."""
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))

@@ -14,6 +14,11 @@ from transformers import (
     AutoProcessor,
 )
 
+from geochat.modeling.checkpoints import (
+    FINAL_DIR,
+    last_complete_checkpoint,
+    resolve_checkpoint,
+)
 from geochat.modeling.configuration import COMPRESSORS, GeoChatConfig
 from geochat.modeling.factory import tiny
 from geochat.modeling.modeling import (
@@ -65,6 +70,7 @@ def load_pretrained(
 
 __all__ = [
     "COMPRESSORS",
+    "FINAL_DIR",
     "ChatInputs",
     "GeoChatConfig",
     "GeoChatForConditionalGeneration",
@@ -73,7 +79,9 @@ __all__ = [
     "ImageTokenMismatchError",
     "conversation_to_messages",
     "image_size",
+    "last_complete_checkpoint",
     "load_pretrained",
+    "resolve_checkpoint",
     "tiny",
     "train_tokenizer",
 ]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geochat.draw import PALETTE, draw_objects
+from geochat.draw import PALETTE, draw_objects, legend_entries
 from geochat.geometry import mask_to_rle
 from geochat.grammar import GroundedObject, parse
 
@@ -87,3 +87,58 @@ def test_a_mask_of_another_size_is_refused():
 def test_opacity_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match="mask_opacity"):
         draw_objects(grey_image(), [], mask_opacity=1.5)
+
+
+def legend_of(drawn):
+    """The strip under the image, as an array `[h, W, 3]`."""
+    return np.asarray(drawn)[HEIGHT:].astype(int)
+
+
+def test_the_legend_under_the_image_names_each_colour():
+    text = "<ref>two ships</ref><box>[[100,500,200,900],[600,500,700,900]]</box>"
+    text += "<ref>a pier</ref><quad>[[500,100,900,500,500,900,100,500]]</quad>"
+    drawn = draw_objects(grey_image(), parse(text, WIDTH, HEIGHT).objects)
+
+    assert drawn.width == WIDTH and drawn.height > HEIGHT
+    strip = legend_of(drawn)
+    for colour in PALETTE[:2]:  # a swatch per phrase
+        assert (strip == colour).all(axis=-1).sum() >= 25
+    assert (strip == 255).all(axis=-1).any()  # its text
+    assert not (strip == PALETTE[2]).all(axis=-1).any()
+    # Above the strip the image keeps its size and coordinates.
+    no_legend = draw_objects(grey_image(), parse(text, WIDTH, HEIGHT).objects, legend=False)
+    assert no_legend.size == (WIDTH, HEIGHT)
+    np.testing.assert_array_equal(np.asarray(drawn)[:HEIGHT], np.asarray(no_legend))
+
+
+def test_legend_entries_count_each_kind():
+    mask = "<seg>16|" + ";".join(["1*16"] * 16) + "</seg>"
+    text = f"<ref>ships</ref><box>[[0,0,10,10],[20,20,30,30]]</box><box>[[1,1,9,9]]</box>{mask}"
+    assert legend_entries(parse(text, WIDTH, HEIGHT).objects) == [
+        ("ships", "ships (2 boxes)"),  # a phrase names every geometry of its tag
+        ("unnamed", "unnamed (1 box, 1 mask)"),
+    ]
+
+
+def test_nothing_found_adds_no_legend():
+    drawn = draw_objects(grey_image(), parse("<none>", WIDTH, HEIGHT).objects)
+    assert drawn.size == (WIDTH, HEIGHT)
+
+
+@pytest.mark.parametrize("background", [(GREY, GREY, GREY), PALETTE[0], (0, 0, 0), (255,) * 3])
+@pytest.mark.parametrize(
+    "answer", ["<box>[[0,0,1000,1000]]</box>", "<seg>16|" + ";".join(["1*16"] * 16) + "</seg>"]
+)
+def test_geometry_covering_the_whole_image_shows_on_every_side(background, answer):
+    image = Image.new("RGB", (WIDTH, HEIGHT), background)
+    objects = parse(answer, WIDTH, HEIGHT).objects
+
+    pixels = np.asarray(draw_objects(image, objects, mask_opacity=0, legend=False)).astype(int)
+
+    changed_pixels = (pixels != background).any(axis=-1)
+    # At least 2 changed pixels across each edge (on a background of its colour, the dark lines).
+    assert changed_pixels[:, WIDTH // 2][:6].sum() >= 2  # top
+    assert changed_pixels[:, WIDTH // 2][-6:].sum() >= 2  # bottom
+    assert changed_pixels[HEIGHT // 2][:6].sum() >= 2  # left
+    assert changed_pixels[HEIGHT // 2][-6:].sum() >= 2  # right
+    assert not changed_pixels[HEIGHT // 2, WIDTH // 2]

@@ -5,6 +5,8 @@ stdout (streamed or not), the drawing and the GeoJSON files, and the errors.
 """
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -13,6 +15,10 @@ from PIL import Image
 from rasterio.transform import Affine
 
 from geochat import cli
+from geochat.commands.chat import answer_text, object_table
+from geochat.engine import DEFAULT_MODEL, LoadedImage, Reply
+from geochat.georef import Georef
+from geochat.grammar import parse
 from geochat.modeling import tiny
 
 WIDTH, HEIGHT = 300, 120
@@ -51,11 +57,11 @@ def test_chat_prints_the_answer_and_writes_the_drawing_and_pixel_geojson(
     out, err = capsys.readouterr()
     assert code == 0
     assert out.strip()  # the answer
-    assert "prompt + " in err and "completion tokens" in err
+    assert f"{model_dir}: " in err and "prompt + " in err and "completion tokens" in err
     assert f"wrote the drawing to {drawing}" in err
     assert f"wrote GeoJSON (pixel coordinates) to {geojson}" in err
     with Image.open(drawing) as image:
-        assert image.size == (WIDTH, HEIGHT)
+        assert image.width == WIDTH and image.height >= HEIGHT  # a legend strip if geometry
         assert image.format == "PNG"
     collection = json.loads(geojson.read_text())
     assert collection["type"] == "FeatureCollection"
@@ -75,13 +81,19 @@ def test_streamed_answer_is_the_same_answer(model_dir, png, capsys):
     assert with_region.strip()
 
 
-def test_geotiff_gives_lon_lat_geojson(model_dir, tmp_path, capsys):
-    path = tmp_path / "scene.tif"
+TRANSFORM = Affine(0.5, 0, 500000.0, 0, -0.5, 4650000.0)  # UTM 33N, 0.5 m pixels
+
+
+def write_geotiff(path):
     data = np.random.default_rng(0).integers(0, 4000, size=(4, HEIGHT, WIDTH)).astype(np.uint16)
     profile = {"driver": "GTiff", "width": WIDTH, "height": HEIGHT, "count": 4, "dtype": "uint16"}
-    transform = Affine(0.5, 0, 500000.0, 0, -0.5, 4650000.0)
-    with rasterio.open(path, "w", crs="EPSG:32633", transform=transform, **profile) as dataset:
+    with rasterio.open(path, "w", crs="EPSG:32633", transform=TRANSFORM, **profile) as dataset:
         dataset.write(data)
+    return path
+
+
+def test_geotiff_gives_lon_lat_geojson(model_dir, tmp_path, capsys):
+    path = write_geotiff(tmp_path / "scene.tif")
     geojson = tmp_path / "answer.geojson"
 
     code = chat(model_dir, path, "--bands", "4,3,2", "--geojson", str(geojson))
@@ -117,3 +129,80 @@ def test_malformed_options_are_usage_errors(model_dir, png, options, capsys):
         chat(model_dir, png, *options)
     assert exit_info.value.code == 2
     assert "geochat chat: error" in capsys.readouterr().err
+
+
+def reply_to(answer, width=WIDTH, height=HEIGHT):
+    zero = {"total_s": 0.0, "tokens_per_s": 0.0}
+    return Reply(answer, parse(answer, width, height), None, {}, (width, height), 0, 0, zero)
+
+
+@pytest.mark.parametrize(
+    ("answer", "printed"),
+    [
+        ("There is <ref>a pool</ref><box>[[0,0,500,500]]</box> here.", "There is a pool here."),
+        ("<ref>two ships</ref><box>[[0,0,10,10],[20,20,30,30]]</box>", "two ships"),
+        ("<box>[[0,0,10,10]]</box>", "unnamed (1 box)"),
+        ("<none>", "nothing found"),
+        ("Yes", "Yes"),
+    ],
+)
+def test_the_answer_is_printed_without_grammar(answer, printed):
+    assert answer_text(reply_to(answer)) == printed
+
+
+def test_the_object_table_gives_phrase_kind_pixel_box_and_lon_lat():
+    answer = "<ref>the pool</ref><box>[[0,0,1000,1000]]</box><ref>a car</ref><none>"
+    image = LoadedImage(Image.new("RGB", (WIDTH, HEIGHT)), WIDTH, HEIGHT)
+    georeferenced = LoadedImage(
+        image.image, WIDTH, HEIGHT, Georef("EPSG:32633", tuple(TRANSFORM)[:6])
+    )
+
+    plain = object_table(reply_to(answer), image)
+    table = object_table(reply_to(answer), georeferenced)
+
+    assert plain[0].split() == ["#", "phrase", "kind", "box", "x0,y0,x1,y1", "(px)"]
+    assert plain[1].split() == ["1", "the", "pool", "box", f"0,0,{WIDTH},{HEIGHT}"]
+    assert plain[2].split() == ["2", "a", "car", "nothing", "found"]
+    assert table[0].endswith("centre lon,lat")
+    # The box centre (150, 60) px is (500075, 4649970) m in UTM 33N (pyproj: 15.0009056 E,
+    # 42.0017453 N).
+    lon, lat = (float(value) for value in table[1].split()[-1].split(","))
+    assert (lon, lat) == pytest.approx((15.000906, 42.001745), abs=2e-6)
+
+
+@pytest.mark.slow
+def test_bundled_model_on_a_geotiff_prints_text_and_a_table_and_draws_a_legend(tmp_path, capsys):
+    """The bundled geochat-nano, made to answer with geometry, through the geochat command."""
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        pytest.skip("the bundled geochat-nano model is not in this installation")
+    scene = write_geotiff(tmp_path / "scene.tif")
+    drawing, geojson = tmp_path / "out" / "drawn.png", tmp_path / "out" / "answer.geojson"
+    old_umask = os.umask(0o022)
+    try:
+        argv = ["chat", "--image", str(scene), "Where is the largest building?"]
+        options = ["--constrain", "grounding", "--max-new-tokens", "32", "--bands", "3,2,1"]
+        outputs = ["--draw", str(drawing), "--geojson", str(geojson)]
+        code = cli.main([*argv, *options, *outputs])
+    finally:
+        os.umask(old_umask)
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out.strip() and "<" not in out and "[[" not in out  # no grammar on stdout
+    assert "box x0,y0,x1,y1 (px)  centre lon,lat" in err
+    assert err.count("\n1  ") == 1  # the first object's row
+    for path in (drawing, geojson):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    with Image.open(drawing) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    assert pixels.shape[0] > HEIGHT  # the legend strip under the image
+    legend = pixels[HEIGHT:]
+    assert (legend != legend[0, 0]).any()  # swatch and text on the strip's background
+
+
+def test_a_training_run_folder_answers_with_its_final_model(model_dir, png, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final").symlink_to(model_dir, target_is_directory=True)
+    assert chat(run, png) == 0
+    assert f"{run / 'final'}: " in capsys.readouterr().err

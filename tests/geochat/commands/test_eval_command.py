@@ -196,3 +196,39 @@ def test_model_run_needs_model_and_data(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", "--model", str(tmp_path)])
     assert "--model and --data" in capsys.readouterr().err
+
+
+def test_model_run_takes_a_training_run_folder(tmp_path, capsys):
+    from PIL import Image
+
+    from geochat.modeling import tiny
+
+    # A run killed before its final model: the newest complete checkpoint is evaluated.
+    run = tmp_path / "run"
+    model, processor = tiny(image_size=32, patch_size=8, max_tiles_per_side=1)
+    for step in (1, 2):
+        model.save_pretrained(run / f"checkpoint-{step}")
+        processor.save_pretrained(run / f"checkpoint-{step}")
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    Image.new("RGB", (WIDTH, HEIGHT)).save(tmp_path / "vqa-1.png")
+    write_jsonl(tmp_path / "test.jsonl", [{**RECORDS[2], "split": "test"}])
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(run), "--data", str(tmp_path), "--out-dir", str(out)]
+
+    assert cli.main([*argv, "--no-ablation", "--max-new-tokens", "2"]) == 0
+
+    assert f"evaluating {run / 'checkpoint-2'}" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["model"] == str(run / "checkpoint-2")
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [("empty-run", "holds no model: pass a checkpoint folder"), ("no/such/dir", "no model folder")],
+)
+def test_model_run_without_a_model_fails_with_a_message(files, tmp_path, capsys, model, message):
+    (tmp_path / "empty-run").mkdir()
+    write_jsonl(tmp_path / "test.jsonl", [{**RECORDS[2], "split": "test"}])
+    argv = ["eval", "--model", str(tmp_path / model), "--data", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

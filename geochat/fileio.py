@@ -1,0 +1,88 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+A file is written to a temporary file in the same folder (so the rename stays on one file
+system), flushed to disk, given the permissions ``open()`` would give a new file (``0o666``
+less the umask), and renamed over the target. ``tempfile.mkstemp`` creates its file ``0o600``;
+without the ``chmod`` every output would be readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+NEW_FILE_MODE = 0o666  # what open() asks for; the umask takes away from it
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file now: ``0o666`` less the process umask."""
+    return NEW_FILE_MODE & ~_umask()
+
+
+def _umask() -> int:
+    # Linux reports the umask without changing it; os.umask must set it to read it, which
+    # briefly changes it for every thread of the process.
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_writer(path: str | Path, mode: str = "w", encoding: str | None = None) -> Iterator[IO]:
+    """Opens a temporary file that replaces ``path`` when the ``with`` block ends without error.
+
+    The folder of ``path`` is created if needed. On an error the temporary file is removed and
+    ``path`` is left as it was.
+
+    Args:
+        path: The file to write.
+        mode: ``"w"`` (text) or ``"wb"`` (bytes).
+        encoding: Text encoding; None means UTF-8 in text mode.
+
+    Yields:
+        The open temporary file.
+
+    Raises:
+        ValueError: For a mode other than ``"w"`` or ``"wb"``.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_writer writes whole files: mode 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    options: dict[str, Any] = {} if mode == "wb" else {"encoding": encoding or "utf-8"}
+    try:
+        with os.fdopen(descriptor, mode, **options) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, new_file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """Writes ``text`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, "w", encoding=encoding) as handle:
+        handle.write(text)

@@ -1,0 +1,64 @@
+"""Tests of geochat.fileio: atomic writes with the permissions open() would give."""
+
+import os
+import stat
+
+import pytest
+
+from geochat import fileio
+from geochat.fileio import atomic_write_bytes, atomic_write_text, atomic_writer
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test and restores it after."""
+    previous = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(previous)
+
+
+def mode_of(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mask):
+    umask(mask)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "text.txt", "hello")
+    atomic_write_bytes(tmp_path / "bytes.bin", b"\x00\x01")
+
+    assert mode_of(tmp_path / "text.txt") == mode_of(plain) == 0o666 & ~mask
+    assert mode_of(tmp_path / "bytes.bin") == 0o666 & ~mask
+
+
+def test_the_umask_is_read_without_proc_too(tmp_path, umask, monkeypatch):
+    umask(0o027)
+    monkeypatch.setattr(fileio, "_PROC_STATUS", tmp_path / "missing")
+    assert fileio.new_file_mode() == 0o640
+    assert os.umask(0o027) == 0o027  # reading it left it as it was
+
+
+def test_contents_and_folders(tmp_path):
+    target = tmp_path / "a" / "b" / "out.txt"
+    atomic_write_text(target, "héllo\n")
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    atomic_write_bytes(target, b"replaced")
+    assert target.read_bytes() == b"replaced"
+    assert os.listdir(target.parent) == ["out.txt"]
+
+
+def test_an_error_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_writer(target) as handle:
+        handle.write("half of the new")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_only_whole_file_modes(tmp_path):
+    with pytest.raises(ValueError, match="mode 'w' or 'wb'"), atomic_writer(tmp_path / "x", "a"):
+        pass
