@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from geochat.fileio import new_file_mode
+
 from geochat.records import (
     RecordError,
     check_record,
@@ -110,6 +112,13 @@ def test_write_then_read_round_trip(tmp_path):
     assert write_jsonl(path, iter(rows)) == 3
     assert list(iter_records(path)) == rows
     assert [p.name for p in path.parent.iterdir()] == ["shard.jsonl"]  # no temporary left
+
+
+def test_written_records_get_the_permissions_of_a_new_file(tmp_path):
+    # Regression: shards, predictions and metrics were written 0600 (mkstemp's mode).
+    path = tmp_path / "records.jsonl"
+    write_jsonl(path, [make_record()])
+    assert path.stat().st_mode & 0o777 == new_file_mode()
 
 
 def test_iter_jsonl_skips_blank_lines_and_reports_the_bad_line(tmp_path):
