@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from geochat.fileio import new_file_mode
-
 from geochat.records import (
     RecordError,
     check_record,
