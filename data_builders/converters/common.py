@@ -294,16 +294,6 @@ class Report:
             for reason, details in sorted(table.items())
         ]
 
-    @classmethod
-    def of(cls, skipped: Counter[str] | Report) -> Report:
-        """A report from a converter's plain ``reason -> count`` counter (or the report)."""
-        if isinstance(skipped, Report):
-            return skipped
-        report = cls()
-        for reason, count in skipped.items():
-            report.drop(reason, by=count)
-        return report
-
 
 def source_category(label: str) -> tuple[str, str]:
     """``(canonical category, label as written)`` of a dataset's class label.
@@ -395,12 +385,12 @@ def write_output(
     split: str | None,
     records: Iterable[Record],
     images: ImageStore | Collection[ImageStore],
-    skipped: Counter[str] | Report,
+    report: Report,
     arguments: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validates the records (and that their ids are unique), writes them and the manifest.
 
-    ``records`` may be a generator that fills ``skipped`` as it goes: the summary is built after
+    ``records`` may be a generator that fills ``report`` as it goes: the summary is built after
     it is exhausted. Both files are written atomically, the manifest last.
 
     Args:
@@ -410,7 +400,7 @@ def write_output(
         records: The records, in output order.
         images: The store that placed the records' images (or the stores, one per source
             folder, of a dataset whose images come from several).
-        skipped: The conversion's :class:`Report` (or a plain ``reason -> count`` counter).
+        report: What the conversion dropped and warned about.
         arguments: The converter's arguments, recorded in the manifest.
 
     Returns:
@@ -431,7 +421,6 @@ def write_output(
             yield check_record(record)
 
     count = write_jsonl(path, validated())
-    report = Report.of(skipped)
     stores = [images] if isinstance(images, ImageStore) else images
     manifest = path.with_suffix(".manifest.json")
     summary = {
