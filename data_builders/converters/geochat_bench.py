@@ -191,11 +191,14 @@ def _true_quads(value: Any, width: int, height: int) -> list[tuple[np.ndarray, b
     quads = []
     for polygon in value:
         try:
-            corners = np.asarray(polygon, dtype=np.float64).reshape(4, 2)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"a quad must be 4 [x, y] corners or 8 numbers: {polygon!r}"
-            ) from error
+            corners = np.asarray(polygon, dtype=np.float64)
+        except (TypeError, ValueError):
+            corners = None
+        # Only these two shapes: reshaping anything of 8 numbers would read [[x0, y0, x1, y1],
+        # [x2, y2, x3, y3]] as corners too.
+        if corners is None or corners.shape not in ((4, 2), (8,)):
+            raise ValueError(f"a quad must be 4 [x, y] corners or 8 numbers: {polygon!r}")
+        corners = corners.reshape(4, 2)
         quad, truncated = inside_image(corners, width, height)
         if quad is None:
             raise ValueError(f"quad {polygon!r} lies outside the {width}x{height} image")

@@ -246,6 +246,11 @@ def test_parts_option_and_missing_folders_or_answers(tmp_path):
             "quad",
         ),
         (
+            '{"question_id": 9, "image_id": "wide", "question": "x", '
+            '"ground_truth": [[[1, 2, 9, 2], [9, 9, 1, 9]]]}',
+            "quad",
+        ),
+        (
             '{"question_id": 9, "image_id": "wide", "question": "x", "ground_truth": []}',
             "non-empty",
         ),
