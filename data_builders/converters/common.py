@@ -19,12 +19,13 @@ again, so an interrupted conversion resumes cheaply.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,53 @@ def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
+        raise ConversionError(path, f"not UTF-8 text ({error.reason})") from error
+
+
+def read_json(path: Path) -> Any:
+    """Reads a JSON file of a dataset.
+
+    Raises:
+        ConversionError: if the file is missing, not UTF-8 or not valid JSON (naming the line).
+    """
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise ConversionError(path, f"not valid JSON ({error.msg})", line=error.lineno) from error
+
+
+def read_jsonl(
+    path: Path, skip: Callable[[ConversionError], None] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """Streams ``(line number, JSON value)`` for every non-blank line of a JSON Lines file.
+
+    Args:
+        path: The file.
+        skip: Called with the error of a line that is not valid JSON, which is then left out;
+            None raises it.
+
+    Raises:
+        ConversionError: if the file is missing or not UTF-8, or (without ``skip``) for the
+            first line that is not valid JSON.
+    """
+    if not path.is_file():
+        raise ConversionError(path, "file not found")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as error:
+                    invalid = ConversionError(path, f"not valid JSON ({error.msg})", line=number)
+                    if skip is None:
+                        raise invalid from error
+                    skip(invalid)
+                    continue
+                yield number, value
+    except UnicodeDecodeError as error:
+        # Decoded in chunks, so the line at fault is not known exactly.
         raise ConversionError(path, f"not UTF-8 text ({error.reason})") from error
 
 
@@ -219,6 +267,10 @@ class Report:
             warnings.warn(f"{reason}: {detail}", ConversionWarning, stacklevel=2)
         _bump(self.counts, "warnings", reason, detail, by=by)
 
+    def invalid(self, error: Exception, detail: str = ANY_DETAIL) -> None:
+        """Counts an item left out under ``--skip-invalid``, by the kind of its error."""
+        self.drop(f"{type(error).__name__} (--skip-invalid)", detail)
+
     def unused_fields(self, data: Mapping[str, Any], used: Iterable[str]) -> None:
         """Counts each field of a source item that the converter does not carry into records."""
         for key in sorted(set(data) - set(used)):
@@ -242,16 +294,6 @@ class Report:
             for reason, details in sorted(table.items())
         ]
 
-    @classmethod
-    def of(cls, skipped: Counter[str] | Report) -> Report:
-        """A report from a converter's plain ``reason -> count`` counter (or the report)."""
-        if isinstance(skipped, Report):
-            return skipped
-        report = cls()
-        for reason, count in skipped.items():
-            report.drop(reason, by=count)
-        return report
-
 
 def source_category(label: str) -> tuple[str, str]:
     """``(canonical category, label as written)`` of a dataset's class label.
@@ -262,6 +304,11 @@ def source_category(label: str) -> tuple[str, str]:
     """
     written = " ".join(label.split())
     return categories.find_in_phrase(written) or categories.UNKNOWN, written
+
+
+def sentence_label(text: str) -> str:
+    """A sentence as a label: its words, single-spaced, without the closing full stop."""
+    return " ".join(text.split()).rstrip(".")
 
 
 def truth_object(
@@ -337,13 +384,13 @@ def write_output(
     dataset: str,
     split: str | None,
     records: Iterable[Record],
-    images: ImageStore,
-    skipped: Counter[str] | Report,
+    images: ImageStore | Collection[ImageStore],
+    report: Report,
     arguments: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validates the records (and that their ids are unique), writes them and the manifest.
 
-    ``records`` may be a generator that fills ``skipped`` as it goes: the summary is built after
+    ``records`` may be a generator that fills ``report`` as it goes: the summary is built after
     it is exhausted. Both files are written atomically, the manifest last.
 
     Args:
@@ -351,8 +398,9 @@ def write_output(
         dataset: Dataset name (the file names).
         split: Split name (the file names), or None.
         records: The records, in output order.
-        images: The store that placed the records' images.
-        skipped: The conversion's :class:`Report` (or a plain ``reason -> count`` counter).
+        images: The store that placed the records' images (or the stores, one per source
+            folder, of a dataset whose images come from several).
+        report: What the conversion dropped and warned about.
         arguments: The converter's arguments, recorded in the manifest.
 
     Returns:
@@ -373,7 +421,7 @@ def write_output(
             yield check_record(record)
 
     count = write_jsonl(path, validated())
-    report = Report.of(skipped)
+    stores = [images] if isinstance(images, ImageStore) else images
     manifest = path.with_suffix(".manifest.json")
     summary = {
         "dataset": dataset,
@@ -381,7 +429,7 @@ def write_output(
         "jsonl": str(path),
         "manifest": str(manifest),
         "records": count,
-        "images": images.count,
+        "images": sum(store.count for store in stores),
         "tasks": dict(sorted(tasks.items())),
         "skipped": {
             reason: sum(details.values()) for reason, details in sorted(report.dropped.items())

@@ -26,7 +26,6 @@ Added in geochat 0.1.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from data_builders.converters.common import (
     mask_truth,
     progress,
     read_binary_mask,
-    read_text,
+    read_json,
     write_output,
 )
 from geochat.grammar import DEFAULT_GRID, GRID_SIDES, NONE, format_mask
@@ -71,10 +70,7 @@ def read_qa(path: Path) -> tuple[list[str], list[str]]:
     Raises:
         ConversionError: for invalid JSON or a missing or malformed key.
     """
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as error:
-        raise ConversionError(path, f"not valid JSON ({error.msg})", line=error.lineno) from error
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ConversionError(path, "expected a JSON object with 'questions' and 'answer'")
     questions, answers = data.get("questions"), data.get("answer")

@@ -18,10 +18,14 @@ GeoChat_Instruct's images for referring and region captioning (``--images``, fil
   objects' oriented boxes as four ``[x, y]`` corners (or eight numbers) in **pixels** of the
   image, as third-party scorers of the released file read it. ``type`` ``"ref"`` is GeoChat's
   ``[refer]`` question (one attribute), anything else its ``[grounding]`` question;
-  ``size_group`` is small, medium or large. -> ``refer`` records whose truth holds every quad.
+  ``size_group`` is small, medium or large. -> ``refer`` records whose truth holds every quad,
+  with the category the expression names (:func:`geochat.categories.find_in_phrase`) and the
+  expression as ``source_category``, and ``obj_ids`` as object ids.
 - **region_captioning**: ``question`` is a region in GeoChat's box format
   ``{<x0><y0><x1><y1>|<θ>}`` on 0-100 of the padded square (read with the ``geochat`` dialect
-  of :mod:`geochat.grammar`), ``ground_truth`` its caption. -> ``identify`` records.
+  of :mod:`geochat.grammar`), ``ground_truth`` its caption. -> ``identify`` records whose
+  truth is the region, with the category its caption names and the caption as
+  ``source_category``.
 - **lrben / hrben** (RSVQA low / high resolution): the released files hold no answers, so
   they are taken from RSVQA's own answers file (``--lrben-answers``, ``--hrben-answers``;
   ``{"answers": [{"question_id", "answer", "active"}, ...]}``), joined by question id.
@@ -31,13 +35,20 @@ GeoChat_Instruct's images for referring and region captioning (``--images``, fil
   which is what GeoChat's scene scorer compares with (AID's ``ground_truth`` field has stray
   characters), or ``ground_truth`` when the id has no folder. An ``image`` whose suffix is
   wrong (AID's images are JPEG, the file says ``.png``) is found by its stem.
-  -> ``classify`` records.
+  -> ``classify`` records without objects (a scene is none); ``source`` keeps the class as
+  ``source_category`` and, where the vocabulary has it, its canonical name as ``category``.
 
-``grounding_description.jsonl`` is not converted. The human turn asks in the wording our
-models learn (the benchmark's ``text`` is kept for VQA and classification, whose prompts are
-part of the benchmark); every record keeps the benchmark's own question, its ids and question
-type in ``source`` (``part``, ``line``, ``question_id``, ``question``, ``type`` ...), which
-:func:`geochat.metrics.score_bench_record` reads to apply the benchmark's rules.
+``grounding_description.jsonl`` is not converted. The summary and the manifest
+(:func:`data_builders.converters.common.write_output`) count what was left out and why
+(:class:`~data_builders.converters.common.Report`): lines skipped with ``--skip-invalid`` by
+part, fields of a line that no record carries, and warnings for ``obj_ids`` that are not one
+per quad and for a true class that the question does not list.
+
+The human turn asks in the wording our models learn (the benchmark's ``text`` is kept for VQA
+and classification, whose prompts are part of the benchmark); every record keeps the
+benchmark's own question, its ids and question type in ``source`` (``part``, ``line``,
+``question_id``, ``question``, ``type`` ...), which :func:`geochat.metrics.score_bench_record`
+reads to apply the benchmark's rules.
 
 Added in geochat 0.1.
 """
@@ -45,11 +56,10 @@ Added in geochat 0.1.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +68,20 @@ import numpy as np
 from data_builders.converters.common import (
     ConversionError,
     ImageStore,
+    Report,
     add_common_arguments,
     choice_list,
     conversation,
     find_image,
     inside_image,
     progress,
-    read_text,
+    read_json,
+    read_jsonl,
+    sentence_label,
     truth_object,
     write_output,
 )
-from geochat import geometry
+from geochat import categories, geometry
 from geochat.grammar import GrammarError, format_quads, format_ref, format_region, parse
 from geochat.records import Record
 
@@ -86,24 +99,32 @@ class Part:
         name: Name in ``source.part`` and ``--parts``.
         file: The question file in SRC.
         images: The option naming its image folder.
+        fields: The fields of a line that records carry (others are counted as not converted).
         answers: The option naming RSVQA's answers file (VQA parts only).
     """
 
     name: str
     file: str
     images: str
+    fields: tuple[str, ...]
     answers: str | None = None
 
 
+GROUNDING_FIELDS = (
+    *("question_id", "image_id", "question", "ground_truth"),
+    *("type", "dataset", "obj_ids", "size_group"),
+)
+VQA_FIELDS = ("question_id", "image", "text", "category")
+SCENE_FIELDS = ("question_id", "image", "text", "ground_truth")
 PARTS = {
     part.name: part
     for part in (
-        Part("referring", "referring.jsonl", "images"),
-        Part("region_captioning", "region_captioning.jsonl", "images"),
-        Part("lrben", "lrben.jsonl", "lrben_images", "lrben_answers"),
-        Part("hrben", "hrben.jsonl", "hrben_images", "hrben_answers"),
-        Part("aid", "aid.jsonl", "aid_images"),
-        Part("ucmerced", "UCmerced.jsonl", "ucmerced_images"),
+        Part("referring", "referring.jsonl", "images", GROUNDING_FIELDS),
+        Part("region_captioning", "region_captioning.jsonl", "images", GROUNDING_FIELDS),
+        Part("lrben", "lrben.jsonl", "lrben_images", VQA_FIELDS, "lrben_answers"),
+        Part("hrben", "hrben.jsonl", "hrben_images", VQA_FIELDS, "hrben_answers"),
+        Part("aid", "aid.jsonl", "aid_images", SCENE_FIELDS),
+        Part("ucmerced", "UCmerced.jsonl", "ucmerced_images", SCENE_FIELDS),
     )
 }
 DEFAULT_FOLDERS = {
@@ -115,40 +136,14 @@ DEFAULT_FOLDERS = {
     "lrben_answers": "RSVQA_LR/LR_split_test_answers.json",
     "hrben_answers": "RSVQA_HR/USGS_split_test_phili_answers.json",
 }
-
-
-class _Stores:
-    """One :class:`ImageStore` per image folder, counted together for the summary."""
-
-    def __init__(self, out: Path, link: bool) -> None:
-        self.out, self.link = out, link
-        self._stores: dict[str, ImageStore] = {}
-
-    def get(self, option: str, folder: Path) -> ImageStore:
-        if option not in self._stores:
-            # out/images/geochat_bench/{instruct,lrben,hrben,aid,ucmerced}/
-            name = "instruct" if option == "images" else option.removesuffix("_images")
-            self._stores[option] = ImageStore(folder, self.out, f"{DATASET}/{name}", self.link)
-        return self._stores[option]
-
-    @property
-    def count(self) -> int:
-        return sum(store.count for store in self._stores.values())
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yields ``(line number, JSON value)`` for every non-blank line; a bad line is an error.
-
-    Raises:
-        ConversionError: for a missing file or a line that is not JSON (raised when reached).
-    """
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as error:
-            yield number, ConversionError(path, f"not valid JSON ({error.msg})", line=number)
+# Image folder option -> its folder in out/images/geochat_bench/.
+STORE_NAMES = {
+    "images": "instruct",
+    "lrben_images": "lrben",
+    "hrben_images": "hrben",
+    "aid_images": "aid",
+    "ucmerced_images": "ucmerced",
+}
 
 
 def read_answers(path: Path) -> dict[str, str]:
@@ -157,10 +152,7 @@ def read_answers(path: Path) -> dict[str, str]:
     Raises:
         ConversionError: for a missing file, invalid JSON or another structure.
     """
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as error:
-        raise ConversionError(path, f"not valid JSON ({error.msg})", line=error.lineno) from error
+    data = read_json(path)
     answers = data.get("answers") if isinstance(data, dict) else None
     if not isinstance(answers, list):
         raise ConversionError(path, 'expected RSVQA\'s {"answers": [...]}')
@@ -199,11 +191,14 @@ def _true_quads(value: Any, width: int, height: int) -> list[tuple[np.ndarray, b
     quads = []
     for polygon in value:
         try:
-            corners = np.asarray(polygon, dtype=np.float64).reshape(4, 2)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"a quad must be 4 [x, y] corners or 8 numbers: {polygon!r}"
-            ) from error
+            corners = np.asarray(polygon, dtype=np.float64)
+        except (TypeError, ValueError):
+            corners = None
+        # Only these two shapes: reshaping anything of 8 numbers would read [[x0, y0, x1, y1],
+        # [x2, y2, x3, y3]] as corners too.
+        if corners is None or corners.shape not in ((4, 2), (8,)):
+            raise ValueError(f"a quad must be 4 [x, y] corners or 8 numbers: {polygon!r}")
+        corners = corners.reshape(4, 2)
         quad, truncated = inside_image(corners, width, height)
         if quad is None:
             raise ValueError(f"quad {polygon!r} lies outside the {width}x{height} image")
@@ -226,19 +221,34 @@ def _grounding_source(item: dict[str, Any], part: str, line: int) -> dict[str, A
     }
 
 
-def referring_record(item: dict[str, Any], line: int, store: ImageStore, folder: Path) -> Record:
-    """One referring question -> a ``refer`` record with every object's quad."""
+def _object_ids(item: dict[str, Any], count: int, report: Report) -> list[str | None]:
+    """``obj_ids`` as one id per quad; a list of another length is warned about and left out."""
+    ids = item.get("obj_ids")
+    if isinstance(ids, list) and len(ids) == count:
+        return [None if object_id is None else str(object_id) for object_id in ids]
+    if ids is not None:
+        report.warn("obj_ids not one per quad (ids left out)", "referring")
+    return [None] * count
+
+
+def referring_record(
+    item: dict[str, Any], line: int, store: ImageStore, folder: Path, report: Report
+) -> Record:
+    """One referring question -> a ``refer`` record with every object's quad.
+
+    The objects take the category the expression names (:func:`truth_object`), the expression
+    as ``source_category``.
+    """
     expression = _field(item, "question", str).strip()
     image, width, height = _image(store, folder, f"{_field(item, 'image_id', str)}.png")
     quads = _true_quads(item.get("ground_truth"), width, height)
-    ids = item.get("obj_ids")
-    ids = ids if isinstance(ids, list) and len(ids) == len(quads) else [None] * len(quads)
+    ids = _object_ids(item, len(quads), report)
     objects = [
         truth_object(
             expression,
             geometry.quad_to_hbb(quad),
             quad,
-            object_id=None if object_id is None else str(object_id),
+            object_id=object_id,
             truncated=truncated,
         )
         for (quad, truncated), object_id in zip(quads, ids, strict=True)
@@ -256,7 +266,11 @@ def referring_record(item: dict[str, Any], line: int, store: ImageStore, folder:
 
 
 def region_record(item: dict[str, Any], line: int, store: ImageStore, folder: Path) -> Record:
-    """One region-captioning question -> an ``identify`` record (region in, caption out)."""
+    """One region-captioning question -> an ``identify`` record (region in, caption out).
+
+    The region's object takes the category its caption names, the caption as
+    ``source_category`` (as GeoChat_Instruct's ``[identify]`` regions do).
+    """
     region_text = _field(item, "question", str)
     caption = _field(item, "ground_truth", str).strip()
     image, width, height = _image(store, folder, f"{_field(item, 'image_id', str)}.png")
@@ -273,7 +287,9 @@ def region_record(item: dict[str, Any], line: int, store: ImageStore, folder: Pa
         "conversations": conversation(
             REGION_QUESTION.format(region=format_region(corners, width, height)), caption
         ),
-        "objects": [truth_object("object", region.hbb, geometry.as_quad(region.quad))],
+        "objects": [
+            truth_object(sentence_label(caption), region.hbb, geometry.as_quad(region.quad))
+        ],
         "source": _grounding_source(item, "region_captioning", line),
     }
 
@@ -329,9 +345,14 @@ def _squashed(text: str) -> str:
 
 
 def scene_record(
-    item: dict[str, Any], line: int, part: str, store: ImageStore, folder: Path
+    item: dict[str, Any], line: int, part: str, store: ImageStore, folder: Path, report: Report
 ) -> Record:
-    """One scene-classification question -> a ``classify`` record."""
+    """One scene-classification question -> a ``classify`` record.
+
+    A scene is no object, so the record has none; its ``source`` keeps the class as written in
+    ``source_category`` and, where the vocabulary has that class (AID's ``Airport``, UCMerced's
+    ``storagetanks``), its canonical name in ``category`` (else None: ``DenseResidential``).
+    """
     question_id = str(_field(item, "question_id", (int, str)))
     text = _field(item, "text", str).strip()
     truth = scene_class(question_id, item.get("ground_truth"))
@@ -339,6 +360,8 @@ def scene_record(
     # The answer in the words of the listed class, when the question lists it.
     named = [name for name in classes if _squashed(name) == _squashed(truth)]
     image, width, height = _image(store, folder, _field(item, "image", str))
+    if not named:
+        report.warn("true class not among the listed classes (answered as written)", truth)
     return {
         "image": image,
         "width": width,
@@ -354,6 +377,8 @@ def scene_record(
             "image_id": item["image"],
             "question": text,
             "type": truth,
+            "category": categories.lookup(truth),
+            "source_category": truth,
             "classes": classes,
             "ground_truth": item.get("ground_truth"),
         },
@@ -405,8 +430,9 @@ def convert(
         ucmerced_images: UCMerced images (class folders).
         lrben_answers: RSVQA-LR answers file of the test questions.
         hrben_answers: RSVQA-HR answers file of the test questions.
-        skip_invalid: Count malformed lines, missing images and unanswered questions as
-            skipped instead of stopping with an error.
+        skip_invalid: Leave out malformed lines, missing images and unanswered questions,
+            counting them in the summary's ``dropped`` by part, instead of stopping with an
+            error.
         link_images: Hard-link images instead of copying them.
 
     Returns:
@@ -425,55 +451,64 @@ def convert(
         "lrben_answers": lrben_answers,
         "hrben_answers": hrben_answers,
     }
+    paths = {option: _resolve(src, path) for option, path in folders.items()}
     selected = _selected_parts(src, parts)
-    stores = _Stores(out, link_images)
+    report = Report()
+    stores: dict[str, ImageStore] = {}
     jobs = []
     for part in selected:
-        folder = _resolve(src, folders[part.images])
+        folder = paths[part.images]
         if not folder.is_dir():
             option = "--" + part.images.replace("_", "-")
             raise ConversionError(folder, f"image folder of {part.file} not found (see {option})")
-        jobs.append((part, folder, _maker(part, folder, stores, src, folders)))
-    skipped: Counter[str] = Counter()
+        if part.images not in stores:
+            stores[part.images] = ImageStore(
+                folder, out, f"{DATASET}/{STORE_NAMES[part.images]}", link_images
+            )
+        make = _maker(part, folder, stores[part.images], paths, report)
+        jobs.append((part, make))
 
     def records() -> Iterator[Record]:
-        for part, _, make in jobs:
+        for part, make in jobs:
             path = src / part.file
-            for line, item in progress(read_lines(path), part.name):
+            skip = partial(report.invalid, detail=part.name) if skip_invalid else None
+            for line, item in progress(read_jsonl(path, skip), part.name):
                 try:
-                    if isinstance(item, ConversionError):
-                        raise item
                     if not isinstance(item, dict):
                         raise ValueError("expected a JSON object")
                     record = make(item, line)
                 except (ConversionError, ValueError, GrammarError, geometry.GeometryError) as error:
                     if not skip_invalid:
-                        if isinstance(error, ConversionError) and error.path == path:
-                            raise
                         raise ConversionError(path, str(error), line=line) from error
-                    skipped[f"{part.file}: {type(error).__name__} (--skip-invalid)"] += 1
+                    report.invalid(error, part.name)
                     continue
+                report.unused_fields(item, part.fields)
                 record = {"id": f"{DATASET}/{part.name}/{line}", **record}
                 if split:
                     record["split"] = split
                 yield record
 
-    return write_output(out, DATASET, split, records(), stores, skipped)  # type: ignore[arg-type]
+    arguments = {
+        "src": src,
+        "parts": [part.name for part in selected],
+        **folders,
+        "skip_invalid": skip_invalid,
+    }
+    return write_output(out, DATASET, split, records(), list(stores.values()), report, arguments)
 
 
 def _maker(
-    part: Part, folder: Path, stores: _Stores, src: Path, folders: dict[str, str]
+    part: Part, folder: Path, store: ImageStore, paths: dict[str, Path], report: Report
 ) -> Callable[[dict[str, Any], int], Record]:
     """The function turning one line of ``part`` into a record (without id and split)."""
-    store = stores.get(part.images, folder)
     if part.name == "referring":
-        return lambda item, line: referring_record(item, line, store, folder)
+        return lambda item, line: referring_record(item, line, store, folder, report)
     if part.name == "region_captioning":
         return lambda item, line: region_record(item, line, store, folder)
     if part.answers is not None:
-        answers = read_answers(_resolve(src, folders[part.answers]))
+        answers = read_answers(paths[part.answers])
         return lambda item, line: vqa_record(item, line, part.name, store, folder, answers)
-    return lambda item, line: scene_record(item, line, part.name, store, folder)
+    return lambda item, line: scene_record(item, line, part.name, store, folder, report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

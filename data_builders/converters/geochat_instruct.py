@@ -37,7 +37,6 @@ Added in geochat 0.1.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -50,7 +49,8 @@ from data_builders.converters.common import (
     Report,
     add_common_arguments,
     progress,
-    read_text,
+    read_json,
+    sentence_label,
     truth_object,
     write_output,
 )
@@ -154,11 +154,6 @@ def _truth(objects: list[GroundedObject], label: str | None = None) -> list[dict
     ]
 
 
-def _answer_label(text: str) -> str:
-    """An ``[identify]`` answer as a label: its words, without the closing full stop."""
-    return " ".join(_plain(text).split()).rstrip(".")
-
-
 def _turns(item: Any, index: int, path: Path) -> list[dict[str, str]]:
     """The conversation of one item, checked to be human/gpt turns with string values."""
     key = f"item {index}"
@@ -197,7 +192,7 @@ def convert_item(
             gpt["value"], width, height, phrases[0].strip() if phrases else None
         )
         if IDENTIFY in human["value"]:
-            truth += _truth(asked, _answer_label(answer))
+            truth += _truth(asked, sentence_label(_plain(answer)))
         else:
             truth += _truth(answered)
         conversations += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
@@ -233,10 +228,7 @@ def load_items(path: Path) -> list[Any]:
     Raises:
         ConversionError: for a missing file, invalid JSON or anything but a list.
     """
-    try:
-        items = json.loads(read_text(path))
-    except json.JSONDecodeError as error:
-        raise ConversionError(path, f"not valid JSON ({error.msg})", line=error.lineno) from error
+    items = read_json(path)
     if not isinstance(items, list):
         raise ConversionError(path, "expected a JSON list of conversations")
     return items
@@ -287,7 +279,7 @@ def convert(
             except (ConversionError, GrammarError, geometry.GeometryError) as error:
                 if not skip_invalid:
                     raise ConversionError(path, str(error), key=f"item {index}") from error
-                report.drop(f"{type(error).__name__} (--skip-invalid)", task_of(turns))
+                report.invalid(error, task_of(turns))
                 continue
             record: Record = {
                 "id": f"{DATASET}/{index}",

@@ -32,7 +32,6 @@ Added in geochat 0.1.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from data_builders.converters.common import (
     inside_image,
     progress,
     read_binary_mask,
+    read_jsonl,
     truth_object,
     write_output,
 )
@@ -129,17 +129,10 @@ def read_rows(path: Path, report: Report) -> Iterator[tuple[int, RefGeoRow]]:
     Raises:
         ConversionError: naming the line of invalid JSON, a missing field or a malformed box.
     """
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ConversionError(path, f"not valid JSON ({error.msg})", line=number) from error
-            row = _row(data, path, number)
-            report.unused_fields(data, FIELDS)
-            yield number, row
+    for number, data in read_jsonl(path):
+        row = _row(data, path, number)
+        report.unused_fields(data, FIELDS)
+        yield number, row
 
 
 def _row(data: Any, path: Path, number: int) -> RefGeoRow:

@@ -48,6 +48,7 @@ from data_builders.converters.common import (
     conversation,
     mask_truth,
     progress,
+    read_json,
     read_text,
     write_output,
 )
@@ -107,13 +108,11 @@ def load_instances(path: Path) -> tuple[dict[int, Any], dict[int, Any], dict[int
     Raises:
         ConversionError: for a missing file, invalid JSON or a missing key.
     """
+    data = read_json(path)
     try:
-        data = json.loads(read_text(path))
         images = {item["id"]: item for item in data["images"]}
         annotations = {item["id"]: item for item in data["annotations"]}
         categories = {item["id"]: str(item["name"]) for item in data["categories"]}
-    except json.JSONDecodeError as error:
-        raise ConversionError(path, f"not valid JSON ({error.msg})", line=error.lineno) from error
     except (KeyError, TypeError) as error:
         raise ConversionError(
             path, f"expected COCO images/annotations/categories ({error!r})"

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from data_builders.converters import CONVERTERS, ConversionError
+from data_builders.converters.common import read_json, read_jsonl
 from geochat import categories, geometry
 from geochat.grammar import parse
 from geochat.records import image_path, iter_records
@@ -162,6 +163,24 @@ def test_an_image_path_cannot_lead_out_of_the_source_folder(tmp_path):
     with pytest.raises(ConversionError, match="leads out of"):
         run("geochat_instruct", tmp_path / "out", src=src)
     assert not (tmp_path / "out" / "outside.png").exists()
+
+
+def test_json_lines_name_the_bad_line_or_hand_it_to_skip(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": \n[2]\n')
+    with pytest.raises(ConversionError, match=r"rows\.jsonl:3: not valid JSON"):
+        list(read_jsonl(path))
+    skipped: list[ConversionError] = []
+    assert list(read_jsonl(path, skipped.append)) == [(1, {"a": 1}), (4, [2])]
+    assert [error.line for error in skipped] == [3]
+    path.write_bytes(b'{"a": "\xff"}\n')
+    with pytest.raises(ConversionError, match="not UTF-8"):
+        list(read_jsonl(path))
+    with pytest.raises(ConversionError, match="file not found"):
+        list(read_jsonl(tmp_path / "missing.jsonl"))
+    (tmp_path / "bad.json").write_text('{\n  "a": }')
+    with pytest.raises(ConversionError, match=r"bad\.json:2: not valid JSON"):
+        read_json(tmp_path / "bad.json")
 
 
 # ------------------------------------------------------------------------------------- DOTA

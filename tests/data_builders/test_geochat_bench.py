@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from data_builders.cli import main as build_main
 from data_builders.converters import CONVERTERS, ConversionError
+from data_builders.converters.common import ConversionWarning
 from geochat import geometry
 from geochat.grammar import parse
 from geochat.records import image_path, iter_records
@@ -51,9 +53,9 @@ def test_the_malformed_line_stops_the_conversion_naming_file_and_line(tmp_path):
 
 def test_every_part_is_converted_and_the_malformed_line_skipped(tmp_path):
     summary, records = run(tmp_path, skip_invalid=True)
-    assert summary["tasks"] == {"refer": 3, "identify": 2, "vqa": 6, "classify": 4}
-    assert summary["skipped"] == {"referring.jsonl: ConversionError (--skip-invalid)": 1}
-    assert summary["images"] == 9
+    assert summary["tasks"] == {"refer": 3, "identify": 2, "vqa": 6, "classify": 5}
+    # Images of every folder are counted: 2 + 2 + 1 + 2 + 3.
+    assert summary["images"] == len({r["image"] for r in records.values()}) == 10
     for record in records.values():
         assert image_path(record, summary["jsonl"]).is_file()
         assert record["source"]["dataset"] == "geochat_bench"
@@ -91,6 +93,93 @@ def test_referring_truth_is_the_pixel_quads_and_the_answer_reads_back(tmp_path):
     )
     assert cars[1]["hbb"] == [56.0, 2.0, 64.0, 8.0] and cars[1]["truncated"]
     assert [o["id"] for o in cars] == ["8", "9"]
+
+
+def test_the_report_and_manifest_say_what_was_dropped_and_warned_about(tmp_path):
+    with pytest.warns(ConversionWarning) as caught:
+        summary, records = run(tmp_path, skip_invalid=True)
+    assert summary["dropped"] == {
+        "ConversionError (--skip-invalid)": {"referring": 1},
+        "field not converted": {"img_id": 1},
+    }
+    assert summary["skipped"] == {"ConversionError (--skip-invalid)": 1, "field not converted": 1}
+    assert summary["warnings"] == {
+        "obj_ids not one per quad (ids left out)": {"referring": 1},
+        "true class not among the listed classes (answered as written)": {"agricultural": 1},
+    }
+    assert len(caught) == 2
+    manifest = json.loads(Path(summary["manifest"]).read_text())
+    assert manifest["summary"] == summary
+    arguments = manifest["arguments"]
+    assert arguments["src"] == str(DATA) and arguments["skip_invalid"] is True
+    assert arguments["parts"] == [
+        "referring",
+        "region_captioning",
+        "lrben",
+        "hrben",
+        "aid",
+        "ucmerced",
+    ]
+    assert arguments["aid_images"] == "AID"
+    ship = next(r for r in records.values() if r["source"]["question_id"] == 3)
+    assert [obj["id"] for obj in ship["objects"]] == [None]
+    unlisted = next(r for r in records.values() if r["source"]["type"] == "agricultural")
+    assert unlisted["conversations"][1]["value"] == "agricultural"
+
+
+def test_a_malformed_line_is_dropped_by_part_and_a_clean_run_warns_nothing(tmp_path):
+    src = copy_of(tmp_path)
+    (src / "aid.jsonl").write_text('{"question_id": \n' + json.dumps(FAKE.AID[0]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary, _ = run(tmp_path / "out", src=src, parts=("aid",), skip_invalid=True)
+    assert summary["tasks"] == {"classify": 1}
+    assert summary["dropped"] == {"ConversionError (--skip-invalid)": {"aid": 1}}
+    assert summary["warnings"] == {}
+
+
+def test_referring_objects_take_the_category_their_expression_names(tmp_path):
+    _, records = run(tmp_path, skip_invalid=True)
+    found = {
+        (obj["category"], obj["source_category"])
+        for record in by_part(records, "referring")
+        for obj in record["objects"]
+    }
+    assert found == {
+        ("plane", "the large plane on the left"),
+        ("car", "all the small white cars"),
+        ("ship", "the ship at the bottom"),
+    }
+
+
+def test_region_objects_take_the_category_their_caption_names(tmp_path):
+    _, records = run(tmp_path, skip_invalid=True)
+    found = [
+        (obj["category"], obj["source_category"])
+        for record in by_part(records, "region_captioning")
+        for obj in record["objects"]
+    ]
+    assert found == [
+        ("car", "a small white car parked next to a building"),
+        ("plane", "a large plane on the apron"),
+    ]
+
+
+def test_scene_classes_keep_their_words_and_get_the_vocabulary_name_where_it_has_one(tmp_path):
+    _, records = run(tmp_path, skip_invalid=True)
+    scenes = {
+        r["source"]["source_category"]: r
+        for r in by_part(records, "aid") + by_part(records, "ucmerced")
+    }
+    assert {name: r["source"]["category"] for name, r in scenes.items()} == {
+        "Airport": "airport",
+        "MediumResidential": None,
+        "agricultural": None,
+        "denseresidential": None,
+        "storagetanks": "storage tank",
+    }
+    assert scenes["storagetanks"]["conversations"][1]["value"] == "storage tanks"
+    assert all(r["objects"] == [] for r in scenes.values())
 
 
 def test_region_captioning_reads_geochat_boxes_on_the_padded_square(tmp_path):
@@ -154,6 +243,11 @@ def test_parts_option_and_missing_folders_or_answers(tmp_path):
     [
         (
             '{"question_id": 9, "image_id": "wide", "question": "x", "ground_truth": [[1, 2, 3]]}',
+            "quad",
+        ),
+        (
+            '{"question_id": 9, "image_id": "wide", "question": "x", '
+            '"ground_truth": [[[1, 2, 9, 2], [9, 9, 1, 9]]]}',
             "quad",
         ),
         (

@@ -10,9 +10,12 @@ Files (see :mod:`data_builders.converters.geochat_bench` for the format)::
     AID/<Class>/<name>.jpg                          (aid.jsonl says .png, as the real file does)
     UCMerced_LandUse/Images/<class>/<name>.tif
 
-The last line of referring.jsonl is malformed (cut short). Referring truth is in pixels; the
-region of ``wide.png`` (64 x 48) is written on 0-100 of GeoChat's padded square, and its pixel
-truth is computed here from that definition (:data:`REGIONS`). Run from anywhere; deterministic.
+The last line of referring.jsonl is malformed (cut short); one referring line has more
+``obj_ids`` than quads, one LRBEN line a field the converter does not read, and one UCMerced
+question does not list its true class (what the conversion reports). Referring truth is in
+pixels; the region of ``wide.png`` (64 x 48) is written on 0-100 of GeoChat's padded square,
+and its pixel truth is computed here from that definition (:data:`REGIONS`). Run from
+anywhere; deterministic.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ AID_IMAGES = {"Airport/airport_1": (40, 40), "MediumResidential/mediumresidentia
 UCM_IMAGES = {
     "agricultural/agricultural00": (32, 32),
     "denseresidential/denseresidential01": (32, 32),
+    "storagetanks/storagetanks03": (32, 32),
 }
 
 REFERRING = [
@@ -65,7 +69,7 @@ REFERRING = [
         "ground_truth": [[[10, 30], [30, 30], [30, 40], [10, 40]]],
         "type": "ref",
         "dataset": "FAST",
-        "obj_ids": [1],
+        "obj_ids": [1, 2],  # not one id per quad: a warning, and no ids
         "size_group": "medium",
     },
 ]
@@ -103,6 +107,7 @@ LRBEN = [
         "image": "0.tif",
         "text": "Is there a road?" + SUFFIX,
         "category": "presence",
+        "img_id": 0,  # a field the converter does not read
     },
     {
         "question_id": 101,
@@ -162,7 +167,8 @@ UCMERCED = [
     {
         "question_id": "agricultural/agricultural00.tif",
         "image": "agricultural/agricultural00.tif",
-        "text": CLASSIFY.format(classes="agricultural, dense residential"),
+        # The true class is not listed: a warning, and the answer as the folder writes it.
+        "text": CLASSIFY.format(classes="dense residential, storage tanks"),
         "ground_truth": "agricultural",
     },
     {
@@ -170,6 +176,12 @@ UCMERCED = [
         "image": "denseresidential/denseresidential01.tif",
         "text": CLASSIFY.format(classes="agricultural, dense residential"),
         "ground_truth": "denseresidential",
+    },
+    {
+        "question_id": "storagetanks/storagetanks03.tif",
+        "image": "storagetanks/storagetanks03.tif",
+        "text": CLASSIFY.format(classes="agricultural, dense residential, storage tanks"),
+        "ground_truth": "storagetanks",
     },
 ]
 
