@@ -34,7 +34,7 @@ import shapely
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from data_builders.pipeline import _bump, _inline
+from data_builders.pipeline import _bump
 from data_builders.shards import write_json
 from geochat import categories, geometry
 from geochat.records import Record, check_record, write_jsonl
@@ -285,14 +285,6 @@ class Report:
     def warnings(self) -> dict[str, dict[str, int]]:
         """Reason -> detail -> count of what was converted with a warning."""
         return self.counts.get("warnings", {})
-
-    def lines(self) -> list[str]:
-        """The report as text lines, in the form the OSM build prints."""
-        return [
-            f"{kind} ({reason}): {_inline(details)}"
-            for kind, table in (("dropped", self.dropped), ("warning", self.warnings))
-            for reason, details in sorted(table.items())
-        ]
 
 
 def source_category(label: str) -> tuple[str, str]:
