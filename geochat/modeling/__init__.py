@@ -1,5 +1,6 @@
 """The geochat model family (Idefics3 with a choice of compressor), its processor and tokenizer.
 
+Other backbone families (Qwen2.5-VL, Qwen3-VL, LLaVA) are in `geochat.modeling.families`.
 Importing this package registers `model_type="geochat"` with transformers' AutoConfig, AutoModel,
 AutoModelForImageTextToText and AutoProcessor.
 """
@@ -16,6 +17,7 @@ from transformers import (
 
 from geochat.modeling.configuration import COMPRESSORS, GeoChatConfig
 from geochat.modeling.factory import tiny
+from geochat.modeling.families.idefics3 import load_processor
 from geochat.modeling.modeling import (
     GeoChatForConditionalGeneration,
     GeoChatModel,
@@ -54,13 +56,7 @@ def load_pretrained(
         ValueError: When the processor's image tokens per tile differ from the model's.
     """
     model = GeoChatForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
-    processor = GeoChatProcessor.from_pretrained(path)
-    if processor.image_seq_len != model.config.image_seq_len:
-        raise ValueError(
-            f"{path}: the processor writes {processor.image_seq_len} image tokens per tile but the "
-            f"model's compressor gives {model.config.image_seq_len}"
-        )
-    return model, processor
+    return model, load_processor(Path(path), model.config)
 
 
 __all__ = [
