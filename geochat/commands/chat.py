@@ -6,7 +6,7 @@ Usage::
         [--region x0,y0,x1,y1] [--draw out.png] [--geojson out.json] [--stream]
         [--max-new-tokens N] [--temperature T] [--constrain grounding]
         [--backend transformers|vllm] [--vllm-url URL] [--device cpu] [--max-tiles N]
-        [--bands 4,3,2]
+        [--bands 4,3,2] [--dialect NAME]
 
 The answer goes to stdout (token by token with ``--stream``); the objects found, parse
 problems, token counts and the files written go to stderr, so that stdout holds only the
@@ -29,6 +29,7 @@ from PIL import Image
 
 from geochat.draw import draw_objects
 from geochat.engine import BACKENDS, Assistant, BackendError, LoadedImage, Reply, load, load_image
+from geochat.grammar import DIALECTS
 
 REGION_SIZES = (4, 8)  # a box x0,y0,x1,y1 or a quad x1,y1,...,x4,y4
 
@@ -88,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tiles", type=int, help="tiles along the longest edge (1..6)")
     parser.add_argument(
         "--bands", type=_bands, default=(1, 2, 3), help="raster bands for RGB (default 1,2,3)"
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=sorted(DIALECTS),
+        help="coordinates the model writes (default: its family's, from config.json)",
     )
     return parser
 
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             vllm_url=args.vllm_url,
             max_tiles_per_side=args.max_tiles,
+            dialect=args.dialect,
         )
         try:
             reply = _answer(assistant, image, args)
