@@ -17,7 +17,6 @@ from transformers import (
 
 from geochat.modeling.configuration import COMPRESSORS, GeoChatConfig
 from geochat.modeling.factory import tiny
-from geochat.modeling.families.idefics3 import load_processor
 from geochat.modeling.modeling import (
     GeoChatForConditionalGeneration,
     GeoChatModel,
@@ -28,6 +27,7 @@ from geochat.modeling.processing import (
     GeoChatProcessor,
     conversation_to_messages,
     image_size,
+    load_processor,
 )
 from geochat.modeling.tokenizer import train_tokenizer
 

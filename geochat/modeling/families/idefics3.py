@@ -8,33 +8,12 @@ with geochat's connector (`model.connector.compressor`, `model.connector.modalit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PIL import Image
-from transformers import BatchFeature, PretrainedConfig
+from transformers import BatchFeature
 
 from geochat.modeling.families.base import Family, Modules, no_frame
 from geochat.modeling.modeling import GeoChatForConditionalGeneration
-from geochat.modeling.processing import GeoChatProcessor
-
-
-def load_processor(folder: str | Path, config: PretrainedConfig) -> GeoChatProcessor:
-    """Loads the processor and checks that it writes as many image tokens as the model reads.
-
-    Raises:
-        ValueError: When the processor's image tokens per tile differ from the model's.
-    """
-    processor = GeoChatProcessor.from_pretrained(folder)
-    expected = getattr(config, "image_seq_len", None)
-    if expected is None:  # an Idefics3 config: its pixel shuffle by scale_factor
-        patches = config.vision_config.image_size // config.vision_config.patch_size
-        expected = (patches // config.scale_factor) ** 2
-    if processor.image_seq_len != expected:
-        raise ValueError(
-            f"{folder}: the processor writes {processor.image_seq_len} image tokens per tile but "
-            f"the model's compressor gives {expected}"
-        )
-    return processor
+from geochat.modeling.processing import GeoChatProcessor, load_processor
 
 
 def build_inputs(
