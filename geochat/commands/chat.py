@@ -6,7 +6,7 @@ Usage::
         [--region x0,y0,x1,y1] [--draw out.png] [--geojson out.json] [--stream]
         [--max-new-tokens N] [--temperature T] [--constrain grounding]
         [--backend transformers|vllm] [--vllm-url URL] [--device cpu] [--max-tiles N]
-        [--bands 4,3,2]
+        [--bands 4,3,2] [--dialect NAME]
 
 The answer goes to stdout as text, each geometry tag replaced by its phrase (the grammar's
 plain text). A table of the objects found (phrase, kind, pixel box and, for a georeferenced
@@ -33,6 +33,7 @@ from PIL import Image
 from geochat.draw import KIND_NAMES, MASK_NAMES, draw_objects, legend_entries, legend_label
 from geochat.engine import BACKENDS, Assistant, BackendError, LoadedImage, Reply, load, load_image
 from geochat.fileio import atomic_write_bytes, atomic_write_text
+from geochat.grammar import DIALECTS
 
 REGION_SIZES = (4, 8)  # a box x0,y0,x1,y1 or a quad x1,y1,...,x4,y4
 NOTHING_FOUND = "nothing found"
@@ -97,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tiles", type=int, help="tiles along the longest edge (1..6)")
     parser.add_argument(
         "--bands", type=_bands, default=(1, 2, 3), help="raster bands for RGB (default 1,2,3)"
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=sorted(DIALECTS),
+        help="coordinates the model writes (default: its family's, from config.json)",
     )
     return parser
 
@@ -208,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             vllm_url=args.vllm_url,
             max_tiles_per_side=args.max_tiles,
+            dialect=args.dialect,
         )
         try:
             reply = _answer(assistant, image, args)

@@ -39,6 +39,7 @@ def load(
     vllm_url: str | None = None,
     dtype: torch.dtype | str | None = None,
     max_tiles_per_side: int | None = None,
+    dialect: str | None = None,
 ) -> Assistant:
     """Returns an assistant for a model on a backend.
 
@@ -54,22 +55,27 @@ def load(
         dtype: The weights' dtype for transformers (`torch.bfloat16` or "bfloat16"); None
             keeps the saved one.
         max_tiles_per_side: Tiles along an image's longest edge for transformers (1..6); None
-            keeps the checkpoint's setting.
+            keeps the checkpoint's setting (Idefics3 family only).
+        dialect: The coordinate dialect the model writes, a name in `geochat.grammar.DIALECTS`,
+            for transformers; None takes its family's (`geochat.modeling.families`, chosen by
+            the checkpoint's `model_type`).
 
     Raises:
         FileNotFoundError: When the model folder is missing (the bundled one included) or holds
             no model.
-        ValueError: For an unknown backend, or an option the backend does not take.
+        ValueError: For an unknown backend, an option the backend does not take, an unsupported
+            `model_type` or a tokenizer without the model's image token.
         BackendError: When the vLLM server cannot be reached or does not serve the model.
     """
     if backend == "transformers":
         if vllm_url is not None:
             raise ValueError("vllm_url is for backend='vllm'")
-        return load_transformers(_model_folder(model), device, dtype, max_tiles_per_side)
+        return load_transformers(_model_folder(model), device, dtype, max_tiles_per_side, dialect)
     if backend == "vllm":
-        if dtype is not None or max_tiles_per_side is not None:
+        if dtype is not None or max_tiles_per_side is not None or dialect is not None:
             raise ValueError(
-                "dtype and max_tiles_per_side are the vLLM server's settings (geochat serve)"
+                "dtype, max_tiles_per_side and dialect are for backend='transformers' (dtype and "
+                "tiles are the vLLM server's settings: geochat serve)"
             )
         # Imported here: httpx is needed only by this backend (the `app` extra).
         from geochat.engine.vllm_backend import DEFAULT_VLLM_URL, VLLMAssistant

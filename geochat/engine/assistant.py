@@ -19,7 +19,7 @@ from transformers import LogitsProcessor
 
 from geochat.engine.images import ImageSource, LoadedImage, load_image
 from geochat.georef import to_geojson, to_pixel_geojson
-from geochat.grammar import Parsed, format_region, parse
+from geochat.grammar import Dialect, Parsed, format_region, parse
 
 IMAGE_PLACE = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -36,7 +36,8 @@ class Reply:
 
     Attributes:
         text: The answer as the model wrote it.
-        parsed: `geochat.grammar.parse` of the text in pixel coordinates of the original image:
+        parsed: `geochat.grammar.parse` of the text (in the model's dialect) in pixel
+            coordinates of the original image:
             `.objects` (`.phrase .kind .hbb .quad .mask`) and `.problems`. Without an image
             no geometry is read (`objects` empty, `text` the answer).
         geojson: RFC 7946 FeatureCollection (WGS84 lon/lat) of the geometry when the image is
@@ -84,6 +85,8 @@ class Request:
         stream: Whether the caller streams (the vLLM backend then asks the server to stream).
         logits_processors: Extra transformers logits processors (transformers backend only).
         stats: Filled by the backend.
+        dialect: The dialect the answer is read in; the backend sets it when the model does
+            not write geochat's canonical grammar.
     """
 
     image: LoadedImage | None
@@ -94,6 +97,7 @@ class Request:
     stream: bool
     logits_processors: list[LogitsProcessor]
     stats: GenerationStats = field(default_factory=GenerationStats)
+    dialect: str | Dialect = "canonical"
 
 
 class Assistant(ABC):
@@ -274,7 +278,7 @@ def _reply(text: str, request: Request, started: float) -> Reply:
     if image is None:
         parsed, size, georef = Parsed(text=text), None, None
     else:
-        parsed = parse(text, image.width, image.height)
+        parsed = parse(text, image.width, image.height, request.dialect)
         size, georef = (image.width, image.height), image.georef
     total = time.perf_counter() - started
     generating = max(total - stats.preprocess_s, 1e-9)

@@ -1,4 +1,9 @@
-"""The embedded backend: a geochat (Idefics3, SmolVLM) checkpoint run by transformers.
+"""The embedded backend: a checkpoint of any backbone family run by transformers.
+
+The family comes from the checkpoint's `model_type` (`geochat.modeling.families`): it builds the
+prompt with its chat template and names the coordinate dialect the model writes, which the
+reply is read in (and a region in the messages is written in), so geometry always comes back in
+pixels of the original image.
 
 Generation runs in a thread that feeds a `TextIteratorStreamer`, so text arrives token by
 token (the streamer releases whole words); the non-streaming call consumes the same stream.
@@ -25,12 +30,9 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from geochat.engine.assistant import Assistant, GenerationStats, Request
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
-from geochat.modeling import (
-    GeoChatForConditionalGeneration,
-    GeoChatProcessor,
-    load_pretrained,
-    resolve_checkpoint,
-)
+from geochat.modeling import GeoChatProcessor, resolve_checkpoint
+from geochat.modeling.families import Backbone, dialect_for, load_backbone
+from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
 
@@ -68,36 +70,39 @@ class TransformersAssistant(Assistant):
     """Runs a model in this process with transformers' `generate`.
 
     Attributes:
+        backbone: The loaded checkpoint, its family and the dialect it is read in.
         model: The model, in eval mode.
-        processor: Its processor (tiling, chat template, tokenizer).
+        processor: Its processor (chat template, image processing, tokenizer).
     """
 
     backend = "transformers"
 
     def __init__(
-        self,
-        model: GeoChatForConditionalGeneration,
-        processor: GeoChatProcessor,
-        model_name: str,
-        max_tiles_per_side: int | None = None,
+        self, backbone: Backbone, model_name: str, max_tiles_per_side: int | None = None
     ) -> None:
-        """Wraps a loaded model.
+        """Wraps a loaded checkpoint.
 
         Args:
-            model: A geochat (or Idefics3) generation model.
-            processor: Its processor.
+            backbone: From `geochat.modeling.families.load_backbone`.
             model_name: What to call it (the folder or hub id it came from).
-            max_tiles_per_side: Tiles along an image's longest edge (1..6); None keeps the
-                processor's setting. More tiles see more detail and cost more tokens.
+            max_tiles_per_side: Tiles along an image's longest edge (1..6, Idefics3 family
+                only); None keeps the processor's setting. More tiles see more detail and cost
+                more tokens.
 
         Raises:
-            ValueError: For `max_tiles_per_side` outside 1..6.
+            ValueError: For `max_tiles_per_side` outside 1..6 or on another family.
         """
-        self.model = model
-        self.processor = processor
+        self.backbone = backbone
+        self.model = backbone.model
+        self.processor = backbone.processor
         self.model_name = model_name
         if max_tiles_per_side is not None:
-            _set_max_tiles(processor, max_tiles_per_side)
+            if backbone.family is not IDEFICS3:
+                raise ValueError(
+                    f"max_tiles_per_side is an Idefics3 setting; {backbone.family.name} sizes "
+                    "images by its processor's pixel budget"
+                )
+            _set_max_tiles(backbone.processor, max_tiles_per_side)
         self._pieces: list[str] | None = None
 
     def close(self) -> None:
@@ -106,9 +111,15 @@ class TransformersAssistant(Assistant):
     def _generate(self, request: Request) -> Generator[str, None, None]:
         stats = request.stats
         started = time.perf_counter()
+        if request.constrain == "grounding" and self.backbone.dialect != "canonical":
+            raise ValueError(
+                f"constrain='grounding' holds answers to geochat's grammar, but this model writes "
+                f"the {self.backbone.dialect!r} dialect"
+            )
         image = None if request.image is None else request.image.image
-        inputs = self.processor.build_chat_inputs(image, request.messages).inputs
-        inputs = inputs.to(self.model.device)
+        prepared = self.backbone.inputs(image, request.messages)
+        request.dialect = dialect_for(self.backbone.dialect, prepared.frame)
+        inputs = prepared.inputs.to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         stats.prompt_tokens = inputs["input_ids"].shape[1]
@@ -184,6 +195,7 @@ def load_transformers(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
     max_tiles_per_side: int | None = None,
+    dialect: str | None = None,
 ) -> TransformersAssistant:
     """Loads a checkpoint folder (or hub id, where a hub is reachable) into an assistant.
 
@@ -192,13 +204,14 @@ def load_transformers(
 
     Raises:
         FileNotFoundError: For a path that does not exist and is no hub id, or a folder that
-            holds no model.
-        ValueError: For an unknown dtype or `max_tiles_per_side` outside 1..6.
+            holds no model (no `config.json`).
+        ValueError: For an unknown dtype or dialect, `max_tiles_per_side` outside 1..6, an
+            unsupported `model_type`, or a tokenizer without the family's image token.
     """
     model = resolve_checkpoint(model)
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
         dtype = getattr(torch, dtype)
-    loaded, processor = load_pretrained(model, dtype=dtype, device=device)
-    return TransformersAssistant(loaded, processor, str(model), max_tiles_per_side)
+    backbone = load_backbone(model, dtype=dtype, device=device, dialect=dialect)
+    return TransformersAssistant(backbone, str(model), max_tiles_per_side)

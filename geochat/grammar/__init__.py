@@ -11,7 +11,8 @@ The canonical grammar (DESIGN.md, "Geometry grammar, version 1") writes coordina
 tolerantly (model output: never raises, lists problems) or strictly (datasets: raises
 :class:`GrammarError`). :func:`format` and the ``format_*`` helpers write geometry back.
 Dialects: ``canonical``, ``geochat`` (GeoChat), ``geoground`` (GeoGround), ``qwen2vl``
-(Qwen2-VL) and ``qwen25vl`` (Qwen2.5-VL); each documents its coordinate range and angle.
+(Qwen2-VL), ``qwen25vl`` (Qwen2.5-VL) and ``qwen3vl`` (Qwen3-VL); each documents its
+coordinate range and angle.
 """
 
 from geochat.grammar.base import Dialect
@@ -29,7 +30,7 @@ from geochat.grammar.canonical import (
 from geochat.grammar.core import GrammarError, GroundedObject, Kind, Parsed
 from geochat.grammar.geochat_dialect import GeoChatDialect
 from geochat.grammar.geoground import GeoGroundDialect
-from geochat.grammar.qwen import Qwen2VLDialect, Qwen25VLDialect
+from geochat.grammar.qwen import Qwen2VLDialect, Qwen3VLDialect, Qwen25VLDialect
 from geochat.grammar.registry import DIALECTS, format, get_dialect, parse
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Kind",
     "Parsed",
     "Qwen2VLDialect",
+    "Qwen3VLDialect",
     "Qwen25VLDialect",
     "format",
     "format_hbbs",

@@ -16,6 +16,9 @@ with a trailing comma (``"text_content": "CASH",}``) and the cookbook reads it w
 ``ast.literal_eval``. We accept trailing commas, and take ``"text_content"`` as the phrase when
 there is no ``"label"``.
 
+Qwen3-VL (github.com/QwenLM/Qwen3-VL, the 2D grounding cookbook): the same JSON lists, with
+``"bbox_2d"`` on **0-1000 per axis** of the image instead of pixels (:class:`Qwen3VLDialect`).
+
 Writing: quads and masks become their enclosing box; ``"none"`` objects are left out.
 """
 
@@ -187,6 +190,15 @@ class Qwen25VLDialect(Dialect):
             lines.append("\t" + json.dumps(item, ensure_ascii=False))
         body = ",\n".join(lines)
         return f"{_FENCE}json\n[\n{body}\n]\n{_FENCE}" if lines else f"{_FENCE}json\n[]\n{_FENCE}"
+
+
+class Qwen3VLDialect(Qwen25VLDialect):
+    """Qwen3-VL: JSON ``[{"bbox_2d": [x0, y0, x1, y1], "label": ...}]`` on 0-1000 per axis."""
+
+    name = "qwen3vl"
+
+    def __init__(self) -> None:
+        super().__init__(input_size=(SCALE, SCALE))  # a 1000 x 1000 frame is 0-1000 per axis
 
 
 def _json_region(text: str) -> tuple[int | None, int]:

@@ -9,7 +9,7 @@ from geochat.grammar.canonical import CanonicalDialect
 from geochat.grammar.core import GrammarError, Parsed
 from geochat.grammar.geochat_dialect import GeoChatDialect
 from geochat.grammar.geoground import GeoGroundDialect
-from geochat.grammar.qwen import Qwen2VLDialect, Qwen25VLDialect
+from geochat.grammar.qwen import Qwen2VLDialect, Qwen3VLDialect, Qwen25VLDialect
 
 DIALECTS: dict[str, Dialect] = {
     dialect.name: dialect
@@ -19,6 +19,7 @@ DIALECTS: dict[str, Dialect] = {
         GeoGroundDialect(),
         Qwen2VLDialect(),
         Qwen25VLDialect(),
+        Qwen3VLDialect(),
     )
 }
 

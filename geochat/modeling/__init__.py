@@ -1,5 +1,6 @@
 """The geochat model family (Idefics3 with a choice of compressor), its processor and tokenizer.
 
+Other backbone families (Qwen2.5-VL, Qwen3-VL, LLaVA) are in `geochat.modeling.families`.
 Importing this package registers `model_type="geochat"` with transformers' AutoConfig, AutoModel,
 AutoModelForImageTextToText and AutoProcessor.
 """
@@ -31,6 +32,7 @@ from geochat.modeling.processing import (
     GeoChatProcessor,
     conversation_to_messages,
     image_size,
+    load_processor,
 )
 from geochat.modeling.tokenizer import train_tokenizer
 
@@ -59,13 +61,7 @@ def load_pretrained(
         ValueError: When the processor's image tokens per tile differ from the model's.
     """
     model = GeoChatForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
-    processor = GeoChatProcessor.from_pretrained(path)
-    if processor.image_seq_len != model.config.image_seq_len:
-        raise ValueError(
-            f"{path}: the processor writes {processor.image_seq_len} image tokens per tile but the "
-            f"model's compressor gives {model.config.image_seq_len}"
-        )
-    return model, processor
+    return model, load_processor(Path(path), model.config)
 
 
 __all__ = [

@@ -9,9 +9,15 @@ original pixels with the original (width, height) alone: `ChatInputs.image_sizes
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from transformers import BatchFeature, Idefics3ImageProcessorPil, Idefics3Processor
+from transformers import (
+    BatchFeature,
+    Idefics3ImageProcessorPil,
+    Idefics3Processor,
+    PretrainedConfig,
+)
 from transformers.image_utils import get_image_size, to_numpy_array
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -149,3 +155,22 @@ class GeoChatProcessor(Idefics3Processor):
         inputs = self(images=images, text=text, return_tensors="pt")
         sizes = [image_size(image) for image in images] if images else []
         return ChatInputs(inputs=inputs, image_sizes=sizes)
+
+
+def load_processor(folder: str | Path, config: PretrainedConfig) -> GeoChatProcessor:
+    """Loads the processor and checks that it writes as many image tokens as the model reads.
+
+    Raises:
+        ValueError: When the processor's image tokens per tile differ from the model's.
+    """
+    processor = GeoChatProcessor.from_pretrained(folder)
+    expected = getattr(config, "image_seq_len", None)
+    if expected is None:  # an Idefics3 config: its pixel shuffle by scale_factor
+        patches = config.vision_config.image_size // config.vision_config.patch_size
+        expected = (patches // config.scale_factor) ** 2
+    if processor.image_seq_len != expected:
+        raise ValueError(
+            f"{folder}: the processor writes {processor.image_seq_len} image tokens per tile but "
+            f"the model's compressor gives {expected}"
+        )
+    return processor

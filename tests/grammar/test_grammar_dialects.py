@@ -32,7 +32,7 @@ def assert_same_corners(quad, expected, tolerance=1e-6):
 
 
 def test_every_dialect_is_registered_and_unknown_names_fail():
-    assert set(DIALECTS) == {"canonical", "geochat", "geoground", "qwen2vl", "qwen25vl"}
+    assert set(DIALECTS) == {"canonical", "geochat", "geoground", "qwen2vl", "qwen25vl", "qwen3vl"}
     with pytest.raises(GrammarError, match="unknown dialect"):
         get_dialect("llava")
 
@@ -201,6 +201,17 @@ def test_qwen25vl_label_and_writing():
     assert text == '```json\n[\n\t{"bbox_2d": [135, 114, 240, 224], "label": "small cake"}\n]\n```'
     (found,) = parse("Here:\n" + text, 640, 480, "qwen25vl").objects
     assert (found.phrase, found.hbb) == ("small cake", [135.0, 114.0, 240.0, 224.0])
+
+
+def test_qwen3vl_reads_json_boxes_on_0_to_1000_per_axis():
+    # Qwen3-VL writes Qwen2.5-VL's JSON, but relative: x_pixel = x / 1000 * width.
+    text = '```json\n[\n\t{"bbox_2d": [250, 400, 500, 1000], "label": "car"}\n]\n```'
+    (found,) = parse(text, 1920, 1080, "qwen3vl", strict=True).objects
+    assert found.phrase == "car"
+    assert found.hbb == pytest.approx([480, 432, 960, 1080])
+    assert format([found], 1920, 1080, "qwen3vl") == text
+    problems = parse('[{"bbox_2d": [0, 0, 10, 1001]}]', 5000, 5000, "qwen3vl").problems
+    assert any("outside the image" in line for line in problems), problems
 
 
 @pytest.mark.parametrize(

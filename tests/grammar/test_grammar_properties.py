@@ -155,7 +155,7 @@ def dialect_bound(dialect, width, height, rectangle=None):
     if dialect.name == "qwen25vl":
         input_width, input_height = dialect.input_size or (width, height)
         return math.hypot(width / input_width, height / input_height) / 2
-    return math.hypot(width, height) / 2000  # canonical and qwen2vl: 0-1000 per axis
+    return math.hypot(width, height) / 2000  # canonical, qwen2vl, qwen3vl: 0-1000 per axis
 
 
 DIALECT_CASES = [
@@ -166,6 +166,7 @@ DIALECT_CASES = [
     DIALECTS["qwen2vl"],
     DIALECTS["qwen25vl"],
     Qwen25VLDialect(input_size=(644, 476)),
+    DIALECTS["qwen3vl"],
 ]
 DIALECT_IDS = [
     "canonical",
@@ -175,6 +176,7 @@ DIALECT_IDS = [
     "qwen2vl",
     "qwen25vl",
     "qwen25vl-resized",
+    "qwen3vl",
 ]
 ANGLED = ("geochat", "geoground", "canonical")  # dialects that can write a rotated rectangle
 

@@ -1,0 +1,233 @@
+"""Backbone families by the checkpoint's `model_type` (DESIGN.md, "Model families").
+
+::
+
+    from geochat.modeling.families import load_backbone
+
+    backbone = load_backbone("path/to/checkpoint")     # family chosen by config.json's model_type
+    backbone.family.name, backbone.dialect             # "Qwen2.5-VL", "qwen25vl"
+    inputs = backbone.family.build_inputs(backbone.processor, image, messages)
+
+Everything above this registry speaks geochat's canonical grammar and pixel geometry; a
+family's dialect is translated at this edge (:func:`dialect_for`, :func:`to_dialect`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers.processing_utils import ProcessorMixin
+
+from geochat.grammar import DIALECTS, Dialect, Qwen25VLDialect, get_dialect, parse
+from geochat.modeling.families.base import Family, ModelInputs, Modules, content_parts
+from geochat.modeling.families.idefics3 import IDEFICS3
+from geochat.modeling.families.llava import LLAVA
+from geochat.modeling.families.qwen import QWEN2_5_VL, QWEN3_VL
+
+FAMILIES: dict[str, Family] = {
+    model_type: family
+    for family in (IDEFICS3, QWEN2_5_VL, QWEN3_VL, LLAVA)
+    for model_type in family.model_types
+}
+FRAME_DIALECTS = frozenset({Qwen25VLDialect.name})  # dialects in pixels of the resized image
+
+
+@dataclass
+class Backbone:
+    """A loaded checkpoint and what geochat knows about it.
+
+    Attributes:
+        family: Its family.
+        model: The model, in eval mode.
+        processor: Its processor.
+        dialect: The coordinate dialect it is read and prompted in: the family's, or an override.
+    """
+
+    family: Family
+    model: PreTrainedModel
+    processor: ProcessorMixin
+    dialect: str
+
+    def inputs(self, image: Image.Image | None, messages: list[dict[str, str]]) -> ModelInputs:
+        """Model inputs for a conversation whose geometry is in geochat's canonical grammar.
+
+        Region geometry in the messages is rewritten in the backbone's dialect first.
+
+        Args:
+            image: The image, or None.
+            messages: `[{"role", "content": str}]`, `<image>` at the head of the first user
+                turn when there is an image.
+
+        Returns:
+            The inputs and the frame the model sees the image in (for pixel dialects).
+        """
+        frame = None if image is None else self.family.input_frame(self.processor, image)
+        if image is not None and self.dialect != "canonical":
+            dialect = dialect_for(self.dialect, frame)
+            messages = [
+                {**m, "content": to_dialect(m["content"], image.width, image.height, dialect)}
+                for m in messages
+            ]
+        return ModelInputs(self.family.build_inputs(self.processor, image, messages), frame)
+
+
+def supported() -> str:
+    """The supported `model_type` values, for error messages."""
+    return ", ".join(f"{name} ({family.name})" for name, family in FAMILIES.items())
+
+
+def model_type_of(source: str | Path) -> str:
+    """The `model_type` in a checkpoint's `config.json` (a folder, or a hub id where reachable).
+
+    Raises:
+        FileNotFoundError: When the folder or its `config.json` is missing.
+        ValueError: When `config.json` is not JSON or names no `model_type`.
+        OSError: When a hub id cannot be fetched.
+    """
+    folder = Path(source)
+    if not folder.is_dir():
+        if folder.exists() or not looks_like_hub_id(str(source)):
+            raise FileNotFoundError(f"no model folder {source}")
+        return AutoConfig.from_pretrained(str(source)).model_type
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: it is not a saved checkpoint")
+    try:
+        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ValueError(f"{path} is not a JSON object: {error}") from error
+    if not isinstance(model_type, str):
+        raise ValueError(f"{path} names no model_type; supported: {supported()}")
+    return model_type
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """`owner/name`: a relative path of two parts that is not a file here may be a hub id."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~"))
+
+
+def family_of(folder: str | Path) -> Family:
+    """The family of a checkpoint folder, from its `config.json`'s `model_type`.
+
+    Raises:
+        FileNotFoundError: When the folder or its `config.json` is missing.
+        ValueError: For a `model_type` no family supports.
+    """
+    model_type = model_type_of(folder)
+    if model_type not in FAMILIES:
+        raise ValueError(
+            f"{folder}: model_type {model_type!r} is not supported; supported: {supported()}"
+        )
+    return FAMILIES[model_type]
+
+
+def dialect_for(name: str, frame: tuple[int, int] | None = None) -> Dialect:
+    """The dialect to read and write a backbone's geometry with.
+
+    Args:
+        name: A name in `geochat.grammar.DIALECTS`.
+        frame: `(width, height)` of the image the model saw, for `qwen25vl`.
+
+    Raises:
+        geochat.grammar.GrammarError: For an unknown name.
+    """
+    if name in FRAME_DIALECTS:
+        return Qwen25VLDialect(input_size=frame)
+    return get_dialect(name)
+
+
+def to_dialect(text: str, width: int, height: int, dialect: Dialect) -> str:
+    """Rewrites the canonical geometry in a message (e.g. a region) in another dialect.
+
+    Text outside geometry tags is kept; phrases (`<ref>`) are left as written.
+
+    Args:
+        text: A message in geochat's canonical grammar.
+        width: Width of the image in pixels.
+        height: Height of the image in pixels.
+        dialect: The dialect to write.
+    """
+    parsed = parse(text, width, height)
+    spans: dict[tuple[int, int], list] = {}
+    for item in parsed.objects:
+        if item.kind != "none":
+            spans.setdefault(item.span, []).append(item)
+    pieces, position = [], 0
+    for (start, end), objects in sorted(spans.items()):
+        plain = [{"kind": o.kind, "hbb": o.hbb, "quad": o.quad, "mask": o.mask} for o in objects]
+        pieces += [text[position:start], dialect.format(plain, width, height)]
+        position = end
+    return "".join([*pieces, text[position:]])
+
+
+def load_backbone(
+    folder: str | Path,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    dialect: str | None = None,
+) -> Backbone:
+    """Loads a checkpoint folder with its family's classes.
+
+    Args:
+        folder: Written by `save_pretrained` of a model and its processor (or tokenizer, image
+            processor and chat template).
+        dtype: The weights' dtype; None keeps the saved one.
+        device: Where to put the model.
+        dialect: A dialect name that replaces the family's (a checkpoint fine-tuned to write
+            another format); None keeps the family's.
+
+    Raises:
+        FileNotFoundError: When the folder or its `config.json` is missing.
+        ValueError: For an unsupported `model_type`, an unknown dialect, or a processor that
+            cannot serve the model (no image token, a different image token count).
+    """
+    family = family_of(folder)
+    chosen = dialect or family.dialect
+    if chosen not in DIALECTS:
+        raise ValueError(f"unknown dialect {chosen!r}; known: {sorted(DIALECTS)}")
+    config = AutoConfig.from_pretrained(folder)
+    processor = family.load_processor(folder, config)
+    _check_image_token(folder, family, config, processor)
+    model = family.model_class.from_pretrained(folder, dtype=dtype).to(device).eval()
+    return Backbone(family, model, processor, chosen)
+
+
+def _check_image_token(
+    folder: str | Path, family: Family, config: PretrainedConfig, processor: ProcessorMixin
+) -> None:
+    """The tokenizer must hold the image token, with the id the model's config expects."""
+    token = str(processor.image_token)
+    found = processor.tokenizer.get_vocab().get(token)
+    if found is None:
+        raise ValueError(
+            f"{folder}: the tokenizer has no {token!r} token, which {family.name} uses to place "
+            "the image; save the model's own tokenizer in the folder"
+        )
+    expected = family.image_token_id(config)
+    if found != expected:
+        raise ValueError(
+            f"{folder}: the tokenizer's {token!r} is id {found} but the model expects {expected}"
+        )
+
+
+__all__ = [
+    "FAMILIES",
+    "Backbone",
+    "Family",
+    "ModelInputs",
+    "Modules",
+    "content_parts",
+    "dialect_for",
+    "family_of",
+    "load_backbone",
+    "looks_like_hub_id",
+    "model_type_of",
+    "supported",
+    "to_dialect",
+]

@@ -1,0 +1,66 @@
+"""The LLaVA family (LLaVA-1.5 layout in transformers): GeoChat-7B-style checkpoints.
+
+A CLIP vision tower (`model.vision_tower`), a two-layer MLP projector
+(`model.multi_modal_projector`) and a Llama LLM (`model.language_model`), as transformers 5.19's
+`LlavaForConditionalGeneration`. Like LLaVA-1.5 (`image_aspect_ratio="pad"`) and GeoChat, the
+image is first padded to a centred square in the image processor's mean colour
+(`expand2square`), so the processor's resize and centre crop keep all of it and the model's
+coordinates are GeoChat's: 0-100 of that square, with an angle (dialect `geochat`). Task
+prompts are GeoChat's `[refer]`, `[grounding]` and `[identify]`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from transformers import (
+    BatchFeature,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PretrainedConfig,
+)
+
+from geochat.modeling.families.base import Family, Modules, no_frame, pad_to_square, render
+
+BYTE_MAX = 255
+
+
+def load_processor(folder: str | Path, config: PretrainedConfig) -> LlavaProcessor:
+    """Loads LLaVA's processor (CLIP or LLaVA image processor, tokenizer, chat template)."""
+    return LlavaProcessor.from_pretrained(folder)
+
+
+def build_inputs(
+    processor: LlavaProcessor, image: Image.Image | None, messages: list[dict[str, str]]
+) -> BatchFeature:
+    """Pads the image to a square (`expand2square`), then renders and processes."""
+    if image is not None:
+        mean = processor.image_processor.image_mean
+        image = pad_to_square(image, tuple(round(BYTE_MAX * value) for value in mean))
+    return render(processor, image, messages)
+
+
+LLAVA = Family(
+    name="LLaVA",
+    model_types=("llava",),
+    model_class=LlavaForConditionalGeneration,
+    load_processor=load_processor,
+    build_inputs=build_inputs,
+    input_frame=no_frame,
+    image_token_id=lambda config: config.image_token_id,
+    dialect="geochat",
+    task_prompts={  # GeoChat's task identifiers (its demo and GeoChat_Instruct)
+        "refer": "[refer] give me the location of <p>{phrase}</p>",
+        "ground": "[grounding] Describe the image in detail.",
+        "identify": "[identify] what is this {region}",
+        "caption": "Describe the image in detail.",
+    },
+    modules=Modules(
+        vision_tower=("model.vision_tower",),
+        connector=("model.multi_modal_projector",),
+        language_model=("model.language_model",),
+    ),
+    vllm_architecture="LlavaForConditionalGeneration",
+    pads_to_square=True,
+)

@@ -1,0 +1,346 @@
+"""Backbone families through the engine and `geochat chat`, on tiny random checkpoints.
+
+`tests/data/backbones/data.py` writes Qwen2.5-VL, Qwen3-VL and LLaVA checkpoints (real config,
+model and processor classes; 2 layers, width 64) into a temporary folder once per session. Each
+is loaded through the user's path (`geochat.engine.load(folder)`, `geochat chat --model`); its
+answer is forced, in the family's own coordinate dialect, with a logits processor, and must come
+back in pixels of the original, non-square image.
+"""
+
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import LogitsProcessor
+
+from geochat import cli
+from geochat.engine import load
+from geochat.modeling import tiny
+from geochat.modeling.families import (
+    FAMILIES,
+    Modules,
+    content_parts,
+    dialect_for,
+    family_of,
+    load_backbone,
+    to_dialect,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "backbones" / "data.py"
+WIDTH, HEIGHT = 300, 120  # wider than tall: padding and per-axis scaling both matter
+POOL_PX = [75.0, 30.0, 150.0, 60.0]  # the pool, in pixels of the original image
+# The pool in each family's own dialect. Qwen2.5-VL: pixels of the 196 x 84 image its processor
+# resizes 300 x 120 to (x * 196 / 300, y * 84 / 120); Qwen3-VL: 0-1000 per axis; LLaVA
+# (GeoChat): 0-100 of the 300 x 300 square the image is centred in (90 px above and below).
+NATIVE = {
+    "qwen2_5_vl": '```json\n[\n\t{"bbox_2d": [49, 21, 98, 42], "label": "the pool"}\n]\n```',
+    "qwen3_vl": '```json\n[\n\t{"bbox_2d": [250, 250, 500, 500], "label": "the pool"}\n]\n```',
+    "llava": "<p>the pool</p> {<25><40><50><50>|<0>}",
+}
+REGION = {
+    "qwen2_5_vl": '"bbox_2d": [49, 21, 98, 42]',
+    "qwen3_vl": '"bbox_2d": [250, 250, 500, 500]',
+    "llava": "{<25><40><50><50>|<0>}",
+}
+DIALECT = {"qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl", "llava": "geochat"}
+NAMES = list(NATIVE)
+QUESTION = [{"role": "user", "content": "Where is the pool?"}]
+
+
+def _data_module():
+    spec = importlib.util.spec_from_file_location("backbones_data", DATA)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    return _data_module().build(tmp_path_factory.mktemp("backbones"))
+
+
+@pytest.fixture(scope="module")
+def assistants(checkpoints):
+    return {name: load(folder) for name, folder in checkpoints.items()}
+
+
+@pytest.fixture
+def png(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    path = tmp_path / "scene.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+class Force(LogitsProcessor):
+    """Makes the model write `text`, then its end token; keeps the prompt's ids."""
+
+    def __init__(self, assistant, text):
+        self.ids = assistant.processor.tokenizer.encode(text, add_special_tokens=False)
+        self.end = assistant.model.generation_config.eos_token_id
+        self.prompt = None
+
+    def __call__(self, input_ids, scores):
+        if self.prompt is None:
+            self.prompt = input_ids[0].tolist()
+        step = input_ids.shape[1] - len(self.prompt)
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.ids[step] if step < len(self.ids) else self.end] = 0.0
+        return forced
+
+
+def image():
+    pixels = np.random.default_rng(1).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+# The registry
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_family_and_dialect_come_from_model_type(assistants, checkpoints, name):
+    assistant = assistants[name]
+    assert family_of(checkpoints[name]) is FAMILIES[name]
+    assert assistant.backbone.family is FAMILIES[name]
+    assert assistant.backbone.dialect == DIALECT[name] == FAMILIES[name].dialect
+    assert isinstance(assistant.model, FAMILIES[name].model_class)
+
+
+def test_a_renamed_folder_keeps_its_family(checkpoints, tmp_path):
+    # The path says "llava", the config says qwen3_vl: the config decides.
+    renamed = shutil.copytree(checkpoints["qwen3_vl"], tmp_path / "llava-1.5-7b")
+    assert family_of(renamed) is FAMILIES["qwen3_vl"]
+
+
+def module_names_cases():
+    return [*NAMES, "geochat"]
+
+
+@pytest.mark.parametrize("name", module_names_cases())
+def test_module_names_are_real_and_cover_every_parameter(assistants, name):
+    if name == "geochat":
+        model, family = tiny()[0], FAMILIES["geochat"]
+    else:
+        model, family = assistants[name].model, FAMILIES[name]
+    modules = dict(model.named_modules())
+    for part, prefixes in family.modules.parts().items():
+        for prefix in prefixes:
+            assert prefix in modules, f"{family.name} has no module {prefix} ({part})"
+    owners = {}
+    for parameter, _ in model.named_parameters():
+        owners.setdefault(family.modules.part_of(parameter), []).append(parameter)
+    assert set(owners) == {"vision_tower", "connector", "language_model", "lm_head"}, owners.get(
+        None
+    )
+    # A connector nested in the tower (Qwen's merger) counts as the connector.
+    assert all(not name.startswith(family.modules.connector) for name in owners["vision_tower"])
+
+
+def test_part_of_picks_the_longest_prefix():
+    modules = Modules(
+        vision_tower=("model.visual",),
+        connector=("model.visual.merger",),
+        language_model=("model.language_model",),
+    )
+    assert modules.part_of("model.visual.merger.mlp.0.weight") == "connector"
+    assert modules.part_of("model.visual.blocks.0.attn.qkv.weight") == "vision_tower"
+    assert modules.part_of("model.visualx.weight") is None
+    assert modules.quantization_skip() == ["model.visual", "model.visual.merger", "lm_head"]
+
+
+def test_content_parts_put_the_image_in_place():
+    messages = [
+        {"role": "user", "content": "<image>\nWhere?"},
+        {"role": "assistant", "content": "Here."},
+    ]
+    assert content_parts(messages) == [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Here."}]},
+    ]
+
+
+def test_to_dialect_rewrites_only_the_geometry():
+    text = "What is in <box>[[250,250,500,500],[0,0,1000,1000]]</box> and <none>?"
+    written = to_dialect(text, WIDTH, HEIGHT, dialect_for("qwen3vl"))
+    assert written.startswith("What is in ```json")
+    assert '"bbox_2d": [250, 250, 500, 500]' in written
+    assert '"bbox_2d": [0, 0, 1000, 1000]' in written
+    assert written.endswith("``` and <none>?")
+    assert to_dialect("No geometry.", WIDTH, HEIGHT, dialect_for("geochat")) == "No geometry."
+
+
+# Geometry through the engine
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_native_answer_comes_back_in_original_pixels(assistants, name):
+    assistant = assistants[name]
+    forcer = Force(assistant, NATIVE[name])
+
+    reply = assistant.chat(image(), QUESTION, logits_processor=[forcer])
+
+    assert reply.text == NATIVE[name]
+    assert reply.parsed.problems == []
+    (pool,) = reply.parsed.objects
+    assert pool.phrase == "the pool"
+    assert pool.hbb == pytest.approx(POOL_PX, abs=1e-6)
+    assert reply.image_size == (WIDTH, HEIGHT)
+    (feature,) = reply.pixel_geojson["features"]
+    assert feature["properties"]["phrase"] == "the pool"
+    assert reply.geojson is None
+
+
+def test_llava_sees_the_image_centred_on_a_mean_coloured_square(assistants):
+    backbone = assistants["llava"].backbone
+    messages = [{"role": "user", "content": "<image>\nWhere?"}]
+
+    pixels = backbone.inputs(image(), messages).inputs["pixel_values"][0]  # [3, 32, 32]
+
+    # 300 x 120 centred on 300 x 300: 90 / 300 of the side above and below is padding, which
+    # the processor's normalisation by its own mean turns into ~0.
+    padding = int(32 * 90 / 300) - 1  # less the row that resampling blurs
+    assert pixels[:, :padding].abs().max() < 0.02
+    assert pixels[:, -padding:].abs().max() < 0.02
+    assert pixels[:, padding + 2 : -padding - 2].abs().mean() > 0.1  # the (noisy) image
+
+
+def test_qwen25vl_reads_pixels_of_the_resized_image(assistants):
+    backbone = assistants["qwen2_5_vl"].backbone
+    assert backbone.family.input_frame(backbone.processor, image()) == (196, 84)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_region_is_written_in_the_family_dialect(assistants, name):
+    assistant = assistants[name]
+    forcer = Force(assistant, NATIVE[name])
+
+    assistant.chat(image(), QUESTION, region=POOL_PX, logits_processor=[forcer])
+
+    prompt = assistant.processor.tokenizer.decode(forcer.prompt)
+    assert REGION[name] in prompt
+    assert "<box>" not in prompt
+    assert prompt.count(str(assistant.processor.image_token)) > 1  # expanded image tokens
+
+
+def test_streaming_reads_the_same_geometry(assistants):
+    assistant = assistants["llava"]
+    items = list(
+        assistant.chat(
+            image(), QUESTION, stream=True, logits_processor=[Force(assistant, NATIVE["llava"])]
+        )
+    )
+    assert "".join(items[:-1]) == NATIVE["llava"]
+    assert items[-1].parsed.objects[0].hbb == pytest.approx(POOL_PX, abs=1e-6)
+
+
+def test_dialect_override_replaces_the_family_dialect(checkpoints):
+    assistant = load(checkpoints["qwen3_vl"], dialect="canonical")
+    answer = "<ref>the pool</ref><box>[[250,250,500,500]]</box>"
+
+    reply = assistant.chat(image(), QUESTION, logits_processor=[Force(assistant, answer)])
+
+    assert reply.parsed.objects[0].hbb == pytest.approx(POOL_PX, abs=1e-6)
+
+
+def test_grounding_constraint_needs_the_canonical_grammar(assistants):
+    with pytest.raises(ValueError, match="'qwen3vl' dialect"):
+        assistants["qwen3_vl"].chat(image(), QUESTION, constrain="grounding")
+
+
+# Errors
+
+
+def test_unknown_model_type_lists_the_supported_families(checkpoints, tmp_path):
+    folder = shutil.copytree(checkpoints["llava"], tmp_path / "blip")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "blip_2"}))
+
+    with pytest.raises(
+        ValueError, match=r"model_type 'blip_2' is not supported; supported: "
+    ) as error:
+        load(folder)
+    for model_type in ("geochat", "idefics3", "qwen2_5_vl", "qwen3_vl", "llava"):
+        assert model_type in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "match"),
+    [
+        ("missing", FileNotFoundError, "no model folder"),
+        ("no-config", FileNotFoundError, "has no config.json"),
+        ("not-json", ValueError, "is not a JSON object"),
+    ],
+)
+def test_missing_or_broken_folders_are_explained(tmp_path, setup, error, match):
+    folder = tmp_path / "model"
+    if setup != "missing":
+        folder.mkdir()
+    if setup == "not-json":
+        (folder / "config.json").write_text("[1, 2")
+    with pytest.raises(error, match=match):
+        load(folder)
+
+
+@pytest.mark.parametrize(("name", "token"), [("qwen2_5_vl", "<|image_pad|>"), ("llava", "<image>")])
+def test_tokenizer_without_the_image_token_is_refused(checkpoints, tmp_path, name, token):
+    data = _data_module()
+    special = data.QWEN_SPECIAL if name != "llava" else data.LLAVA_SPECIAL
+    folder = shutil.copytree(checkpoints[name], tmp_path / name)
+    roles = {"eos_token": "<|im_end|>"} if name != "llava" else {"eos_token": "</s>"}
+    data.tokenizer(tuple(t for t in special if t != token), **roles).save_pretrained(folder)
+
+    with pytest.raises(ValueError, match=re.escape(f"the tokenizer has no '{token}' token")):
+        load(folder)
+
+
+def test_unknown_dialect_and_foreign_options_are_refused(checkpoints):
+    with pytest.raises(ValueError, match="unknown dialect 'pixels'"):
+        load_backbone(checkpoints["llava"], dialect="pixels")
+    with pytest.raises(ValueError, match="max_tiles_per_side is an Idefics3 setting"):
+        load(checkpoints["qwen2_5_vl"], max_tiles_per_side=2)
+
+
+# geochat chat
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_chat_command_runs_each_family(checkpoints, png, tmp_path, capsys, name):
+    geojson = tmp_path / "answer.json"
+    argv = ["chat", "--model", str(checkpoints[name]), "--image", str(png), "Where is the pool?"]
+
+    code = cli.main([*argv, "--max-new-tokens", "4", "--geojson", str(geojson)])
+
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "completion tokens" in err
+    assert json.loads(geojson.read_text())["coordinate_space"] == "pixel"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--model", "MISSING"], "no model folder"),
+        (["--model", "FOREIGN"], "is not supported; supported:"),
+        (["--model", "LLAVA", "--dialect", "qwen3vl", "--constrain", "grounding"], "dialect"),
+    ],
+)
+def test_chat_command_errors_are_one_sentence(checkpoints, png, tmp_path, capsys, options, message):
+    foreign = shutil.copytree(checkpoints["llava"], tmp_path / "foreign")
+    config = json.loads((foreign / "config.json").read_text())
+    (foreign / "config.json").write_text(json.dumps({**config, "model_type": "blip_2"}))
+    folders = {"MISSING": tmp_path / "missing", "FOREIGN": foreign, "LLAVA": checkpoints["llava"]}
+    options = [str(folders.get(option, option)) for option in options]
+
+    code = cli.main(["chat", "--image", str(png), "Where is the pool?", *options])
+
+    _, err = capsys.readouterr()
+    last = err.strip().splitlines()[-1]  # after transformers' weight-loading progress bar
+    assert code == 2
+    assert last.startswith("geochat chat: ") and message in last
+    assert "Traceback" not in err
