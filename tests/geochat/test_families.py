@@ -273,7 +273,7 @@ def test_unknown_model_type_lists_the_supported_families(checkpoints, tmp_path):
     ("setup", "error", "match"),
     [
         ("missing", FileNotFoundError, "no model folder"),
-        ("no-config", FileNotFoundError, "has no config.json"),
+        ("no-config", FileNotFoundError, "holds no model"),
         ("not-json", ValueError, "is not a JSON object"),
     ],
 )
