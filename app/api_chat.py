@@ -130,7 +130,7 @@ def to_conversation(body: ChatCompletionRequest, service: ApiService) -> Convers
         ApiError: 404 for another model; 400 for messages the engine cannot take, text or
             tokens over the limits, or a bad region.
     """
-    if body.model is not None and body.model not in service.model_names:
+    if body.model is not None and body.model != service.assistant.model_name:
         raise ApiError(
             404,
             f"this server runs model {service.assistant.model_name!r}, not {body.model!r}",

@@ -14,7 +14,6 @@ import hmac
 import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -121,12 +120,6 @@ class ApiService:
     gate: InferenceGate | None = None
     # The refiner keeps the last image's embedding on itself: one call at a time.
     _refiner_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    @property
-    def model_names(self) -> set[str]:
-        """Names a client may ask for: the model's name, and its folder's name for a path."""
-        name = self.assistant.model_name
-        return {name, Path(name).name}
 
     def running_gate(self) -> InferenceGate:
         """The inference gate; raises RuntimeError outside the app's lifespan."""

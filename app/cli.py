@@ -8,9 +8,11 @@ uvicorn, vLLM) inside its function, so that one verb runs where the others' extr
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import shlex
+import socket
 import sys
 
 # ----------------------------------------------------------------------------------------------
@@ -69,6 +71,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``; port 0 picks a free one.
+
+    The verbs bind before their slow start (loading a model), so that a taken port is reported
+    at once; a port left in TIME_WAIT by a previous run counts as free.
+
+    Raises:
+        OSError: When the port is taken or ``host`` is not an interface of this machine.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+def listen_error(verb: str, host: str, port: int, error: OSError) -> str:
+    """The one line a verb prints when it cannot listen on ``host:port``."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"geochat {verb}: port {port} on {host} is already in use (another server?); "
+            "stop it or choose another port with --port"
+        )
+    # Only the OS's reason: Gradio's own text points to launch(), not to this verb's flags.
+    reason = f" ({error.strerror})" if error.strerror else ""
+    where = f"{host}:{port}{reason}"
+    return f"geochat {verb}: cannot listen on {where}; choose another --port or --host"
+
+
 def api_main(argv: list[str] | None = None) -> int:
     """``geochat api``: serves the REST API on the embedded engine or a vLLM server."""
     parser = _api_parser()
@@ -81,6 +109,17 @@ def api_main(argv: list[str] | None = None) -> int:
             f"set --api-key or ${API_KEY_ENV}",
             file=sys.stderr,
         )
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as error:
+        print(listen_error("api", args.host, args.port, error), file=sys.stderr)
+        return 1
+    with sock:
+        return _serve_api(args, sock)
+
+
+def _serve_api(args: argparse.Namespace, sock: socket.socket) -> int:
+    """Loads the model and serves the API on a bound socket until stopped."""
     import uvicorn
 
     from app.api import ApiSettings, create_app
@@ -104,14 +143,18 @@ def api_main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"geochat api: {error}", file=sys.stderr)
         return 1
-    app = create_app(assistant, settings, refiner)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(assistant, settings, refiner), log_level=args.log_level)
+    )
+    port = sock.getsockname()[1]
     print(
         f"geochat api: serving {assistant.model_name} ({args.backend}"
-        f"{', SAM refinement' if refiner else ''}) on http://{args.host}:{args.port} "
-        f"(OpenAPI docs at /docs)"
+        f"{', SAM refinement' if refiner else ''}) on http://{args.host}:{port} "
+        f"(OpenAPI docs at /docs)",
+        flush=True,
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        server.run(sockets=[sock])
     finally:
         assistant.close()
     return 0
@@ -146,6 +189,12 @@ def app_main(argv: list[str] | None = None) -> int:
             "model (the app has no login)",
             file=sys.stderr,
         )
+    try:
+        # Gradio binds the port itself, after the model has loaded: check it first.
+        listen(args.host, args.port).close()
+    except OSError as error:
+        print(listen_error("app", args.host, args.port, error), file=sys.stderr)
+        return 1
     from app.ui import build_ui
     from geochat.engine import load
 
@@ -171,8 +220,8 @@ def app_main(argv: list[str] | None = None) -> int:
             f"http://{args.host}:{args.port} (Ctrl+C stops it)"
         )
         page.block_thread()
-    except OSError as error:  # the port is taken
-        print(f"geochat app: {error}", file=sys.stderr)
+    except OSError as error:  # taken while the model loaded; Gradio's text names launch()
+        print(listen_error("app", args.host, args.port, error), file=sys.stderr)
         return 1
     finally:
         assistant.close()

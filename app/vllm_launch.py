@@ -159,8 +159,11 @@ def lora_rank_limit(adapters: list[Adapter]) -> int:
 
 
 def served_name(model: str) -> str:
-    """The name clients ask for by default: the checkpoint folder's name."""
-    return Path(model).name or model
+    """The name clients ask for by default: the checkpoint folder's name, as the API names it."""
+    # Imported here: the engine brings torch, which the rest of this module does without.
+    from geochat.engine.transformers_backend import model_name_of
+
+    return model_name_of(model)
 
 
 def check_model(model: str) -> None:

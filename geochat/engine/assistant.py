@@ -100,7 +100,8 @@ class Assistant(ABC):
     """A grounded vision-language assistant behind one of the backends.
 
     Attributes:
-        model_name: The checkpoint folder or hub id (transformers) or served name (vLLM).
+        model_name: The checkpoint folder's name or hub id (transformers), never a path, or the
+            served name (vLLM).
         backend: "transformers" or "vllm".
     """
 

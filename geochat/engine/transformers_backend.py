@@ -81,7 +81,8 @@ class TransformersAssistant(Assistant):
         Args:
             model: A geochat (or Idefics3) generation model.
             processor: Its processor.
-            model_name: What to call it (the folder or hub id it came from).
+            model_name: What to call it: :func:`model_name_of` the folder or hub id it came
+                from (shown to clients, so never a path).
             max_tiles_per_side: Tiles along an image's longest edge (1..6); None keeps the
                 processor's setting. More tiles see more detail and cost more tokens.
 
@@ -193,7 +194,16 @@ def load_transformers(
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
         dtype = getattr(torch, dtype)
     loaded, processor = load_pretrained(model, dtype=dtype, device=device)
-    return TransformersAssistant(loaded, processor, str(model), max_tiles_per_side)
+    return TransformersAssistant(loaded, processor, model_name_of(model), max_tiles_per_side)
+
+
+def model_name_of(model: str | Path) -> str:
+    """The name a model goes by in answers and pages: a local folder's own name, or the hub id.
+
+    Servers show this name to their clients, so it never holds the server's path to the folder.
+    """
+    path = Path(model)
+    return path.resolve().name if path.exists() else str(model)
 
 
 def _looks_like_hub_id(text: str) -> bool:

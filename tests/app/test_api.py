@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import socket
 import struct
 import threading
 import time
@@ -885,21 +886,66 @@ def tiny_assistant(tiny_folder):
     return load(tiny_folder)
 
 
-def test_the_command_serves_a_checkpoint_with_its_flags(tiny_folder, monkeypatch):
+@pytest.fixture
+def serves(monkeypatch):
+    """Records what `geochat api` would serve: uvicorn's server and the bound sockets."""
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+
+    def run(server, sockets):
+        served.update(app=server.config.app, log_level=server.config.log_level)
+        served["address"] = sockets[0].getsockname()[:2]
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    return served
+
+
+def test_the_command_serves_a_checkpoint_with_its_flags(tiny_folder, serves, monkeypatch, capsys):
     monkeypatch.setenv("GEOCHAT_API_KEY", KEY)
-    argv = ["--model", str(tiny_folder), "--port", "8123", "--max-megapixels", "0.001"]
+    argv = ["--model", str(tiny_folder), "--port", "0", "--max-megapixels", "0.001"]
     assert api_main(argv) == 0
-    assert (served["host"], served["port"]) == ("127.0.0.1", 8123)
-    with TestClient(served["app"]) as client:
-        assert client.get("/healthz").json()["model"] == str(tiny_folder)
+    host, port = serves["address"]
+    assert host == "127.0.0.1" and port > 0  # bound before serving
+    assert f"on http://127.0.0.1:{port} " in capsys.readouterr().out
+    with TestClient(serves["app"]) as client:
         request = {"files": image_file(), "data": {"expression": "x"}}
         assert client.post("/v1/ground", **request).status_code == 401
         headers = {"Authorization": f"Bearer {KEY}"}
         too_big = client.post("/v1/ground", headers=headers, **request)
     assert too_big.status_code == 400  # 200 x 100 pixels > 0.001 megapixels
     assert "pixels" in error_of(too_big)["message"]
+
+
+def test_answers_name_the_model_never_its_server_path(tiny_folder, serves):
+    assert api_main(["--model", str(tiny_folder), "--port", "0"]) == 0
+    with TestClient(serves["app"]) as client:
+        health = client.get("/healthz")
+        models = client.get("/v1/models")
+        other = client.post("/v1/chat/completions", json=chat_body(model="gpt-4o"))
+    assert health.json()["model"] == tiny_folder.name
+    assert [card["id"] for card in models.json()["data"]] == [tiny_folder.name]
+    assert other.status_code == 404
+    assert repr(tiny_folder.name) in error_of(other)["message"]
+    for response in (health, models, other):
+        assert str(tiny_folder.parent) not in response.text
+
+
+def test_a_relative_model_folder_is_named_by_its_own_name(tiny_folder, monkeypatch):
+    from geochat.engine import load
+
+    monkeypatch.chdir(tiny_folder)
+    assert load(".").model_name == tiny_folder.name
+
+
+def test_a_taken_port_is_reported_before_the_model_loads(tmp_path, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code = api_main(["--model", str(tmp_path / "not-loaded"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in err
+    assert "--port" in err
+    assert "not-loaded" not in err  # the port was checked first
 
 
 def test_a_tiny_model_grounds_and_streams(tiny_assistant):
