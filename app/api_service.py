@@ -70,8 +70,11 @@ class ApiSettings:
         max_prompt_chars: Longest text of a request (all messages together).
         max_new_tokens: Most tokens a request may ask the model to write.
         max_concurrency: Inference calls at once (1 for the embedded CPU engine).
-        max_queue: Requests allowed to wait for a slot; more get 503 at once.
-        queue_timeout_s: Longest wait for a slot before a 503.
+        max_queue: Requests allowed to wait for a slot; more get 503 at once, with a
+            ``Retry-After`` estimated from recent calls. 64: a small team's burst (a few people,
+            each with a script sending a dozen requests) waits instead of being refused.
+        queue_timeout_s: Longest wait for a slot before a 503; as long as the inference
+            deadline, so that a request waits at most about as long as it may run.
         inference_timeout_s: Deadline of one inference call (image decoding included) -> 504.
     """
 
@@ -81,8 +84,8 @@ class ApiSettings:
     max_prompt_chars: int = 8_000
     max_new_tokens: int = 1_024
     max_concurrency: int = 1
-    max_queue: int = 16
-    queue_timeout_s: float = 60.0
+    max_queue: int = 64
+    queue_timeout_s: float = 120.0
     inference_timeout_s: float = 120.0
 
 

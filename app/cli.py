@@ -34,6 +34,9 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, port: int) -> None:
 
 
 def _api_parser() -> argparse.ArgumentParser:
+    from app.api_service import ApiSettings
+
+    defaults = ApiSettings()
     parser = argparse.ArgumentParser(
         prog="geochat api",
         description="Serve the REST API: POST /v1/ground, /v1/segment, /v1/chat/completions "
@@ -50,10 +53,28 @@ def _api_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-concurrency",
         type=int,
-        help="inference calls at once (default: 1 embedded, 8 on vLLM, which batches)",
+        help="inference calls at once (default: 1 embedded, which uses every core for one "
+        "call; 8 on vLLM, which batches)",
     )
-    parser.add_argument("--max-queue", type=int, default=16, help="requests waiting, then 503")
-    parser.add_argument("--timeout", type=float, default=120.0, help="inference deadline (s)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=defaults.max_queue,
+        help="requests that may wait for a free call; more are answered 503 with Retry-After, "
+        "the seconds the queue takes to drain at the measured speed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=defaults.queue_timeout_s,
+        help="longest wait in the queue in seconds, then 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.inference_timeout_s,
+        help="inference deadline in seconds, then 504 (default: %(default)s)",
+    )
     parser.add_argument("--max-upload-mb", type=float, default=64.0, help="largest request body")
     parser.add_argument(
         "--max-megapixels", type=float, default=50.0, help="largest image (decompression bombs)"
@@ -133,6 +154,7 @@ def _serve_api(args: argparse.Namespace, sock: socket.socket) -> int:
         max_pixels=int(args.max_megapixels * 1e6),
         max_concurrency=args.max_concurrency or DEFAULT_CONCURRENCY[args.backend],
         max_queue=args.max_queue,
+        queue_timeout_s=args.queue_timeout,
         inference_timeout_s=args.timeout,
     )
     try:
