@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from app.api_runtime import INTERNAL_ERROR, ApiError, logger, request_id_of
+from app.api_runtime import INTERNAL_ERROR, SCHEMA_REF, ApiError, logger, request_id_of
 from app.api_service import (
     ERROR_RESPONSES,
     IMAGE_PLACEHOLDER,
@@ -35,7 +35,9 @@ from app.api_service import (
     decode_data_url,
     detected,
     image_info,
+    read_json_object,
     usage,
+    validated,
 )
 from app.schemas import (
     DEFAULT_BANDS,
@@ -55,7 +57,8 @@ from geochat import geometry
 from geochat.engine import LoadedImage, Reply
 
 DEFAULT_MAX_TOKENS = 256
-CHUNK_REF = "#/components/schemas/ChatCompletionChunk"
+CHUNK_REF = SCHEMA_REF.format(model="ChatCompletionChunk")
+REQUEST_REF = SCHEMA_REF.format(model="ChatCompletionRequest")
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
 
@@ -82,6 +85,13 @@ class Conversation:
 
 @router.post(
     "/chat/completions",
+    # The route reads its body itself, after the API key check (FastAPI would parse it first).
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REQUEST_REF}}},
+        }
+    },
     responses={
         200: {
             "description": "A chat.completion; with stream=true, server-sent events "
@@ -90,10 +100,9 @@ class Conversation:
         }
     },
 )
-async def chat_completions(
-    body: ChatCompletionRequest, request: Request, service: Service
-) -> ChatCompletion:
+async def chat_completions(request: Request, service: Service) -> ChatCompletion:
     """OpenAI-compatible chat; the image is a data URL in the first user message."""
+    body = await read_chat_request(request)
     conversation = to_conversation(body, service)
     completion_id = f"chatcmpl-{request_id_of(request.scope)}"
     chunk = partial(
@@ -121,6 +130,18 @@ async def chat_completions(
         usage=usage(reply),
         geochat=_extras(image, reply),
     )
+
+
+async def read_chat_request(request: Request) -> ChatCompletionRequest:
+    """The chat request of a JSON body (415 for another type, 400 bad JSON, 422 bad fields)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415,
+            f"send application/json, not {media_type or 'a body without Content-Type'}",
+            "unsupported_media_type",
+        )
+    return validated(ChatCompletionRequest, await read_json_object(request), "body", [])
 
 
 def to_conversation(body: ChatCompletionRequest, service: ApiService) -> Conversation:

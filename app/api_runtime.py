@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 REQUEST_ID_HEADER = "x-request-id"
 INTERNAL_ERROR = "internal server error; quote the request id to the server's operator"
+SCHEMA_REF = "#/components/schemas/{model}"  # where OpenAPI keeps the schema of a model
 # A client's own request id is kept when it is this tame (it ends up in logs and headers).
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Calls whose durations estimate the next one's: enough to smooth out one odd call, few enough

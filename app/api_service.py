@@ -14,10 +14,12 @@ import hmac
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 
 from app.api_runtime import ApiError, InferenceGate
 from app.schemas import DetectedObject, ErrorResponse, ImageInfo, SegmentParams, Usage
@@ -27,6 +29,8 @@ from geochat.grammar import GroundedObject
 
 if TYPE_CHECKING:
     from geochat.refine import RefinedMask, Refiner
+
+P = TypeVar("P", bound=BaseModel)
 
 IMAGE_PLACEHOLDER = "<image>"  # the processor's image token; images come as files or parts
 IMAGE_MEDIA_TYPES = re.compile(r"image/[\w.+-]+|application/octet-stream")
@@ -257,6 +261,48 @@ async def check_api_key(
         raise ApiError(401, message, "authentication_error", challenge)
     if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise ApiError(401, "invalid API key", "authentication_error", challenge)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The JSON object of a request body, read the same way by every endpoint.
+
+    Read by the route, after the API key was checked: a client without the key learns nothing
+    about its body.
+
+    Raises:
+        ApiError: 400 for a body that is not valid JSON or not a JSON object.
+    """
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the JSON body must be an object")
+    return body
+
+
+def validated(model: type[P], fields: dict[str, Any], where: str, errors: list[Any]) -> P:
+    """``model`` made from ``fields``; raises one 422 naming every problem, ``errors`` included.
+
+    Args:
+        model: The pydantic model of the fields.
+        fields: The fields as received.
+        where: Where they came from (``body``, ``form``), the first part of each error's place.
+        errors: Problems found before (FastAPI's error items), reported with the model's own.
+
+    Raises:
+        RequestValidationError: For missing or invalid fields (422).
+    """
+    try:
+        result = model.model_validate(fields)
+    except ValidationError as error:
+        errors = [
+            *errors,
+            *({**item, "loc": (where, *item["loc"])} for item in error.errors(include_input=False)),
+        ]
+    if errors:
+        raise RequestValidationError(errors)
+    return result
 
 
 def decode_data_url(url: str) -> bytes:

@@ -710,6 +710,47 @@ def test_a_missing_or_wrong_api_key_is_a_401(fake, headers):
     assert fake.calls == []
 
 
+JSON_ENDPOINTS = ["/v1/ground", "/v1/segment", "/v1/chat/completions"]
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b'{"messages": [', "not valid JSON"), (b'["a list"]', "must be an object")],
+    ids=["invalid", "not-an-object"],
+)
+def test_bad_json_is_the_same_400_on_every_endpoint(client, fake, path, content, message):
+    response = client.post(path, content=content, headers=JSON)
+    assert response.status_code == 400
+    assert error_of(response) == {
+        "message": f"the {'body is' if 'valid' in message else 'JSON body'} {message}",
+        "type": "invalid_request_error",
+        "code": 400,
+        "request_id": response.headers["x-request-id"],
+    }
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"{}", b'{"messages": "wrong"}'], ids=["invalid", "empty", "bad"]
+)
+def test_the_api_key_is_checked_before_the_body_is_read(fake, path, content):
+    with client_for(fake, api_key=KEY) as client:
+        response = client.post(path, content=content, headers=JSON)
+    assert response.status_code == 401
+    assert error_of(response)["type"] == "authentication_error"
+
+
+def test_chat_wants_json(client):
+    response = client.post(
+        "/v1/chat/completions", content=b"hi", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert "send application/json, not text/plain" in error_of(response)["message"]
+
+
 def test_the_right_api_key_is_let_in(fake):
     with client_for(fake, api_key=KEY) as client:
         response = client.post(
