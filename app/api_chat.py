@@ -4,7 +4,8 @@ What an OpenAI client sends works as it is: ``messages`` with ``system``, ``user
 ``assistant`` roles, string content or content parts (``text``, ``image_url``), ``max_tokens``
 (or ``max_completion_tokens``), ``temperature``, ``stream`` and ``stream_options``; other OpenAI
 fields are ignored. The engine takes one image, in the first user message, as a base64 data URL
-(remote URLs are not fetched). geochat adds ``region`` and ``constrain`` to the request and
+(remote URLs are not fetched). geochat adds ``region`` and ``constrain`` to the request (vLLM's
+``structured_outputs`` with geochat's grounding regex is read as ``constrain``) and
 ``geochat`` (the parsed geometry) to the completion and to the last streamed chunk.
 
 Streaming answers with server-sent events ``data: <chat.completion.chunk>`` and a last
@@ -55,6 +56,7 @@ from app.schemas import (
 )
 from geochat import geometry
 from geochat.engine import LoadedImage, Reply
+from geochat.engine.grounding import constraint_of
 
 DEFAULT_MAX_TOKENS = 256
 CHUNK_REF = SCHEMA_REF.format(model="ChatCompletionChunk")
@@ -169,9 +171,17 @@ def to_conversation(body: ChatCompletionRequest, service: ApiService) -> Convers
         "region": region,
         "max_new_tokens": service.check_new_tokens(requested),
         "temperature": body.temperature,
-        "constrain": body.constrain,
+        "constrain": _constraint(body),
     }
     return Conversation(messages, image, options)
+
+
+def _constraint(body: ChatCompletionRequest) -> str | None:
+    """The constraint asked for in geochat's or vLLM's spelling (400 for others)."""
+    try:
+        return constraint_of(body.constrain, body.structured_outputs)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
 
 
 def _engine_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, str]], bytes | None]:

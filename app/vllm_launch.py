@@ -31,6 +31,7 @@ PLUGIN_NAME = "geochat"
 PLUGIN_VALUE = "app.vllm_plugin:register"
 CHECKOUT = Path(__file__).resolve().parents[1]
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+CONSTRAIN_MIDDLEWARE = "app.vllm_middleware.ConstrainField"
 # vLLM 0.32 accepts only these values for --max-lora-rank.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_CONFIG = "adapter_config.json"
@@ -196,6 +197,7 @@ def server_command(
     """
     command = [python, "-m", SERVER_MODULE, "--model", model, "--served-model-name", name]
     command += ["--host", host, "--port", str(port), "--chat-template-content-format", "string"]
+    command += ["--middleware", CONSTRAIN_MIDDLEWARE]  # reads geochat's "constrain" field
     if max_model_len is not None:
         command += ["--max-model-len", str(max_model_len)]
     if adapters:

@@ -27,7 +27,7 @@ from transformers import SamConfig, SamModel
 from app.api import ApiSettings, create_app
 from app.api_runtime import serve_in_background
 from app.cli import api_main
-from geochat.engine import BackendError, Reply, load_image
+from geochat.engine import GROUNDING_REGEX, BackendError, Reply, load_image
 from geochat.georef import Georef, to_geojson, to_pixel_geojson
 from geochat.grammar import Parsed, format_mask, parse
 from geochat.refine import Refiner, sam_processor_for
@@ -411,6 +411,33 @@ def test_chat_completion_in_openai_format(client, fake):
     assert call["region"] == [10.0, 10.0, 90.0, 60.0]
     assert call["max_new_tokens"] == 64
     assert call["image"].width == WIDTH
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"constrain": "grounding"}, {"structured_outputs": {"regex": GROUNDING_REGEX}}],
+    ids=["geochat", "vllm"],
+)
+def test_chat_reads_both_spellings_of_the_grounding_constraint(client, fake, fields):
+    response = client.post("/v1/chat/completions", json=chat_body(stream=False, **fields))
+    assert response.status_code == 200, response.text
+    assert fake.calls[-1]["constrain"] == "grounding"
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"structured_outputs": {"regex": "[a-z]+"}}, "other constraints are not supported"),
+        ({"structured_outputs": {"json": {"type": "object"}}}, "other constraints"),
+        ({"constrain": "json"}, "constrain must be 'grounding' or null"),
+    ],
+    ids=["other-regex", "json", "unknown-name"],
+)
+def test_a_constraint_the_server_cannot_honour_is_a_400(client, fake, fields, words):
+    response = client.post("/v1/chat/completions", json=chat_body(stream=False, **fields))
+    assert response.status_code == 400
+    assert words in error_of(response)["message"]
+    assert fake.calls == []
 
 
 def test_chat_without_an_image_and_with_history(client, fake):

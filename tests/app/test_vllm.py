@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import regex
 import torch
 from PIL import Image
 
 from app.vllm_launch import ServeError, find_vllm_python
-from geochat.engine import load
+from geochat.engine import GROUNDING_REGEX, load
 from geochat.grammar import parse
 from geochat.modeling import load_pretrained, tiny
 
@@ -224,6 +225,16 @@ def test_constrained_grounding_parses_without_problems(server, image):
     parsed = parse(text, WIDTH, HEIGHT)
     assert parsed.problems == []
     assert [obj.kind for obj in parsed.objects] == ["hbb"]
+
+
+def test_geochats_constrain_field_constrains_served_answers(server, image):
+    answer = _chat(server, image, max_tokens=64, constrain="grounding")
+
+    text = answer["choices"][0]["message"]["content"]
+    assert answer["choices"][0]["finish_reason"] == "length" or re.fullmatch(
+        GROUNDING_REGEX, text
+    ), text
+    assert regex.fullmatch(GROUNDING_REGEX, text, partial=True), text
 
 
 def test_greedy_tokens_match_transformers(server, image):
