@@ -263,7 +263,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         usage="geochat serve [options] [-- vLLM options]",
         description="Serve a geochat checkpoint and LoRA adapters with vLLM's OpenAI-compatible "
         "server (chat with images as data URLs, structured outputs). vLLM's own options go "
-        "after '--', e.g. geochat serve --model M -- --dtype float32 --enforce-eager. vLLM runs "
+        "after '--', e.g. geochat serve --model M -- --enforce-eager. vLLM runs "
         "under $GEOCHAT_VLLM_PYTHON, else this Python if it has vLLM, else .venv-vllm/bin/python.",
     )
     parser.add_argument(
@@ -281,6 +281,11 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=SERVE_PORT)
     parser.add_argument(
         "--max-model-len", type=int, help="longest prompt plus answer in tokens (default: model's)"
+    )
+    parser.add_argument(
+        "--dtype",
+        help="dtype of the weights and activations (default: float32 on CPUs, where vLLM's "
+        "bfloat16 changes greedy answers; vLLM's 'auto' on GPUs)",
     )
     return parser
 
@@ -310,7 +315,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         adapters = [vllm_launch.read_adapter(spec) for spec in args.lora]
         python = vllm_launch.find_vllm_python()
         env = vllm_launch.server_environment(dict(os.environ), model)
-        vllm_launch.check_plugin(python, env)
+        device = vllm_launch.check_plugin(python, env)
     except vllm_launch.ServeError as error:
         print(f"geochat serve: {error}", file=sys.stderr)
         return 1
@@ -324,6 +329,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         adapters=adapters,
         max_model_len=args.max_model_len,
         extra=extra,
+        dtype=args.dtype or (vllm_launch.CPU_DTYPE if device == "cpu" else None),
     )
     served = ", ".join([name, *(adapter.name for adapter in adapters)])
     print(f"geochat serve: {served} at http://{args.host}:{args.port}/v1 (vLLM under {python})")

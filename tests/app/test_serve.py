@@ -55,7 +55,8 @@ def _fake_python(folder: Path) -> Path:
     """An executable that prints its arguments and environment, standing in for vLLM's Python."""
     script = folder / "python"
     script.write_text(
-        '#!/bin/sh\necho "ARGS $*"\necho "KV $VLLM_CPU_KVCACHE_SPACE OFFLINE $HF_HUB_OFFLINE"\n'
+        '#!/bin/sh\nif [ "$1" = "-c" ]; then echo "${FAKE_DEVICE:-cpu}"; exit 0; fi\n'
+        'echo "ARGS $*"\necho "KV $VLLM_CPU_KVCACHE_SPACE OFFLINE $HF_HUB_OFFLINE"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
@@ -208,7 +209,6 @@ def test_geochat_serve_starts_vllms_server_with_our_flags(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "nano, roads at http://127.0.0.1:8123/v1" in result.stdout
-    # The last call is the server (the first checks that geochat's plugin is installed).
     args = [line for line in result.stdout.splitlines() if line.startswith("ARGS")][-1]
     assert f"-m vllm.entrypoints.openai.api_server --model {model} --served-model-name nano" in args
     assert f"--lora-modules roads={adapter}" in args
@@ -282,3 +282,32 @@ def test_served_vllm_refuses_a_constraint_it_cannot_honour(vllm_like, body, word
 
     assert response.status_code == 400
     assert words in response.json()["error"]["message"]
+
+
+def _served_args(tmp_path, *argv: str, device: str = "cpu") -> str:
+    """The command line `geochat serve` gives vLLM, whose platform is `device`."""
+    model = _checkpoint(tmp_path / "nano")
+    env = {**os.environ, VLLM_PYTHON_ENV: str(_fake_python(tmp_path)), "FAKE_DEVICE": device}
+    command = [sys.executable, "-m", "geochat.cli", "serve", "--model", str(model), *argv]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith("ARGS")][-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "device", "dtype"),
+    [
+        ((), "cpu", "--dtype float32"),  # vLLM's auto is bfloat16 on CPUs
+        ((), "cuda", None),  # vLLM's own choice
+        (("--dtype", "bfloat16"), "cpu", "--dtype bfloat16"),
+        (("--", "--dtype", "float16"), "cpu", "--dtype float32 --dtype float16"),  # last wins
+    ],
+    ids=["cpu", "gpu", "ours", "vllms"],
+)
+def test_geochat_serve_runs_float32_on_cpus_unless_told(tmp_path, argv, device, dtype):
+    args = _served_args(tmp_path, *argv, device=device)
+
+    if dtype is None:
+        assert "--dtype" not in args
+    else:
+        assert args.endswith(dtype) or f"{dtype} " in args
