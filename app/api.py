@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -44,6 +44,7 @@ from starlette.responses import JSONResponse
 from app import api_chat
 from app.api_runtime import (
     INTERNAL_ERROR,
+    SCHEMA_REF,
     ApiError,
     InferenceGate,
     RequestContextMiddleware,
@@ -61,10 +62,13 @@ from app.api_service import (
     decode_data_url,
     detected,
     image_info,
+    read_json_object,
     usage,
+    validated,
 )
 from app.schemas import (
     ChatCompletionChunk,
+    ChatCompletionRequest,
     GroundParams,
     GroundResponse,
     HealthResponse,
@@ -147,17 +151,21 @@ def create_app(
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the streamed chunk's, which no route returns as its model."""
+    """FastAPI's schema plus the models that routes read or stream themselves.
+
+    The chat request (read by its route, after the API key check) and the streamed chunk.
+    """
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
-        chunk = ChatCompletionChunk.model_json_schema(
-            ref_template=api_chat.CHUNK_REF.replace("ChatCompletionChunk", "{model}"),
-            mode="serialization",
-        )
         components = schema["components"]["schemas"]
-        for name, definition in chunk.pop("$defs").items():
-            components.setdefault(name, definition)
-        components["ChatCompletionChunk"] = chunk
+        for model, mode in (
+            (ChatCompletionRequest, "validation"),
+            (ChatCompletionChunk, "serialization"),
+        ):
+            definition = model.model_json_schema(ref_template=SCHEMA_REF, mode=mode)
+            for name, part in definition.pop("$defs", {}).items():
+                components.setdefault(name, part)
+            components[model.__name__] = definition
     return app.openapi_schema
 
 
@@ -274,15 +282,7 @@ async def read_image_request(request: Request, params_model: type[P]) -> tuple[P
     if data is None:
         message = "an image file is required" if where == "form" else "a data URL is required"
         errors.append({"loc": (where, "image"), "msg": message, "type": "missing"})
-    try:
-        params = params_model.model_validate(fields)
-    except ValidationError as error:
-        errors += [
-            {**item, "loc": (where, *item["loc"])} for item in error.errors(include_input=False)
-        ]
-    if errors:
-        raise RequestValidationError(errors)
-    return params, data
+    return validated(params_model, fields, where, errors), data
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], bytes | None]:
@@ -306,12 +306,7 @@ async def _read_multipart(request: Request) -> tuple[dict[str, Any], bytes | Non
 
 
 async def _read_json(request: Request) -> tuple[dict[str, Any], bytes | None]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the JSON body must be an object")
+    body = await read_json_object(request)
     image = body.pop("image", None)
     if image is None:
         return body, None

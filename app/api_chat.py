@@ -4,7 +4,8 @@ What an OpenAI client sends works as it is: ``messages`` with ``system``, ``user
 ``assistant`` roles, string content or content parts (``text``, ``image_url``), ``max_tokens``
 (or ``max_completion_tokens``), ``temperature``, ``stream`` and ``stream_options``; other OpenAI
 fields are ignored. The engine takes one image, in the first user message, as a base64 data URL
-(remote URLs are not fetched). geochat adds ``region`` and ``constrain`` to the request and
+(remote URLs are not fetched). geochat adds ``region`` and ``constrain`` to the request (vLLM's
+``structured_outputs`` with geochat's grounding regex is read as ``constrain``) and
 ``geochat`` (the parsed geometry) to the completion and to the last streamed chunk.
 
 Streaming answers with server-sent events ``data: <chat.completion.chunk>`` and a last
@@ -25,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from app.api_runtime import INTERNAL_ERROR, ApiError, logger, request_id_of
+from app.api_runtime import INTERNAL_ERROR, SCHEMA_REF, ApiError, logger, request_id_of
 from app.api_service import (
     ERROR_RESPONSES,
     IMAGE_PLACEHOLDER,
@@ -35,7 +36,9 @@ from app.api_service import (
     decode_data_url,
     detected,
     image_info,
+    read_json_object,
     usage,
+    validated,
 )
 from app.schemas import (
     DEFAULT_BANDS,
@@ -53,9 +56,11 @@ from app.schemas import (
 )
 from geochat import geometry
 from geochat.engine import LoadedImage, Reply
+from geochat.engine.grounding import constraint_of
 
 DEFAULT_MAX_TOKENS = 256
-CHUNK_REF = "#/components/schemas/ChatCompletionChunk"
+CHUNK_REF = SCHEMA_REF.format(model="ChatCompletionChunk")
+REQUEST_REF = SCHEMA_REF.format(model="ChatCompletionRequest")
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
 
@@ -82,6 +87,13 @@ class Conversation:
 
 @router.post(
     "/chat/completions",
+    # The route reads its body itself, after the API key check (FastAPI would parse it first).
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": REQUEST_REF}}},
+        }
+    },
     responses={
         200: {
             "description": "A chat.completion; with stream=true, server-sent events "
@@ -90,10 +102,9 @@ class Conversation:
         }
     },
 )
-async def chat_completions(
-    body: ChatCompletionRequest, request: Request, service: Service
-) -> ChatCompletion:
+async def chat_completions(request: Request, service: Service) -> ChatCompletion:
     """OpenAI-compatible chat; the image is a data URL in the first user message."""
+    body = await read_chat_request(request)
     conversation = to_conversation(body, service)
     completion_id = f"chatcmpl-{request_id_of(request.scope)}"
     chunk = partial(
@@ -123,6 +134,18 @@ async def chat_completions(
     )
 
 
+async def read_chat_request(request: Request) -> ChatCompletionRequest:
+    """The chat request of a JSON body (415 for another type, 400 bad JSON, 422 bad fields)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415,
+            f"send application/json, not {media_type or 'a body without Content-Type'}",
+            "unsupported_media_type",
+        )
+    return validated(ChatCompletionRequest, await read_json_object(request), "body", [])
+
+
 def to_conversation(body: ChatCompletionRequest, service: ApiService) -> Conversation:
     """Checks a chat request and turns it into the engine's arguments.
 
@@ -130,7 +153,7 @@ def to_conversation(body: ChatCompletionRequest, service: ApiService) -> Convers
         ApiError: 404 for another model; 400 for messages the engine cannot take, text or
             tokens over the limits, or a bad region.
     """
-    if body.model is not None and body.model not in service.model_names:
+    if body.model is not None and body.model != service.assistant.model_name:
         raise ApiError(
             404,
             f"this server runs model {service.assistant.model_name!r}, not {body.model!r}",
@@ -148,9 +171,17 @@ def to_conversation(body: ChatCompletionRequest, service: ApiService) -> Convers
         "region": region,
         "max_new_tokens": service.check_new_tokens(requested),
         "temperature": body.temperature,
-        "constrain": body.constrain,
+        "constrain": _constraint(body),
     }
     return Conversation(messages, image, options)
+
+
+def _constraint(body: ChatCompletionRequest) -> str | None:
+    """The constraint asked for in geochat's or vLLM's spelling (400 for others)."""
+    try:
+        return constraint_of(body.constrain, body.structured_outputs)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
 
 
 def _engine_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, str]], bytes | None]:

@@ -6,7 +6,9 @@ calls it on the event loop. :class:`InferenceGate` runs it in worker threads:
 - at most ``max_concurrency`` calls at once (one for the embedded CPU engine: torch already uses
   every core for one call, and a second one only halves the speed of both);
 - requests beyond that wait in a queue of at most ``max_queue`` places, each for at most
-  ``queue_timeout_s``; a full queue or a longer wait is answered 503 with ``Retry-After``;
+  ``queue_timeout_s``; a full queue or a longer wait is answered 503 with ``Retry-After``, the
+  seconds until the calls running and queued now should have finished, estimated from the
+  measured duration of recent calls (:meth:`InferenceGate.drain_time_s`);
 - a call that outlives its deadline is answered 504, and so told to stop (a cancel event that
   the API checks between tokens), as is a call whose client leaves. A Python thread cannot be
   killed: a call keeps its slot until it has actually stopped, so the gate never runs more than
@@ -18,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import socket
+import statistics
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,8 +45,12 @@ T = TypeVar("T")
 
 REQUEST_ID_HEADER = "x-request-id"
 INTERNAL_ERROR = "internal server error; quote the request id to the server's operator"
+SCHEMA_REF = "#/components/schemas/{model}"  # where OpenAPI keeps the schema of a model
 # A client's own request id is kept when it is this tame (it ends up in logs and headers).
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Calls whose durations estimate the next one's: enough to smooth out one odd call, few enough
+# to follow a change of load (longer prompts, a bigger image).
+RECENT_CALLS = 16
 
 
 class ApiError(Exception):
@@ -225,6 +235,28 @@ class InferenceGate:
         self._slots = asyncio.Semaphore(max_concurrency)
         self.running = 0
         self.waiting = 0
+        self._started: dict[asyncio.Future[Any], float] = {}  # running call -> start time
+        self._durations: deque[float] = deque(maxlen=RECENT_CALLS)  # of calls that succeeded
+
+    def drain_time_s(self) -> float:
+        """Estimated seconds until the calls running and queued now have all finished.
+
+        Each call is expected to take the mean duration of the last :data:`RECENT_CALLS` calls
+        that succeeded (a running one, what is left of it); the slots share the work. Before any
+        call has finished, the longest-running call's time so far stands in, a lower bound.
+        """
+        now = time.monotonic()
+        elapsed = [now - started for started in self._started.values()]
+        if self._durations:
+            per_call = statistics.fmean(self._durations)
+        else:
+            per_call = max(elapsed, default=0.0)
+        left = sum(max(per_call - spent, 0.0) for spent in elapsed)
+        return (left + self.waiting * per_call) / self.max_concurrency
+
+    def retry_after_s(self) -> int:
+        """Whole seconds for ``Retry-After``: the drain time, rounded up, at least 1."""
+        return max(1, math.ceil(self.drain_time_s()))
 
     async def run(self, function: Callable[[threading.Event], T], timeout_s: float) -> T:
         """Runs ``function(cancel)`` in a worker thread and returns its result.
@@ -295,35 +327,44 @@ class InferenceGate:
 
     async def _acquire(self) -> None:
         if self._slots.locked() and self.waiting >= self.max_queue:
+            retry_after = self.retry_after_s()
             raise ServerBusyError(
                 f"all {self.max_concurrency} inference slots are busy and {self.waiting} "
-                "requests are queued; retry later",
-                retry_after_s=max(1, round(self.queue_timeout_s)),
+                f"requests are queued; retry in about {retry_after} s",
+                retry_after,
             )
         self.waiting += 1
         try:
             async with asyncio.timeout(self.queue_timeout_s):
                 await self._slots.acquire()
+            return
         except TimeoutError:
-            raise ServerBusyError(
-                f"no inference slot came free within {self.queue_timeout_s:g} s; retry later",
-                retry_after_s=max(1, round(self.queue_timeout_s)),
-            ) from None
+            pass
         finally:
             self.waiting -= 1
+        retry_after = self.retry_after_s()  # of the queue this request has left
+        raise ServerBusyError(
+            f"no inference slot came free within {self.queue_timeout_s:g} s; retry in about "
+            f"{retry_after} s",
+            retry_after,
+        )
 
     def _submit(self, function: Callable[[], T]) -> asyncio.Future[T]:
         """Starts ``function`` on a worker; its slot is given back when it ends, not before."""
         self.running += 1
         future = asyncio.get_running_loop().run_in_executor(self._executor, function)
+        self._started[future] = time.monotonic()
         future.add_done_callback(self._release)
         return future
 
     def _release(self, future: asyncio.Future[Any]) -> None:
+        started = self._started.pop(future)
         self.running -= 1
         self._slots.release()
-        if not future.cancelled():
-            future.exception()  # an abandoned call's error is not "never retrieved"
+        # An abandoned call's error is retrieved, so that it is not "never retrieved"; a failed
+        # call (a bad image fails in milliseconds) says nothing about how long answers take.
+        if not future.cancelled() and future.exception() is None:
+            self._durations.append(time.monotonic() - started)
 
 
 def _produce(make_items: Callable[[], Iterator[Any]], stop: threading.Event, put: Callable) -> None:
@@ -341,6 +382,7 @@ def _produce(make_items: Callable[[], Iterator[Any]], stop: threading.Event, put
                 close()
     except Exception as error:
         put(_Failure(error))
+        raise  # the call failed: InferenceGate leaves its duration out of its estimate
     finally:
         put(_END)
 

@@ -14,11 +14,12 @@ import hmac
 import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 
 from app.api_runtime import ApiError, InferenceGate
 from app.schemas import DetectedObject, ErrorResponse, ImageInfo, SegmentParams, Usage
@@ -28,6 +29,8 @@ from geochat.grammar import GroundedObject
 
 if TYPE_CHECKING:
     from geochat.refine import RefinedMask, Refiner
+
+P = TypeVar("P", bound=BaseModel)
 
 IMAGE_PLACEHOLDER = "<image>"  # the processor's image token; images come as files or parts
 IMAGE_MEDIA_TYPES = re.compile(r"image/[\w.+-]+|application/octet-stream")
@@ -71,8 +74,11 @@ class ApiSettings:
         max_prompt_chars: Longest text of a request (all messages together).
         max_new_tokens: Most tokens a request may ask the model to write.
         max_concurrency: Inference calls at once (1 for the embedded CPU engine).
-        max_queue: Requests allowed to wait for a slot; more get 503 at once.
-        queue_timeout_s: Longest wait for a slot before a 503.
+        max_queue: Requests allowed to wait for a slot; more get 503 at once, with a
+            ``Retry-After`` estimated from recent calls. 64: a small team's burst (a few people,
+            each with a script sending a dozen requests) waits instead of being refused.
+        queue_timeout_s: Longest wait for a slot before a 503; as long as the inference
+            deadline, so that a request waits at most about as long as it may run.
         inference_timeout_s: Deadline of one inference call (image decoding included) -> 504.
     """
 
@@ -82,8 +88,8 @@ class ApiSettings:
     max_prompt_chars: int = 8_000
     max_new_tokens: int = 1_024
     max_concurrency: int = 1
-    max_queue: int = 16
-    queue_timeout_s: float = 60.0
+    max_queue: int = 64
+    queue_timeout_s: float = 120.0
     inference_timeout_s: float = 120.0
 
 
@@ -121,12 +127,6 @@ class ApiService:
     gate: InferenceGate | None = None
     # The refiner keeps the last image's embedding on itself: one call at a time.
     _refiner_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    @property
-    def model_names(self) -> set[str]:
-        """Names a client may ask for: the model's name, and its folder's name for a path."""
-        name = self.assistant.model_name
-        return {name, Path(name).name}
 
     def running_gate(self) -> InferenceGate:
         """The inference gate; raises RuntimeError outside the app's lifespan."""
@@ -261,6 +261,48 @@ async def check_api_key(
         raise ApiError(401, message, "authentication_error", challenge)
     if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise ApiError(401, "invalid API key", "authentication_error", challenge)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The JSON object of a request body, read the same way by every endpoint.
+
+    Read by the route, after the API key was checked: a client without the key learns nothing
+    about its body.
+
+    Raises:
+        ApiError: 400 for a body that is not valid JSON or not a JSON object.
+    """
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the JSON body must be an object")
+    return body
+
+
+def validated(model: type[P], fields: dict[str, Any], where: str, errors: list[Any]) -> P:
+    """``model`` made from ``fields``; raises one 422 naming every problem, ``errors`` included.
+
+    Args:
+        model: The pydantic model of the fields.
+        fields: The fields as received.
+        where: Where they came from (``body``, ``form``), the first part of each error's place.
+        errors: Problems found before (FastAPI's error items), reported with the model's own.
+
+    Raises:
+        RequestValidationError: For missing or invalid fields (422).
+    """
+    try:
+        result = model.model_validate(fields)
+    except ValidationError as error:
+        errors = [
+            *errors,
+            *({**item, "loc": (where, *item["loc"])} for item in error.errors(include_input=False)),
+        ]
+    if errors:
+        raise RequestValidationError(errors)
+    return result
 
 
 def decode_data_url(url: str) -> bytes:

@@ -8,9 +8,11 @@ uvicorn, vLLM) inside its function, so that one verb runs where the others' extr
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import shlex
+import socket
 import sys
 
 # ----------------------------------------------------------------------------------------------
@@ -32,6 +34,9 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, port: int) -> None:
 
 
 def _api_parser() -> argparse.ArgumentParser:
+    from app.api_service import ApiSettings
+
+    defaults = ApiSettings()
     parser = argparse.ArgumentParser(
         prog="geochat api",
         description="Serve the REST API: POST /v1/ground, /v1/segment, /v1/chat/completions "
@@ -48,10 +53,28 @@ def _api_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-concurrency",
         type=int,
-        help="inference calls at once (default: 1 embedded, 8 on vLLM, which batches)",
+        help="inference calls at once (default: 1 embedded, which uses every core for one "
+        "call; 8 on vLLM, which batches)",
     )
-    parser.add_argument("--max-queue", type=int, default=16, help="requests waiting, then 503")
-    parser.add_argument("--timeout", type=float, default=120.0, help="inference deadline (s)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=defaults.max_queue,
+        help="requests that may wait for a free call; more are answered 503 with Retry-After, "
+        "the seconds the queue takes to drain at the measured speed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=defaults.queue_timeout_s,
+        help="longest wait in the queue in seconds, then 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.inference_timeout_s,
+        help="inference deadline in seconds, then 504 (default: %(default)s)",
+    )
     parser.add_argument("--max-upload-mb", type=float, default=64.0, help="largest request body")
     parser.add_argument(
         "--max-megapixels", type=float, default=50.0, help="largest image (decompression bombs)"
@@ -69,6 +92,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``; port 0 picks a free one.
+
+    The verbs bind before their slow start (loading a model), so that a taken port is reported
+    at once; a port left in TIME_WAIT by a previous run counts as free.
+
+    Raises:
+        OSError: When the port is taken or ``host`` is not an interface of this machine.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+def listen_error(verb: str, host: str, port: int, error: OSError) -> str:
+    """The one line a verb prints when it cannot listen on ``host:port``."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"geochat {verb}: port {port} on {host} is already in use (another server?); "
+            "stop it or choose another port with --port"
+        )
+    # Only the OS's reason: Gradio's own text points to launch(), not to this verb's flags.
+    reason = f" ({error.strerror})" if error.strerror else ""
+    where = f"{host}:{port}{reason}"
+    return f"geochat {verb}: cannot listen on {where}; choose another --port or --host"
+
+
 def api_main(argv: list[str] | None = None) -> int:
     """``geochat api``: serves the REST API on the embedded engine or a vLLM server."""
     parser = _api_parser()
@@ -81,6 +130,17 @@ def api_main(argv: list[str] | None = None) -> int:
             f"set --api-key or ${API_KEY_ENV}",
             file=sys.stderr,
         )
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as error:
+        print(listen_error("api", args.host, args.port, error), file=sys.stderr)
+        return 1
+    with sock:
+        return _serve_api(args, sock)
+
+
+def _serve_api(args: argparse.Namespace, sock: socket.socket) -> int:
+    """Loads the model and serves the API on a bound socket until stopped."""
     import uvicorn
 
     from app.api import ApiSettings, create_app
@@ -94,6 +154,7 @@ def api_main(argv: list[str] | None = None) -> int:
         max_pixels=int(args.max_megapixels * 1e6),
         max_concurrency=args.max_concurrency or DEFAULT_CONCURRENCY[args.backend],
         max_queue=args.max_queue,
+        queue_timeout_s=args.queue_timeout,
         inference_timeout_s=args.timeout,
     )
     try:
@@ -104,14 +165,18 @@ def api_main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"geochat api: {error}", file=sys.stderr)
         return 1
-    app = create_app(assistant, settings, refiner)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(assistant, settings, refiner), log_level=args.log_level)
+    )
+    port = sock.getsockname()[1]
     print(
         f"geochat api: serving {assistant.model_name} ({args.backend}"
-        f"{', SAM refinement' if refiner else ''}) on http://{args.host}:{args.port} "
-        f"(OpenAPI docs at /docs)"
+        f"{', SAM refinement' if refiner else ''}) on http://{args.host}:{port} "
+        f"(OpenAPI docs at /docs)",
+        flush=True,
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        server.run(sockets=[sock])
     finally:
         assistant.close()
     return 0
@@ -146,6 +211,12 @@ def app_main(argv: list[str] | None = None) -> int:
             "model (the app has no login)",
             file=sys.stderr,
         )
+    try:
+        # Gradio binds the port itself, after the model has loaded: check it first.
+        listen(args.host, args.port).close()
+    except OSError as error:
+        print(listen_error("app", args.host, args.port, error), file=sys.stderr)
+        return 1
     from app.ui import build_ui
     from geochat.engine import load
 
@@ -171,8 +242,8 @@ def app_main(argv: list[str] | None = None) -> int:
             f"http://{args.host}:{args.port} (Ctrl+C stops it)"
         )
         page.block_thread()
-    except OSError as error:  # the port is taken
-        print(f"geochat app: {error}", file=sys.stderr)
+    except OSError as error:  # taken while the model loaded; Gradio's text names launch()
+        print(listen_error("app", args.host, args.port, error), file=sys.stderr)
         return 1
     finally:
         assistant.close()
@@ -192,7 +263,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         usage="geochat serve [options] [-- vLLM options]",
         description="Serve a geochat checkpoint and LoRA adapters with vLLM's OpenAI-compatible "
         "server (chat with images as data URLs, structured outputs). vLLM's own options go "
-        "after '--', e.g. geochat serve --model M -- --dtype float32 --enforce-eager. vLLM runs "
+        "after '--', e.g. geochat serve --model M -- --enforce-eager. vLLM runs "
         "under $GEOCHAT_VLLM_PYTHON, else this Python if it has vLLM, else .venv-vllm/bin/python.",
     )
     parser.add_argument(
@@ -210,6 +281,11 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=SERVE_PORT)
     parser.add_argument(
         "--max-model-len", type=int, help="longest prompt plus answer in tokens (default: model's)"
+    )
+    parser.add_argument(
+        "--dtype",
+        help="dtype of the weights and activations (default: float32 on CPUs, where vLLM's "
+        "bfloat16 changes greedy answers; vLLM's 'auto' on GPUs)",
     )
     return parser
 
@@ -239,7 +315,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         adapters = [vllm_launch.read_adapter(spec) for spec in args.lora]
         python = vllm_launch.find_vllm_python()
         env = vllm_launch.server_environment(dict(os.environ), model)
-        vllm_launch.check_plugin(python, env)
+        device = vllm_launch.check_plugin(python, env)
     except vllm_launch.ServeError as error:
         print(f"geochat serve: {error}", file=sys.stderr)
         return 1
@@ -253,6 +329,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         adapters=adapters,
         max_model_len=args.max_model_len,
         extra=extra,
+        dtype=args.dtype or (vllm_launch.CPU_DTYPE if device == "cpu" else None),
     )
     served = ", ".join([name, *(adapter.name for adapter in adapters)])
     print(f"geochat serve: {served} at http://{args.host}:{args.port}/v1 (vLLM under {python})")

@@ -217,10 +217,15 @@ class ChatCompletionRequest(BaseModel):
         description="A pixel box [x0, y0, x1, y1] or quad [[x, y] * 4] the last user message "
         "asks about (geochat extension).",
     )
-    constrain: Literal["grounding"] | None = Field(
+    constrain: str | None = Field(
         default=None,
-        description="Constrain the answer to grammar v1's geometry where the backend can "
-        "(geochat extension).",
+        description="'grounding' constrains the answer to grammar v1's geometry (geochat "
+        "extension; `geochat serve` reads it too).",
+    )
+    structured_outputs: dict[str, Any] | None = Field(
+        default=None,
+        description="vLLM's spelling of the same constraint: {'regex': GROUNDING_REGEX} "
+        "equals constrain='grounding'; other constraints are refused (400).",
     )
 
 

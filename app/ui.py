@@ -48,6 +48,7 @@ from app.overlay import (
 )
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
 from geochat.engine.assistant import prepare_messages
+from geochat.grammar import readable
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ class _Handlers:
                 for item in stream:
                     if isinstance(item, str):
                         text += item
-                        chat[-1] = {"role": "assistant", "content": html.escape(text)}
+                        shown = readable(text, partial=True).text  # as the final answer will be
+                        chat[-1] = {"role": "assistant", "content": html.escape(shown)}
                         yield chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
                     else:
                         reply = item

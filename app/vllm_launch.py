@@ -31,6 +31,7 @@ PLUGIN_NAME = "geochat"
 PLUGIN_VALUE = "app.vllm_plugin:register"
 CHECKOUT = Path(__file__).resolve().parents[1]
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+CONSTRAIN_MIDDLEWARE = "app.vllm_middleware.ConstrainField"
 # vLLM 0.32 accepts only these values for --max-lora-rank.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_CONFIG = "adapter_config.json"
@@ -43,12 +44,18 @@ SERVER_ENV = {
     # geochat checkout, a stale geochat.egg-info there would hide the installed entry points.
     "PYTHONSAFEPATH": "1",
 }
+# Checks the plugin's entry point, then prints the device vLLM will run on ("cpu", "cuda", ...).
 PLUGIN_CHECK = (
     "import sys\n"
     "from importlib.metadata import entry_points\n"
     "found = {e.value for e in entry_points(group='vllm.general_plugins')}\n"
-    f"sys.exit(0 if {PLUGIN_VALUE!r} in found else 1)\n"
+    f"if {PLUGIN_VALUE!r} not in found: sys.exit(1)\n"
+    "from vllm.platforms import current_platform\n"
+    "print(current_platform.device_type)\n"
 )
+# On CPUs vLLM's "auto" dtype is bfloat16, whose rounding moves boxes of a float32 checkpoint by
+# hundreds of grammar units in greedy answers; float32 gives the embedded engine's answers.
+CPU_DTYPE = "float32"
 
 
 class ServeError(ValueError):
@@ -96,19 +103,27 @@ def find_vllm_python() -> str:
     )
 
 
-def check_plugin(python: str, env: dict[str, str]) -> None:
+def check_plugin(python: str, env: dict[str, str]) -> str:
     """Checks that vLLM under `python` and `env` will find geochat's plugin entry point.
+
+    Returns:
+        The device vLLM will run on: "cpu", "cuda", ... ("" when it did not say).
 
     Raises:
         ServeError: When geochat (with its `vllm.general_plugins` entry point) is not
             installed in that environment.
     """
-    if subprocess.run([python, "-c", PLUGIN_CHECK], env=env, check=False).returncode:
+    check = subprocess.run(
+        [python, "-c", PLUGIN_CHECK], env=env, check=False, capture_output=True, text=True
+    )
+    if check.returncode:
         raise ServeError(
             f"{python} has no '{PLUGIN_VALUE}' entry point in the group vllm.general_plugins: "
             f"install geochat in that environment ({python} -m pip install --no-deps -e "
             f"{CHECKOUT})"
         )
+    lines = check.stdout.split()
+    return lines[-1] if lines else ""
 
 
 def read_adapter(spec: str) -> Adapter:
@@ -159,8 +174,11 @@ def lora_rank_limit(adapters: list[Adapter]) -> int:
 
 
 def served_name(model: str) -> str:
-    """The name clients ask for by default: the checkpoint folder's name."""
-    return Path(model).name or model
+    """The name clients ask for by default: the checkpoint folder's name, as the API names it."""
+    # Imported here: the engine brings torch, which the rest of this module does without.
+    from geochat.engine.transformers_backend import model_name_of
+
+    return model_name_of(model)
 
 
 def check_model(model: str) -> None:
@@ -184,6 +202,7 @@ def server_command(
     adapters: list[Adapter],
     max_model_len: int | None,
     extra: list[str],
+    dtype: str | None = None,
 ) -> list[str]:
     """The command line of vLLM's OpenAI server for a geochat checkpoint.
 
@@ -193,8 +212,11 @@ def server_command(
     """
     command = [python, "-m", SERVER_MODULE, "--model", model, "--served-model-name", name]
     command += ["--host", host, "--port", str(port), "--chat-template-content-format", "string"]
+    command += ["--middleware", CONSTRAIN_MIDDLEWARE]  # reads geochat's "constrain" field
     if max_model_len is not None:
         command += ["--max-model-len", str(max_model_len)]
+    if dtype is not None:
+        command += ["--dtype", dtype]
     if adapters:
         command += ["--enable-lora", "--max-lora-rank", str(lora_rank_limit(adapters))]
         command += ["--max-loras", str(len(adapters)), "--lora-modules"]

@@ -19,7 +19,7 @@ from transformers import LogitsProcessor
 
 from geochat.engine.images import ImageSource, LoadedImage, load_image
 from geochat.georef import to_geojson, to_pixel_geojson
-from geochat.grammar import Dialect, Parsed, format_region, parse
+from geochat.grammar import Dialect, Parsed, format_region, parse, readable
 
 IMAGE_PLACE = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -37,9 +37,10 @@ class Reply:
     Attributes:
         text: The answer as the model wrote it.
         parsed: `geochat.grammar.parse` of the text (in the model's dialect) in pixel
-            coordinates of the original image:
-            `.objects` (`.phrase .kind .hbb .quad .mask`) and `.problems`. Without an image
-            no geometry is read (`objects` empty, `text` the answer).
+            coordinates of the original image: `.objects` (`.phrase .kind .hbb .quad .mask`),
+            `.problems` and `.text` (without tags). Without an image no geometry is read:
+            `objects` holds only `<none>` answers, and `text` is the answer without tags
+            (`geochat.grammar.readable`).
         geojson: RFC 7946 FeatureCollection (WGS84 lon/lat) of the geometry when the image is
             georeferenced, else None.
         pixel_geojson: The same geometry in pixel coordinates (`coordinate_space: "pixel"`).
@@ -104,7 +105,8 @@ class Assistant(ABC):
     """A grounded vision-language assistant behind one of the backends.
 
     Attributes:
-        model_name: The checkpoint folder or hub id (transformers) or served name (vLLM).
+        model_name: The checkpoint folder's name or hub id (transformers), never a path, or the
+            served name (vLLM).
         backend: "transformers" or "vllm".
     """
 
@@ -276,7 +278,10 @@ def _request(
 def _reply(text: str, request: Request, started: float) -> Reply:
     image, stats = request.image, request.stats
     if image is None:
-        parsed, size, georef = Parsed(text=text), None, None
+        # No frame for coordinates: the tag-free text and any explicit "nothing found" only.
+        read = readable(text)
+        nothing = [obj for obj in read.objects if obj.kind == "none"]
+        parsed, size, georef = Parsed(nothing, read.problems, read.text), None, None
     else:
         parsed = parse(text, image.width, image.height, request.dialect)
         size, georef = (image.width, image.height), image.georef

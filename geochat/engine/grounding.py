@@ -9,7 +9,8 @@ plain groups, classes and counted repetition, which every structured-output back
 compiles (Python's ``re`` and ``regex`` read it too).
 
 vLLM applies it through ``{"structured_outputs": {"regex": GROUNDING_REGEX}}``;
-:class:`GroundingLogitsProcessor` applies it in transformers' ``generate``.
+:class:`GroundingLogitsProcessor` applies it in transformers' ``generate``; :func:`constraint_of`
+reads either spelling of the request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,40 @@ _GEOMETRY = rf"(<box>\[{_BOX}(,{_BOX})*\]</box>|<quad>\[{_QUAD}(,{_QUAD})*\]</qu
 _GROUNDED = rf"(<ref>[^<>]+</ref>)?{_GEOMETRY}"
 _TEXT = r"[^<]*"
 GROUNDING_REGEX = rf"{_TEXT}({_GROUNDED}{_TEXT})+"
+
+# vLLM's spelling of constrain="grounding" (its OpenAI server's request field and value).
+STRUCTURED_OUTPUTS = {"regex": GROUNDING_REGEX}
+
+
+def constraint_of(constrain: str | None, structured_outputs: object = None) -> str | None:
+    """The constraint a chat request asks for, whichever server's spelling it uses.
+
+    geochat's API spells it ``"constrain": "grounding"``; vLLM's server ``"structured_outputs":
+    {"regex": GROUNDING_REGEX}``. Both servers read both, so that no client's constraint is
+    silently dropped.
+
+    Args:
+        constrain: geochat's field: None or "grounding".
+        structured_outputs: vLLM's field: None or :data:`STRUCTURED_OUTPUTS`.
+
+    Returns:
+        "grounding" or None.
+
+    Raises:
+        ValueError: For another constraint (geochat constrains to its grammar only), or two
+            fields that disagree.
+    """
+    if constrain not in (None, "grounding"):
+        raise ValueError(f"constrain must be 'grounding' or null, not {constrain!r}")
+    if structured_outputs is None:
+        return constrain
+    if structured_outputs != STRUCTURED_OUTPUTS:
+        raise ValueError(
+            "structured_outputs can only be {'regex': GROUNDING_REGEX} (geochat's grounding "
+            "grammar, the same as constrain='grounding'); other constraints are not supported"
+        )
+    return "grounding"
+
 
 # Candidates kept per step: the best-scored tokens that keep the answer a prefix of a match.
 # One is enough for greedy decoding; more leave sampling some choice.

@@ -84,7 +84,8 @@ class TransformersAssistant(Assistant):
 
         Args:
             backbone: From `geochat.modeling.families.load_backbone`.
-            model_name: What to call it (the folder or hub id it came from).
+            model_name: What to call it: :func:`model_name_of` the folder or hub id it came
+                from (shown to clients, so never a path).
             max_tiles_per_side: Tiles along an image's longest edge (1..6, Idefics3 family
                 only); None keeps the processor's setting. More tiles see more detail and cost
                 more tokens.
@@ -208,10 +209,29 @@ def load_transformers(
         ValueError: For an unknown dtype or dialect, `max_tiles_per_side` outside 1..6, an
             unsupported `model_type`, or a tokenizer without the family's image token.
     """
-    model = resolve_checkpoint(model)
+    folder = resolve_checkpoint(model)
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
         dtype = getattr(torch, dtype)
-    backbone = load_backbone(model, dtype=dtype, device=device, dialect=dialect)
-    return TransformersAssistant(backbone, str(model), max_tiles_per_side)
+    backbone = load_backbone(folder, dtype=dtype, device=device, dialect=dialect)
+    return TransformersAssistant(backbone, model_name_of(model, folder), max_tiles_per_side)
+
+
+def model_name_of(model: str | Path, loaded: str | Path | None = None) -> str:
+    """The name a model goes by in answers and pages: a local folder's own name, or the hub id.
+
+    Servers show this name to their clients, so it never holds the server's path to the folder.
+
+    Args:
+        model: The folder or hub id as given.
+        loaded: What was loaded for it, when that is a folder inside it (a training run's
+            ``final/`` or checkpoint): named after the run, e.g. ``nano/final``.
+    """
+    path = Path(model)
+    if not path.exists():
+        return str(model)
+    name = path.resolve().name
+    if loaded is not None and Path(loaded).is_relative_to(path) and Path(loaded) != path:
+        name = f"{name}/{Path(loaded).relative_to(path)}"
+    return name

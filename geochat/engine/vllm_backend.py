@@ -23,7 +23,7 @@ import httpx
 from PIL import Image
 
 from geochat.engine.assistant import IMAGE_PLACE, Assistant, BackendError, GenerationStats, Request
-from geochat.engine.grounding import GROUNDING_REGEX
+from geochat.engine.grounding import STRUCTURED_OUTPUTS
 from geochat.engine.images import LoadedImage
 
 DEFAULT_VLLM_URL = "http://127.0.0.1:8000/v1"
@@ -104,7 +104,7 @@ class VLLMAssistant(Assistant):
         if request.stream:
             body["stream_options"] = {"include_usage": True}
         if request.constrain == "grounding":
-            body["structured_outputs"] = {"regex": GROUNDING_REGEX}
+            body["structured_outputs"] = STRUCTURED_OUTPUTS
         return body
 
     def _complete(self, body: dict[str, Any], stats: GenerationStats) -> Generator[str, None, None]:

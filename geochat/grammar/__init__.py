@@ -9,7 +9,8 @@ The canonical grammar (DESIGN.md, "Geometry grammar, version 1") writes coordina
 
 :func:`parse` turns an answer into :class:`GroundedObject` items in pixel coordinates,
 tolerantly (model output: never raises, lists problems) or strictly (datasets: raises
-:class:`GrammarError`). :func:`format` and the ``format_*`` helpers write geometry back.
+:class:`GrammarError`); :func:`readable` gives the text of an answer without an image or still
+streaming, for display. :func:`format` and the ``format_*`` helpers write geometry back.
 Dialects: ``canonical``, ``geochat`` (GeoChat), ``geoground`` (GeoGround), ``qwen2vl``
 (Qwen2-VL), ``qwen25vl`` (Qwen2.5-VL) and ``qwen3vl`` (Qwen3-VL); each documents its
 coordinate range and angle.
@@ -31,7 +32,7 @@ from geochat.grammar.core import GrammarError, GroundedObject, Kind, Parsed
 from geochat.grammar.geochat_dialect import GeoChatDialect
 from geochat.grammar.geoground import GeoGroundDialect
 from geochat.grammar.qwen import Qwen2VLDialect, Qwen3VLDialect, Qwen25VLDialect
-from geochat.grammar.registry import DIALECTS, format, get_dialect, parse
+from geochat.grammar.registry import DIALECTS, format, get_dialect, parse, readable
 
 __all__ = [
     "DEFAULT_GRID",
@@ -57,4 +58,5 @@ __all__ = [
     "format_region",
     "get_dialect",
     "parse",
+    "readable",
 ]

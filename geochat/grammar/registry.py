@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from geochat import geometry
 from geochat.grammar.base import Dialect, ObjectLike
 from geochat.grammar.canonical import CanonicalDialect
 from geochat.grammar.core import GrammarError, Parsed
@@ -84,3 +85,23 @@ def format(
         geochat.geometry.GeometryError: for invalid geometry or a non-positive image size.
     """
     return get_dialect(dialect).format(objects, width, height)
+
+
+def readable(text: str, partial: bool = False) -> Parsed:
+    """Reads an answer that has no image frame, or is still being written, for display.
+
+    Geometry tags are taken out of the text (phrases kept), as :func:`parse` does; the
+    coordinates are read on the grammar's own 0-1000 scale, since there are no pixels to map
+    them to: use ``.text`` and the ``"none"`` objects (nothing found), not the geometry.
+
+    Args:
+        text: An answer in the canonical grammar.
+        partial: The answer is still streaming: a tag being written at its end is held back
+            until it closes (free text never holds ``<``, so a ``<`` without ``>`` opens one).
+    """
+    if partial:
+        opening = text.rfind("<")
+        if opening > text.rfind(">"):
+            text = text[:opening]
+    scale = geometry.GRAMMAR_SCALE
+    return parse(text, scale, scale)

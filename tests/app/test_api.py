@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import socket
 import struct
 import threading
 import time
@@ -26,7 +27,7 @@ from transformers import SamConfig, SamModel
 from app.api import ApiSettings, create_app
 from app.api_runtime import serve_in_background
 from app.cli import api_main
-from geochat.engine import BackendError, Reply, load_image
+from geochat.engine import GROUNDING_REGEX, BackendError, Reply, load_image
 from geochat.georef import Georef, to_geojson, to_pixel_geojson
 from geochat.grammar import Parsed, format_mask, parse
 from geochat.refine import Refiner, sam_processor_for
@@ -412,6 +413,33 @@ def test_chat_completion_in_openai_format(client, fake):
     assert call["image"].width == WIDTH
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [{"constrain": "grounding"}, {"structured_outputs": {"regex": GROUNDING_REGEX}}],
+    ids=["geochat", "vllm"],
+)
+def test_chat_reads_both_spellings_of_the_grounding_constraint(client, fake, fields):
+    response = client.post("/v1/chat/completions", json=chat_body(stream=False, **fields))
+    assert response.status_code == 200, response.text
+    assert fake.calls[-1]["constrain"] == "grounding"
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"structured_outputs": {"regex": "[a-z]+"}}, "other constraints are not supported"),
+        ({"structured_outputs": {"json": {"type": "object"}}}, "other constraints"),
+        ({"constrain": "json"}, "constrain must be 'grounding' or null"),
+    ],
+    ids=["other-regex", "json", "unknown-name"],
+)
+def test_a_constraint_the_server_cannot_honour_is_a_400(client, fake, fields, words):
+    response = client.post("/v1/chat/completions", json=chat_body(stream=False, **fields))
+    assert response.status_code == 400
+    assert words in error_of(response)["message"]
+    assert fake.calls == []
+
+
 def test_chat_without_an_image_and_with_history(client, fake):
     messages = [
         {"role": "system", "content": "Answer briefly."},
@@ -709,6 +737,47 @@ def test_a_missing_or_wrong_api_key_is_a_401(fake, headers):
     assert fake.calls == []
 
 
+JSON_ENDPOINTS = ["/v1/ground", "/v1/segment", "/v1/chat/completions"]
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b'{"messages": [', "not valid JSON"), (b'["a list"]', "must be an object")],
+    ids=["invalid", "not-an-object"],
+)
+def test_bad_json_is_the_same_400_on_every_endpoint(client, fake, path, content, message):
+    response = client.post(path, content=content, headers=JSON)
+    assert response.status_code == 400
+    assert error_of(response) == {
+        "message": f"the {'body is' if 'valid' in message else 'JSON body'} {message}",
+        "type": "invalid_request_error",
+        "code": 400,
+        "request_id": response.headers["x-request-id"],
+    }
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("path", JSON_ENDPOINTS)
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"{}", b'{"messages": "wrong"}'], ids=["invalid", "empty", "bad"]
+)
+def test_the_api_key_is_checked_before_the_body_is_read(fake, path, content):
+    with client_for(fake, api_key=KEY) as client:
+        response = client.post(path, content=content, headers=JSON)
+    assert response.status_code == 401
+    assert error_of(response)["type"] == "authentication_error"
+
+
+def test_chat_wants_json(client):
+    response = client.post(
+        "/v1/chat/completions", content=b"hi", headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert "send application/json, not text/plain" in error_of(response)["message"]
+
+
 def test_the_right_api_key_is_let_in(fake):
     with client_for(fake, api_key=KEY) as client:
         response = client.post(
@@ -820,11 +889,57 @@ def test_requests_beyond_the_slots_queue_and_beyond_the_queue_get_503():
     finally:
         hold.set()
     assert refused.status_code == 503
-    assert refused.headers["retry-after"] == "10"
+    assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["type"] == "server_busy"
     assert results["first"].status_code == 200
     assert results["queued"].status_code == 200
     assert len(fake.calls) == 2
+
+
+def _ground_at_once(url, count):
+    """Sends `count` grounding requests at once; returns (response, sent, answered) of each."""
+    start = threading.Barrier(count)
+    results = [None] * count
+
+    def ground(index):
+        with httpx.Client(base_url=url, timeout=60) as http:
+            start.wait()
+            sent = time.monotonic()
+            response = http.post("/v1/ground", files=image_file(), data={"expression": "x"})
+            results[index] = (response, sent, time.monotonic())
+
+    threads = [threading.Thread(target=ground, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_a_small_teams_burst_is_queued_not_refused_with_the_defaults():
+    fake = FakeAssistant(delay_s=0.002)
+    with serve_in_background(create_app(fake, ApiSettings())) as url:
+        results = _ground_at_once(url, 32)
+    assert [response.status_code for response, *_ in results] == [200] * 32
+    assert len(fake.calls) == 32
+
+
+def test_retry_after_is_the_time_the_queue_takes_to_drain():
+    fake = FakeAssistant(delay_s=0.04)  # 10 pieces: about 0.4 s a call
+    settings = ApiSettings(max_concurrency=1, max_queue=3, queue_timeout_s=30)
+    with serve_in_background(create_app(fake, settings)) as url:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(2):  # the server measures how long a call takes
+                http.post("/v1/ground", files=image_file(), data={"expression": "x"})
+        results = _ground_at_once(url, 12)
+    accepted = [answered for response, _, answered in results if response.status_code == 200]
+    refused = [(response, sent) for response, sent, _ in results if response.status_code == 503]
+    assert len(accepted) == 4 and len(refused) == 8  # one running, three queued
+    drained = max(accepted)
+    for response, sent in refused:
+        retry_after = int(response.headers["retry-after"])
+        assert drained - sent - 1 <= retry_after <= drained - sent + 1
+        assert f"retry in about {retry_after} s" in response.json()["error"]["message"]
 
 
 def test_a_wait_longer_than_the_queue_timeout_is_a_503():
@@ -885,21 +1000,66 @@ def tiny_assistant(tiny_folder):
     return load(tiny_folder)
 
 
-def test_the_command_serves_a_checkpoint_with_its_flags(tiny_folder, monkeypatch):
+@pytest.fixture
+def serves(monkeypatch):
+    """Records what `geochat api` would serve: uvicorn's server and the bound sockets."""
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+
+    def run(server, sockets):
+        served.update(app=server.config.app, log_level=server.config.log_level)
+        served["address"] = sockets[0].getsockname()[:2]
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    return served
+
+
+def test_the_command_serves_a_checkpoint_with_its_flags(tiny_folder, serves, monkeypatch, capsys):
     monkeypatch.setenv("GEOCHAT_API_KEY", KEY)
-    argv = ["--model", str(tiny_folder), "--port", "8123", "--max-megapixels", "0.001"]
+    argv = ["--model", str(tiny_folder), "--port", "0", "--max-megapixels", "0.001"]
     assert api_main(argv) == 0
-    assert (served["host"], served["port"]) == ("127.0.0.1", 8123)
-    with TestClient(served["app"]) as client:
-        assert client.get("/healthz").json()["model"] == str(tiny_folder)
+    host, port = serves["address"]
+    assert host == "127.0.0.1" and port > 0  # bound before serving
+    assert f"on http://127.0.0.1:{port} " in capsys.readouterr().out
+    with TestClient(serves["app"]) as client:
         request = {"files": image_file(), "data": {"expression": "x"}}
         assert client.post("/v1/ground", **request).status_code == 401
         headers = {"Authorization": f"Bearer {KEY}"}
         too_big = client.post("/v1/ground", headers=headers, **request)
     assert too_big.status_code == 400  # 200 x 100 pixels > 0.001 megapixels
     assert "pixels" in error_of(too_big)["message"]
+
+
+def test_answers_name_the_model_never_its_server_path(tiny_folder, serves):
+    assert api_main(["--model", str(tiny_folder), "--port", "0"]) == 0
+    with TestClient(serves["app"]) as client:
+        health = client.get("/healthz")
+        models = client.get("/v1/models")
+        other = client.post("/v1/chat/completions", json=chat_body(model="gpt-4o"))
+    assert health.json()["model"] == tiny_folder.name
+    assert [card["id"] for card in models.json()["data"]] == [tiny_folder.name]
+    assert other.status_code == 404
+    assert repr(tiny_folder.name) in error_of(other)["message"]
+    for response in (health, models, other):
+        assert str(tiny_folder.parent) not in response.text
+
+
+def test_a_relative_model_folder_is_named_by_its_own_name(tiny_folder, monkeypatch):
+    from geochat.engine import load
+
+    monkeypatch.chdir(tiny_folder)
+    assert load(".").model_name == tiny_folder.name
+
+
+def test_a_taken_port_is_reported_before_the_model_loads(tmp_path, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code = api_main(["--model", str(tmp_path / "not-loaded"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in err
+    assert "--port" in err
+    assert "not-loaded" not in err  # the port was checked first
 
 
 def test_a_tiny_model_grounds_and_streams(tiny_assistant):

@@ -1,5 +1,8 @@
 """`geochat app`: arguments, errors, and how the page is served (launch itself is stubbed)."""
 
+import json
+import socket
+
 import gradio as gr
 import pytest
 from ui_fakes import ScriptedAssistant
@@ -12,7 +15,11 @@ from app.cli import app_main
 def launches(monkeypatch) -> list[dict]:
     """Records the keyword arguments of every `Blocks.launch` instead of serving."""
     calls: list[dict] = []
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: calls.append(options))
+
+    def launch(page: gr.Blocks, **options) -> None:
+        calls.append({**options, "page": page})
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
     monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # Ctrl+C, at once
     return calls
 
@@ -64,3 +71,38 @@ def test_a_missing_model_is_a_clear_error(tmp_path, launches, capsys):
     assert app_main(["--model", str(tmp_path / "nowhere")]) == 1
     assert f"no model folder {tmp_path / 'nowhere'}" in capsys.readouterr().err
     assert launches == []
+
+
+def test_a_taken_port_is_reported_in_one_line_before_the_model_loads(launches, loads, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert app_main(["--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"geochat app: port {port} on 127.0.0.1 is already in use (another server?); "
+        "stop it or choose another port with --port\n"
+    )
+    assert loads == [] and launches == []
+
+
+def test_a_port_taken_while_the_model_loads_names_the_flag_not_launch(monkeypatch, loads, capsys):
+    def launch(page: gr.Blocks, **options) -> None:  # what Gradio raises for a taken port
+        raise OSError("Cannot find empty port in range: 7860-7860. ... `launch()`.")
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    assert app_main([]) == 1
+    err = capsys.readouterr().err
+    assert err == "geochat app: cannot listen on 127.0.0.1:7860; choose another --port or --host\n"
+
+
+def test_the_page_names_the_model_never_its_server_path(launches, tmp_path):
+    from geochat.modeling import tiny
+
+    model, processor = tiny()
+    folder = tmp_path / "my-checkpoint"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    assert app_main(["--model", str(folder), "--port", "0"]) == 0
+    config = json.dumps(launches[0]["page"].get_config_file(), default=str)
+    assert "my-checkpoint" in config
+    assert str(tmp_path) not in config

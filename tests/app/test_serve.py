@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from app.cli import serve_main
 from app.vllm_launch import (
+    CONSTRAIN_MIDDLEWARE,
     VLLM_PYTHON_ENV,
     Adapter,
     ServeError,
@@ -25,6 +31,8 @@ from app.vllm_launch import (
     server_command,
     server_environment,
 )
+from app.vllm_middleware import ConstrainField
+from geochat.engine import GROUNDING_REGEX
 
 LLM_KEY = "base_model.model.model.text_model.layers.0.self_attn.q_proj.lora_A.weight"
 TOWER_KEY = "base_model.model.model.vision_model.encoder.layers.0.mlp.fc1.lora_A.weight"
@@ -47,7 +55,8 @@ def _fake_python(folder: Path) -> Path:
     """An executable that prints its arguments and environment, standing in for vLLM's Python."""
     script = folder / "python"
     script.write_text(
-        '#!/bin/sh\necho "ARGS $*"\necho "KV $VLLM_CPU_KVCACHE_SPACE OFFLINE $HF_HUB_OFFLINE"\n'
+        '#!/bin/sh\nif [ "$1" = "-c" ]; then echo "${FAKE_DEVICE:-cpu}"; exit 0; fi\n'
+        'echo "ARGS $*"\necho "KV $VLLM_CPU_KVCACHE_SPACE OFFLINE $HF_HUB_OFFLINE"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
@@ -132,6 +141,7 @@ def test_server_command_enables_lora_and_puts_vllm_options_last():
     assert "--max-model-len 4096" in text
     assert "--enable-lora --max-lora-rank 32 --max-loras 2 --lora-modules roads=/r tower=/t" in text
     assert "--enable-tower-connector-lora" in command
+    assert f"--middleware {CONSTRAIN_MIDDLEWARE}" in text
     assert command[-2:] == ["--dtype", "float32"]
 
 
@@ -199,9 +209,105 @@ def test_geochat_serve_starts_vllms_server_with_our_flags(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "nano, roads at http://127.0.0.1:8123/v1" in result.stdout
-    # The last call is the server (the first checks that geochat's plugin is installed).
     args = [line for line in result.stdout.splitlines() if line.startswith("ARGS")][-1]
     assert f"-m vllm.entrypoints.openai.api_server --model {model} --served-model-name nano" in args
     assert f"--lora-modules roads={adapter}" in args
     assert args.endswith("--enforce-eager")
     assert "KV 1 OFFLINE 1" in result.stdout
+
+
+@pytest.fixture
+def vllm_like() -> TestClient:
+    """vLLM's server as far as the middleware sees it: it echoes the body it received."""
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse({"length": request.headers["content-length"], "body": body.decode()})
+
+    routes = [Route("/v1/chat/completions", echo, methods=["POST"])]
+    routes.append(Route("/v1/models", echo, methods=["POST"]))
+    return TestClient(ConstrainField(Starlette(routes=routes)))
+
+
+def _received(response) -> dict:
+    answer = response.json()
+    assert int(answer["length"]) == len(answer["body"].encode())
+    return json.loads(answer["body"])
+
+
+def test_served_vllm_reads_geochats_constrain_field(vllm_like):
+    body = {"model": "nano", "messages": [], "constrain": "grounding", "max_tokens": 9}
+
+    received = _received(vllm_like.post("/v1/chat/completions", json=body))
+
+    assert received == {
+        "model": "nano",
+        "messages": [],
+        "max_tokens": 9,
+        "structured_outputs": {"regex": GROUNDING_REGEX},
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [], "structured_outputs": {"regex": "[a-z]+"}},  # vLLM's own: untouched
+        {"messages": [], "constrain": None},
+        {"messages": []},
+    ],
+)
+def test_served_vllm_passes_its_own_requests_through(vllm_like, body):
+    received = _received(vllm_like.post("/v1/chat/completions", json=body))
+
+    assert received == {key: value for key, value in body.items() if key != "constrain"}
+
+
+def test_served_vllm_leaves_other_paths_and_bad_json_to_vllm(vllm_like):
+    other = vllm_like.post("/v1/models", json={"constrain": "grounding"})
+    broken = vllm_like.post("/v1/chat/completions", content=b"{not json")
+
+    assert json.loads(other.json()["body"]) == {"constrain": "grounding"}
+    assert broken.json()["body"] == "{not json"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"constrain": "json"}, "constrain must be 'grounding' or null"),
+        ({"constrain": "grounding", "structured_outputs": {"regex": "x"}}, "structured_outputs"),
+    ],
+)
+def test_served_vllm_refuses_a_constraint_it_cannot_honour(vllm_like, body, words):
+    response = vllm_like.post("/v1/chat/completions", json=body)
+
+    assert response.status_code == 400
+    assert words in response.json()["error"]["message"]
+
+
+def _served_args(tmp_path, *argv: str, device: str = "cpu") -> str:
+    """The command line `geochat serve` gives vLLM, whose platform is `device`."""
+    model = _checkpoint(tmp_path / "nano")
+    env = {**os.environ, VLLM_PYTHON_ENV: str(_fake_python(tmp_path)), "FAKE_DEVICE": device}
+    command = [sys.executable, "-m", "geochat.cli", "serve", "--model", str(model), *argv]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith("ARGS")][-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "device", "dtype"),
+    [
+        ((), "cpu", "--dtype float32"),  # vLLM's auto is bfloat16 on CPUs
+        ((), "cuda", None),  # vLLM's own choice
+        (("--dtype", "bfloat16"), "cpu", "--dtype bfloat16"),
+        (("--", "--dtype", "float16"), "cpu", "--dtype float32 --dtype float16"),  # last wins
+    ],
+    ids=["cpu", "gpu", "ours", "vllms"],
+)
+def test_geochat_serve_runs_float32_on_cpus_unless_told(tmp_path, argv, device, dtype):
+    args = _served_args(tmp_path, *argv, device=device)
+
+    if dtype is None:
+        assert "--dtype" not in args
+    else:
+        assert args.endswith(dtype) or f"{dtype} " in args

@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import regex
 import torch
 from PIL import Image
 
 from app.vllm_launch import ServeError, find_vllm_python
-from geochat.engine import load
+from geochat.engine import GROUNDING_REGEX, load
 from geochat.grammar import parse
 from geochat.modeling import load_pretrained, tiny
 
@@ -45,12 +46,11 @@ QUESTION = "Where is the ship?"
 _LOW = r"([1-4][0-9]{2}|[1-9]?[0-9])"
 _HIGH = r"[5-9][0-9]{2}"
 BOX_ANSWER = rf"<ref>[a-z]{{1,12}}</ref><box>\[\[{_LOW},{_LOW},{_HIGH},{_HIGH}\]\]</box>"
-# vLLM's own options for a quick, exact CPU test server: float32 as in transformers, no
-# torch.compile (a minute of warm-up), the model in the engine process (with
-# VLLM_ENABLE_V1_MULTIPROCESSING=0: one process start less, half a minute), one image a prompt.
+# vLLM's own options for a quick CPU test server: no torch.compile (a minute of warm-up), the
+# model in the engine process (with VLLM_ENABLE_V1_MULTIPROCESSING=0: one process start less,
+# half a minute), one image a prompt. No --dtype: `geochat serve` chooses float32 on CPUs, and
+# the token-for-token comparisons below check that it did.
 VLLM_TEST_OPTIONS = [
-    "--dtype",
-    "float32",
     "--enforce-eager",
     "--distributed-executor-backend",
     "uni",
@@ -224,6 +224,16 @@ def test_constrained_grounding_parses_without_problems(server, image):
     parsed = parse(text, WIDTH, HEIGHT)
     assert parsed.problems == []
     assert [obj.kind for obj in parsed.objects] == ["hbb"]
+
+
+def test_geochats_constrain_field_constrains_served_answers(server, image):
+    answer = _chat(server, image, max_tokens=64, constrain="grounding")
+
+    text = answer["choices"][0]["message"]["content"]
+    assert answer["choices"][0]["finish_reason"] == "length" or re.fullmatch(
+        GROUNDING_REGEX, text
+    ), text
+    assert regex.fullmatch(GROUNDING_REGEX, text, partial=True), text
 
 
 def test_greedy_tokens_match_transformers(server, image):
