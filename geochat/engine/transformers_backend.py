@@ -25,6 +25,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from geochat.engine.assistant import Assistant, GenerationStats, Request
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
+from geochat.imagery import ImagerySettings
 from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor, load_pretrained
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
@@ -91,6 +92,10 @@ class TransformersAssistant(Assistant):
         self.model = model
         self.processor = processor
         self.model_name = model_name
+        # The imagery settings training recorded in the processor config (None: the defaults).
+        trained = getattr(processor, "imagery", None)
+        if trained:
+            self.imagery = ImagerySettings.from_dict(trained)
         if max_tiles_per_side is not None:
             _set_max_tiles(processor, max_tiles_per_side)
         self._pieces: list[str] | None = None

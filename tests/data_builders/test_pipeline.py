@@ -115,12 +115,14 @@ def test_a_killed_build_resumes_to_the_same_files(tmp_path):
     options = BuildOptions(tile_size=64, overlap=0, shard_tiles=1)
     script = (
         "import sys; from data_builders.pipeline import BuildOptions, Source, build; "
-        "from osm_scene import tile_record; "
+        "from geochat.imagery import ImagerySettings; from osm_scene import tile_record; "
         f"build([Source(({str(scene.raster)!r},), {str(scene.osm_pbf)!r})], sys.argv[1], "
         f"{options!r}, generate=tile_record, workers=1, progress=False)"
     )
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    # The tree under test stays first on the path (an installed copy may differ).
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     process = subprocess.Popen([sys.executable, "-c", script, str(killed)], env=env)
     deadline = time.monotonic() + 60
     while len(list((killed / "jobs").glob("*.json"))) < 5 and time.monotonic() < deadline:
