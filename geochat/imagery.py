@@ -254,7 +254,7 @@ class ImagerySettings:
         if self.stretch == "percentile":
             stretch += " {:g}-{:g} %".format(*self.percentiles)
         elif self.stretch == "minmax" and self.limits:
-            stretch += " " + ", ".join(f"{low:.4g}-{high:.4g}" for low, high in self.limits)
+            stretch += " " + ", ".join(f"{low:.6g}-{high:.6g}" for low, high in self.limits)
         fill = "none" if self.fill is None else f"{self.fill:g}" if self.fill != "auto" else "auto"
         return f"bands {bands}; stretch {stretch}; fill {fill}"
 
