@@ -322,6 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("imagery (bands, no-data, stretch)")
     group.add_argument(
         "--bands",
+        type=_checked(parse_bands),
         metavar="B,B,B",
         help="1-based bands shown as red, green, blue (e.g. 3,2,1), or one band for grey "
         "(default: by the file's colour interpretation or band descriptions, else 1,2,3)",
@@ -335,15 +336,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--stretch",
+        type=_checked(lambda text: (parse_stretch(text), text)[1]),
         metavar="STRETCH",
         help="auto (8-bit kept, else percentile; default), percentile[:LOW,HIGH] of the valid "
         "pixels (2,98), minmax:LOW,HIGH, or none",
     )
     group.add_argument(
         "--fill",
+        type=_checked(lambda text: (parse_fill(text), text)[1]),
         metavar="VALUE",
         help="no-data fill value: auto (a 0 that frames the scene; default), none, or a number",
     )
+
+
+def _checked(parse: Any) -> Any:
+    """An argparse type that checks a value with ``parse`` (a usage error when it fails)."""
+
+    def check(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return check
 
 
 def from_arguments(

@@ -6,7 +6,7 @@ Usage::
         [--region x0,y0,x1,y1] [--draw out.png] [--geojson out.json] [--stream]
         [--max-new-tokens N] [--temperature T] [--constrain grounding]
         [--backend transformers|vllm] [--vllm-url URL] [--device cpu] [--max-tiles N]
-        [--bands 4,3,2]
+        [--bands 4,3,2] [--preset sentinel2:cir] [--stretch percentile:2,98] [--fill auto]
 
 The answer goes to stdout (token by token with ``--stream``); the objects found, parse
 problems, token counts and the files written go to stderr, so that stdout holds only the
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from geochat import imagery
 from geochat.draw import draw_objects
 from geochat.engine import BACKENDS, Assistant, BackendError, LoadedImage, Reply, load, load_image
 
@@ -45,15 +46,6 @@ def _region(text: str) -> list[float]:
             f"a region is a box x0,y0,x1,y1 or a quad x1,y1,...,x4,y4 (pixels), got {text!r}"
         )
     return values
-
-
-def _bands(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(band) for band in text.split(","))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"bands are 1-based integers like 4,3,2: {text!r}"
-        ) from error
 
 
 def _drawing_path(text: str) -> Path:
@@ -86,9 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--vllm-url", help="vLLM server (default http://127.0.0.1:8000/v1)")
     parser.add_argument("--device", default="cpu", help="transformers device (default cpu)")
     parser.add_argument("--max-tiles", type=int, help="tiles along the longest edge (1..6)")
-    parser.add_argument(
-        "--bands", type=_bands, default=(1, 2, 3), help="raster bands for RGB (default 1,2,3)"
-    )
+    imagery.add_arguments(parser)  # default: the settings the model was trained with
     return parser
 
 
@@ -162,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs ``geochat chat``; returns 0 on success, 2 for bad input or an unusable model."""
     args = _parser().parse_args(argv)
     try:
-        image = load_image(args.image, bands=args.bands)
+        imagery.from_arguments(args)  # bad options fail before the model loads
         assistant = load(
             args.model,
             backend=args.backend,
@@ -171,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             max_tiles_per_side=args.max_tiles,
         )
         try:
+            settings = imagery.from_arguments(args, assistant.imagery)
+            image = load_image(args.image, imagery=settings)
+            print(f"imagery: {image.imagery.describe()}", file=sys.stderr)
             reply = _answer(assistant, image, args)
         finally:
             assistant.close()

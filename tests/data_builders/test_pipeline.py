@@ -391,5 +391,8 @@ def test_cli_imagery_options_reach_the_build_and_bad_ones_are_one_line_errors(sc
     )
     assert build_options(args).imagery == ImagerySettings(bands=(3, 2, 1))
     argv = ["osm", "--imagery", str(scene.raster), "--osm", str(scene.osm_pbf), "--out", "o"]
-    assert main([*argv, "--stretch", "gamma"]) == 1
+    with pytest.raises(SystemExit):
+        main([*argv, "--stretch", "gamma"])
     assert "stretch is one of" in capsys.readouterr().err
+    fill = _parser().parse_args([*argv, "--fill", "none"])
+    assert build_options(fill).imagery.fill is None
