@@ -222,7 +222,7 @@ async def ground(request: Request, service: Service) -> GroundResponse:
     _check_expression(service, params.expression, "expression")
     prompt = GROUND_PROMPTS[params.kind].format(expression=_sentence_part(params.expression))
     max_new_tokens = service.check_new_tokens(params.max_new_tokens)
-    work = partial(service.ask, data, params.bands, prompt, max_new_tokens, "grounding")
+    work = partial(service.ask, data, params.imagery_options(), prompt, max_new_tokens, "grounding")
     image, reply = await service.running_gate().run(work, service.settings.inference_timeout_s)
     objects = [detected(obj) for obj in reply.parsed.objects if obj.kind != "none"]
     return _response(request, service, image, reply, objects, reply.geojson, reply.pixel_geojson)

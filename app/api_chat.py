@@ -41,7 +41,6 @@ from app.api_service import (
     validated,
 )
 from app.schemas import (
-    DEFAULT_BANDS,
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -222,7 +221,7 @@ def _checked_region(region: list[float] | list[list[float]]) -> list[float] | li
 def _image(service: ApiService, conversation: Conversation) -> LoadedImage | None:
     if conversation.image is None:
         return None
-    return service.load(conversation.image, list(DEFAULT_BANDS))
+    return service.load(conversation.image, {})  # the model's imagery settings
 
 
 def _complete(

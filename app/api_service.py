@@ -13,6 +13,7 @@ import dataclasses
 import hmac
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -151,9 +152,16 @@ class ApiService:
             raise ApiError(400, f"max tokens {count} is over this server's limit {limit}")
         return count
 
-    def load(self, data: bytes, bands: list[int]) -> LoadedImage:
-        """Decodes an image within the pixel limit (ImageError for a bad one)."""
-        return load_image(data, bands=tuple(bands), max_pixels=self.settings.max_pixels)
+    def load(self, data: bytes, imagery: Mapping[str, Any]) -> LoadedImage:
+        """Decodes an image within the pixel limit (ImageError for a bad one).
+
+        Args:
+            data: The file's bytes.
+            imagery: The request's choices (``_ImageParams.imagery_options``), put over the
+                model's imagery settings.
+        """
+        settings = self.assistant.imagery.updated(**imagery)
+        return load_image(data, imagery=settings, max_pixels=self.settings.max_pixels)
 
     def answer(
         self,
@@ -187,14 +195,14 @@ class ApiService:
     def ask(
         self,
         data: bytes,
-        bands: list[int],
+        imagery: Mapping[str, Any],
         prompt: str,
         max_new_tokens: int,
         constrain: str | None,
         cancel: threading.Event,
     ) -> tuple[LoadedImage, Reply]:
         """Decodes an image and asks one question about it."""
-        image = self.load(data, bands)
+        image = self.load(data, imagery)
         messages = [{"role": "user", "content": prompt}]
         reply = self.answer(
             image, messages, cancel, max_new_tokens=max_new_tokens, constrain=constrain
@@ -214,7 +222,9 @@ class ApiService:
         With ``refine`` (and SAM) SAM makes the masks; otherwise a text-mask is taken as it is
         and a box or quad is filled.
         """
-        image, reply = self.ask(data, params.bands, prompt, params.max_new_tokens, None, cancel)
+        image, reply = self.ask(
+            data, params.imagery_options(), prompt, params.max_new_tokens, None, cancel
+        )
         found = [obj for obj in reply.parsed.objects if obj.kind != "none"]
         refined = None
         if refine and self.refiner is not None:
@@ -355,6 +365,7 @@ def image_info(image: LoadedImage) -> ImageInfo:
         height=image.height,
         crs=None if georef is None else georef.crs,
         gsd_m=None if georef is None else georef.gsd,
+        imagery=None if image.imagery is None else image.imagery.to_dict(),
     )
 
 

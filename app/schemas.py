@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-DEFAULT_BANDS = (1, 2, 3)
+from geochat.imagery import ImagerySettings
 
 
 class ErrorDetail(BaseModel):
@@ -57,6 +57,11 @@ class ImageInfo(BaseModel):
     height: int
     crs: str | None = Field(description="The GeoTIFF's CRS; null when not georeferenced.")
     gsd_m: float | None = Field(description="Ground sample distance in metres per pixel.")
+    imagery: dict[str, Any] | None = Field(
+        default=None,
+        description="What was read: bands, fill value and stretch limits "
+        "(geochat.imagery.ImagerySettings).",
+    )
 
 
 class Usage(BaseModel):
@@ -72,11 +77,26 @@ class _ImageParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bands: list[int] = Field(
-        default=list(DEFAULT_BANDS),
+    bands: list[int] | None = Field(
+        default=None,
         min_length=1,
         max_length=3,
-        description="GeoTIFF bands (1-based) shown as RGB; a form field may say '4,3,2'.",
+        description="Bands (1-based) shown as RGB, or one for grey; a form field may say "
+        "'4,3,2'. Default: the model's settings, else the file's colour interpretation or band "
+        "descriptions, else 1,2,3.",
+    )
+    preset: str | None = Field(
+        default=None,
+        description="natural, cir (colour-infrared), or a sensor's bands: landsat8, landsat9, "
+        "sentinel2, planetscope, planetscope8, naip, optionally with :cir.",
+    )
+    stretch: str | None = Field(
+        default=None,
+        description="auto, percentile[:LOW,HIGH] of the valid pixels, minmax:LOW,HIGH or none.",
+    )
+    fill: str | None = Field(
+        default=None,
+        description="No-data fill value: auto (a 0 framing the scene), none or a number.",
     )
 
     @field_validator("bands", mode="before")
@@ -85,6 +105,20 @@ class _ImageParams(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",")]
         return value
+
+    @model_validator(mode="after")
+    def _check_imagery(self) -> _ImageParams:
+        ImagerySettings().updated(**self.imagery_options())  # a ValueError is a 422
+        return self
+
+    def imagery_options(self) -> dict[str, Any]:
+        """The imagery choices the request made (for ``ImagerySettings.updated``)."""
+        return {
+            "bands": self.bands,
+            "preset": self.preset,
+            "stretch": self.stretch,
+            "fill": self.fill,
+        }
 
 
 class GroundParams(_ImageParams):

@@ -9,6 +9,10 @@ What a user does:
 - upload a PNG, JPEG or GeoTIFF (or pick an example). The engine reads it at full
   resolution; the page shows a copy at most ``display_max_side`` pixels wide
   (:mod:`app.overlay`).
+- choose the bands (a preset such as colour-infrared or a sensor's natural colour, or band
+  numbers like 3,2,1) and the stretch; the image is read again and the page says what was
+  applied before anything is asked (:mod:`geochat.imagery`; the default is the model's own
+  settings).
 - ask questions; the answer streams in token by token. Buttons fill the question box with the
   common tasks (describe, find, count, segment, identify a region).
 - draw one box on the image to ask about that region: it reaches the model in pixels of the
@@ -69,6 +73,26 @@ TASKS = (
     ("Segment", "Segment the {target}."),
     ("What is in the region?", "What is in the region?"),
 )
+# The imagery controls: "" keeps the model's settings (geochat.imagery.ImagerySettings).
+BAND_PRESETS = [
+    ("Model default (the file's colour interpretation, else 1,2,3)", ""),
+    ("Natural colour (red, green, blue from the file)", "auto"),
+    ("Colour-infrared (NIR, red, green)", "cir"),
+    ("Landsat 8/9: natural colour (4,3,2)", "landsat8"),
+    ("Landsat 8/9: colour-infrared (5,4,3)", "landsat8:cir"),
+    ("Sentinel-2: natural colour (B4,B3,B2)", "sentinel2"),
+    ("Sentinel-2: colour-infrared (B8,B4,B3)", "sentinel2:cir"),
+    ("PlanetScope 4-band: natural colour", "planetscope"),
+    ("PlanetScope 4-band: colour-infrared", "planetscope:cir"),
+    ("NAIP: natural colour", "naip"),
+    ("NAIP: colour-infrared", "naip:cir"),
+]
+STRETCH_CHOICES = [
+    ("Model default (8-bit kept, else 2-98 % of valid pixels)", ""),
+    ("Percentile 2-98 % of valid pixels", "percentile:2,98"),
+    ("Percentile 0.5-99.5 % of valid pixels", "percentile:0.5,99.5"),
+    ("None (8-bit data as it is)", "none"),
+]
 REGION_COLOUR = (255, 215, 0)  # the drawn region, in the annotator's RGB form
 DEFAULT_TARGET = "buildings"
 MAX_NEW_TOKENS = 256
@@ -100,6 +124,8 @@ def _image_info(session: ImageSession) -> str:
     display_width, display_height = session.display.size
     if (display_width, display_height) != (loaded.width, loaded.height):
         info += f"; shown at {display_width} × {display_height}, analysed at full resolution"
+    if loaded.imagery is not None:
+        info += f"  \nImagery: {html.escape(loaded.imagery.describe())}"
     return info
 
 
@@ -161,8 +187,15 @@ class _Handlers:
         self.display_max_side = display_max_side
         self.export_dir = Path(tempfile.mkdtemp(prefix="geochat-app-"))
 
-    def open_image(self, path: str | None) -> tuple[Any, ...]:
+    def open_image(self, path: str | None, bands: str = "", stretch: str = "") -> tuple[Any, ...]:
         """Loads an uploaded file; resets the chat, the region and the overlay.
+
+        Args:
+            path: The uploaded file.
+            bands: A band preset (``BAND_PRESETS``) or band numbers such as ``3,2,1``; ""
+                keeps the model's settings.
+            stretch: A stretch (``STRETCH_CHOICES`` or e.g. ``minmax:0,3000``); "" keeps the
+                model's.
 
         Returns:
             Session, annotator value, image info, chat, history, overlay, download button.
@@ -175,7 +208,11 @@ class _Handlers:
             return (None, None, "", *cleared)
         name = Path(path).name
         try:
-            loaded = load_image(path)
+            imagery = self.assistant.imagery.updated(stretch=stretch.strip() or None)
+            if bands.strip():
+                numbers = bands.replace(",", "").replace(" ", "").isdigit()
+                imagery = imagery.updated(**{"bands" if numbers else "preset": bands.strip()})
+            loaded = load_image(path, imagery=imagery)
         except (ValueError, OSError) as error:
             # The upload's server path means nothing to the user; its name does.
             reason = str(error).replace(f"{path}: ", "").replace(path, name)
@@ -305,6 +342,8 @@ class _Page:
     session: gr.State
     history: gr.State
     upload: gr.File
+    bands: gr.Dropdown
+    stretch: gr.Dropdown
     image_info: gr.Markdown
     region: image_annotator
     overlay: gr.AnnotatedImage
@@ -328,6 +367,21 @@ def _image_column() -> dict[str, Any]:
         height=110,
         elem_id="upload",
     )
+    with gr.Accordion("Bands and stretch", open=True), gr.Row():
+        bands = gr.Dropdown(
+            BAND_PRESETS,
+            value="",
+            label="Bands (a preset, or type band numbers such as 3,2,1)",
+            allow_custom_value=True,
+            elem_id="bands",
+        )
+        stretch = gr.Dropdown(
+            STRETCH_CHOICES,
+            value="",
+            label="Stretch (or type minmax:LOW,HIGH)",
+            allow_custom_value=True,
+            elem_id="stretch",
+        )
     image_info = gr.Markdown()
     region = image_annotator(
         label="Image: draw a box to ask about a region (delete it to ask about the whole image)",
@@ -348,6 +402,8 @@ def _image_column() -> dict[str, Any]:
     download = gr.DownloadButton("Download GeoJSON", visible=False, elem_id="download")
     return {
         "upload": upload,
+        "bands": bands,
+        "stretch": stretch,
         "image_info": image_info,
         "region": region,
         "overlay": overlay,
@@ -386,19 +442,24 @@ def _chat_column(max_new_tokens: int) -> dict[str, Any]:
 
 def _wire(page: _Page, handlers: _Handlers) -> None:
     """Connects the events; ``open_image``, ``ask`` and ``clear`` are the page's API."""
-    page.upload.change(
+    opened = [
+        page.session,
+        page.region,
+        page.image_info,
+        page.chatbot,
+        page.history,
+        page.overlay,
+        page.download,
+    ]
+    reading = [page.upload, page.bands, page.stretch]
+    page.upload.change(handlers.open_image, reading, opened, api_name="open_image")
+    # A new band or stretch choice reads the image again (and starts a new conversation).
+    gr.on(
+        [page.bands.change, page.stretch.change],
         handlers.open_image,
-        inputs=page.upload,
-        outputs=[
-            page.session,
-            page.region,
-            page.image_info,
-            page.chatbot,
-            page.history,
-            page.overlay,
-            page.download,
-        ],
-        api_name="open_image",
+        reading,
+        opened,
+        api_visibility="private",
     )
     gr.on(
         [page.question.submit, page.send.click],

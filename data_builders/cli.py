@@ -29,6 +29,7 @@ from typing import Any
 from data_builders import pipeline, synthetic
 from data_builders.converters import CONVERTERS
 from data_builders.show import show
+from geochat import imagery
 
 PROG = "geochat build"
 # ``synthetic --records`` without a folder: a marker replaced by OUT/records.
@@ -139,11 +140,7 @@ def _add_build_options(parser: argparse.ArgumentParser, defaults: pipeline.Build
         default=defaults.max_object_nodata,
         help="drop objects with a larger share of their pixels on no-data",
     )
-    tiling.add_argument(
-        "--keep-black",
-        action="store_true",
-        help="do not treat pixels black in every band as no-data",
-    )
+    imagery.add_arguments(parser)
     splits = parser.add_argument_group("splits (by area blocks, so no area leaks across splits)")
     splits.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     splits.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
@@ -199,7 +196,7 @@ def build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
         split_block_m=args.split_block_m,
         max_tile_nodata=args.max_tile_nodata,
         max_object_nodata=args.max_object_nodata,
-        black_is_nodata=not args.keep_black,
+        imagery=imagery.from_arguments(args),
         shard_tiles=args.shard_tiles,
         tags=args.tags,
         task_options=_task_options(args.task_option),

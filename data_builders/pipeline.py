@@ -57,6 +57,7 @@ from data_builders.tiling import (
     read_tile,
     tile_objects,
 )
+from geochat.imagery import ImagerySettings
 from geochat.records import Record, check_record
 
 Generate = Callable[[Tile, np.random.Generator, Mapping[str, Any]], list[Record]]
@@ -95,7 +96,8 @@ class BuildOptions:
         split_block_m: Side of the square area blocks that decide splits, in metres.
         max_tile_nodata: Tiles with a larger no-data share are dropped.
         max_object_nodata: Objects with a larger share of their pixels on no-data are dropped.
-        black_is_nodata: Treat pixels that are black in every band as no-data.
+        imagery: Band choice, no-data and stretch of the rasters (:mod:`geochat.imagery`),
+            recorded in the manifest; training copies them into the checkpoint.
         shard_tiles: Tiles per shard job (the unit of resume).
         tags: Tag table file; None is the bundled ``tags.yaml``.
         task_options: Passed to ``generate`` as its ``options``.
@@ -110,7 +112,7 @@ class BuildOptions:
     split_block_m: float = 1000.0
     max_tile_nodata: float = 0.5
     max_object_nodata: float = 0.5
-    black_is_nodata: bool = True
+    imagery: ImagerySettings = field(default_factory=ImagerySettings)
     shard_tiles: int = 16
     tags: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
@@ -256,7 +258,7 @@ def _plan_rasters(
     for source_index, source in enumerate(sources):
         for path in source.imagery:
             try:
-                info = open_raster(path, keys[path])
+                info = open_raster(path, keys[path], options.imagery)
                 windows = plan_windows(info, options.tile_size, options.overlap, options.gsd)
             except RasterError as error:
                 planning.error(error.kind, path, str(error))
@@ -421,7 +423,7 @@ def _run_tile(
 ) -> list[Record]:
     window, options = planned.window, job.options
     try:
-        rgb, valid = read_tile(dataset, job.raster, window, options.black_is_nodata)
+        rgb, valid = read_tile(dataset, job.raster, window)
     except RasterError as error:
         _bump(stats, "tiles", "dropped", "unreadable")
         _tile_error(stats, job, str(error))

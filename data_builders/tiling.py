@@ -23,17 +23,18 @@ import shapely
 from pyproj import CRS, Geod, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from data_builders.osm import LonLatBox
 from data_builders.tile import TileObject
 from geochat.geometry import mask_to_rle, min_area_rect, rasterize
+from geochat.imagery import ImageError, ImagerySettings, resolve
+from geochat.imagery import read as read_imagery
 
 SPLITS = ("train", "val", "test")
 # A grid whose ground pixel size is within this ratio of its nominal size is "metric".
@@ -41,7 +42,6 @@ _METRIC_TOLERANCE = 0.01
 # Rasters whose lon/lat footprint misses their CRS's area of use by more than this many
 # degrees are taken to carry the wrong CRS.
 _AREA_OF_USE_MARGIN_DEG = 10.0
-_STRETCH_SAMPLE_PX = 1024
 _DECIMALS = 2
 _TRUNCATION_TOLERANCE = 1e-3
 
@@ -70,10 +70,10 @@ class RasterInfo:
         transform: Affine of the raster, rasterio order ``(a, b, c, d, e, f)``.
         width: Width in pixels.
         height: Height in pixels.
-        bands: 1-based band indexes read as R, G, B.
         gsd_m: Native ground sample distance in metres per pixel.
         lonlat_bounds: ``(west, south, east, north)``.
-        stretch: Per band ``(low, high)`` mapped to 0-255, or None for uint8 rasters.
+        imagery: The resolved imagery settings of the raster (bands, fill value, stretch
+            limits over the whole raster), the same for every tile (:mod:`geochat.imagery`).
     """
 
     path: str
@@ -83,10 +83,9 @@ class RasterInfo:
     transform: tuple[float, ...]
     width: int
     height: int
-    bands: tuple[int, int, int]
     gsd_m: float
     lonlat_bounds: LonLatBox
-    stretch: tuple[tuple[float, float], ...] | None
+    imagery: ImagerySettings
 
 
 @dataclass(frozen=True)
@@ -139,21 +138,30 @@ class Footprint:
     geometry: BaseGeometry
 
 
-def open_raster(path: str | Path, key: str) -> RasterInfo:
+def open_raster(path: str | Path, key: str, imagery: ImagerySettings | None = None) -> RasterInfo:
     """Opens a raster and checks that it is georeferenced in a CRS that fits its coordinates.
 
+    Args:
+        path: The raster.
+        key: Short unique name used in tile ids.
+        imagery: Band choice, no-data and stretch; None is the defaults. Resolved here, over
+            the whole raster, so every tile is rendered alike.
+
     Raises:
-        RasterError: if it cannot be opened, has no georeference or a rotated grid.
+        RasterError: if it cannot be opened, has no georeference or a rotated grid, or lacks
+            the bands asked for.
         CrsMismatchError: if it has no CRS or its coordinates cannot lie in its CRS.
     """
     try:
         with rasterio.open(path) as dataset:
-            return _raster_info(dataset, str(path), key)
+            return _raster_info(dataset, str(path), key, imagery or ImagerySettings())
     except RasterioError as error:
         raise RasterError(f"cannot open raster {path}: {error}") from error
+    except ImageError as error:
+        raise RasterError(f"raster {path}: {error}") from error
 
 
-def _raster_info(dataset: Any, path: str, key: str) -> RasterInfo:
+def _raster_info(dataset: Any, path: str, key: str, imagery: ImagerySettings) -> RasterInfo:
     transform = dataset.transform
     if dataset.crs is None:
         raise CrsMismatchError(f"raster {path} has no CRS; georeference it first")
@@ -167,7 +175,6 @@ def _raster_info(dataset: Any, path: str, key: str) -> RasterInfo:
     lonlat = _lonlat_bounds(path, crs, name, dataset.bounds)
     grid_gsd, ground_gsd = _pixel_sizes(crs, transform, dataset.width, dataset.height)
     metric = abs(ground_gsd / grid_gsd - 1) < _METRIC_TOLERANCE
-    bands = _rgb_bands(dataset)
     return RasterInfo(
         path=path,
         key=key,
@@ -176,10 +183,9 @@ def _raster_info(dataset: Any, path: str, key: str) -> RasterInfo:
         transform=tuple(transform)[:6],
         width=dataset.width,
         height=dataset.height,
-        bands=bands,
         gsd_m=grid_gsd if metric else ground_gsd,
         lonlat_bounds=lonlat,
-        stretch=None if dataset.dtypes[0] == "uint8" else _stretch(dataset, bands),
+        imagery=resolve(dataset, imagery),
     )
 
 
@@ -236,30 +242,6 @@ def _crs_name(crs: rasterio.crs.CRS) -> str:
     """``"EPSG:n"`` when the CRS carries an authority code, else its WKT."""
     authority = crs.to_authority()
     return f"{authority[0]}:{authority[1]}" if authority else crs.to_wkt()
-
-
-def _rgb_bands(dataset: Any) -> tuple[int, int, int]:
-    """Picks the bands shown as R, G, B: by colour interpretation, else the first three."""
-    interp = list(dataset.colorinterp)
-    wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
-    if all(colour in interp for colour in wanted):
-        return tuple(interp.index(colour) + 1 for colour in wanted)
-    if dataset.count >= 3:
-        return (1, 2, 3)
-    return (1, 1, 1)
-
-
-def _stretch(dataset: Any, bands: tuple[int, ...]) -> tuple[tuple[float, float], ...]:
-    """Per-band 2-98 percentiles from a decimated read, mapped to 0-255 for every tile alike."""
-    scale = max(1.0, max(dataset.width, dataset.height) / _STRETCH_SAMPLE_PX)
-    shape = (len(bands), max(1, int(dataset.height / scale)), max(1, int(dataset.width / scale)))
-    sample = dataset.read(bands, out_shape=shape, masked=True)
-    limits = []
-    for band in sample:
-        values = band.compressed()
-        low, high = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
-        limits.append((float(low), float(high if high > low else low + 1)))
-    return tuple(limits)
 
 
 def plan_windows(
@@ -387,16 +369,13 @@ def metric_bounds(info: RasterInfo, tile: TileWindow) -> tuple[float, float, flo
     return transform_bounds(info.crs, info.metric_crs, *tile.bounds(), densify_pts=5)
 
 
-def read_tile(
-    dataset: Any, info: RasterInfo, tile: TileWindow, black_is_nodata: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reads a tile as RGB uint8 with its validity mask.
+def read_tile(dataset: Any, info: RasterInfo, tile: TileWindow) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a tile as RGB uint8 with its validity mask, by the raster's imagery settings.
 
     Args:
         dataset: The open rasterio dataset of ``info``.
         info: The raster.
         tile: The tile.
-        black_is_nodata: Also treat pixels that are 0 in all three bands as no-data.
 
     Returns:
         ``rgb`` ``[H, W, 3]`` uint8 (no-data pixels black) and ``valid`` ``[H, W]`` bool.
@@ -404,30 +383,15 @@ def read_tile(
     Raises:
         RasterError: if the window cannot be read.
     """
-    window = Window(*tile.window)
     resampling = Resampling.average if tile.gsd_m > info.gsd_m * 1.001 else Resampling.bilinear
-    shape = (3, tile.height, tile.width)
     try:
-        bands = dataset.read(info.bands, window=window, out_shape=shape, resampling=resampling)
-        valid = dataset.dataset_mask(window=window, out_shape=shape[1:]) > 0  # [H, W]
+        return read_imagery(
+            dataset, info.imagery, tile.window, (tile.height, tile.width), resampling
+        )
     except RasterioError as error:
         # GDAL's own message is on the cause ("Read failed. See previous exception").
         detail = f"{error} ({error.__cause__})" if error.__cause__ else str(error)
         raise RasterError(f"cannot read tile {tile.id} of {info.path}: {detail}") from error
-    rgb = _to_uint8(bands, info.stretch)  # [3, H, W] -> [H, W, 3] below
-    if black_is_nodata:
-        valid &= rgb.any(axis=0)
-    rgb[:, ~valid] = 0
-    return np.ascontiguousarray(rgb.transpose(1, 2, 0)), valid
-
-
-def _to_uint8(bands: np.ndarray, stretch: tuple[tuple[float, float], ...] | None) -> np.ndarray:
-    if stretch is None:
-        return bands.astype(np.uint8)
-    low = np.array([s[0] for s in stretch])[:, None, None]
-    high = np.array([s[1] for s in stretch])[:, None, None]
-    scaled = (bands.astype(np.float64) - low) / (high - low) * 255
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def tile_objects(

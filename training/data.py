@@ -8,6 +8,7 @@ A data source is a JSONL file or a build folder (``geochat build``), whose shard
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -17,8 +18,11 @@ from typing import Any
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from geochat.imagery import ImagerySettings
 from geochat.records import Record, find_shards, image_path, iter_records
 from training.augment import AUGMENTATIONS, Dihedral, augment, draw_dihedral
+
+MANIFEST = "manifest.json"  # a build folder's manifest (data_builders.shards)
 
 
 def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) -> bool:
@@ -82,6 +86,33 @@ def load_image(path: Path) -> Image.Image:
             return image.convert("RGB")
     except (OSError, Image.DecompressionBombError) as error:
         raise OSError(f"cannot read the image {path}: {error}") from error
+
+
+def training_imagery(source: str | Path | Sequence[str | Path]) -> ImagerySettings | None:
+    """The imagery settings that the builds of a training source recorded in their manifests.
+
+    Args:
+        source: The recipe's ``data.train``.
+
+    Returns:
+        The settings, or None when no build of the source recorded any (public datasets of
+        8-bit images, hand-made JSONL).
+
+    Raises:
+        ValueError: when the source mixes builds made with different settings: the model
+            would then be served one of them, not what it saw.
+    """
+    found: dict[ImagerySettings, Path] = {}
+    for manifest in {shard.parent / MANIFEST for shard in find_shards(source, "train")}:
+        if not manifest.is_file():
+            continue
+        options = json.loads(manifest.read_text()).get("arguments", {}).get("options", {})
+        if options.get("imagery") is not None:
+            found.setdefault(ImagerySettings.from_dict(options["imagery"]), manifest)
+    if len(found) > 1:
+        listed = "; ".join(f"{path}: {settings.describe()}" for settings, path in found.items())
+        raise ValueError(f"the training builds differ in their imagery settings ({listed})")
+    return next(iter(found), None)
 
 
 def check_augmentation(augmentation: str | None) -> None:

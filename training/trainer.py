@@ -35,7 +35,7 @@ from geochat.modeling import load_pretrained as load_geochat
 from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
 from training.collator import ChatCollator
-from training.data import RecordDataset, StreamingRecordDataset
+from training.data import RecordDataset, StreamingRecordDataset, training_imagery
 from training.evaluation import GenerationEval, GeoChatTrainer
 from training.losses import CoordinateTargets, TrainingLoss
 from training.recipe import Recipe, RecipeError
@@ -224,6 +224,14 @@ def train(
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training.get("seed", 0))
     model, processor = build_model(recipe)
+    # The checkpoint (and every intermediate one) records how its imagery was rendered, so the
+    # engine serves new images the same way.
+    try:
+        imagery = training_imagery(recipe.data["train"])
+    except ValueError as error:
+        raise RecipeError(f"{recipe.name}: {error}") from error
+    if imagery is not None:
+        processor.imagery = imagery.to_dict()
     trainable = apply_stage(model, recipe)
     train_set, val_set = build_datasets(recipe)
     if len(getattr(train_set, "items", [None])) == 0:

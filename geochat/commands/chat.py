@@ -6,7 +6,8 @@ Usage::
         [--region x0,y0,x1,y1] [--draw out.png] [--geojson out.json] [--stream]
         [--max-new-tokens N] [--temperature T] [--constrain grounding]
         [--backend transformers|vllm] [--vllm-url URL] [--device cpu] [--max-tiles N]
-        [--bands 4,3,2] [--dialect NAME]
+        [--bands 4,3,2] [--preset sentinel2:cir] [--stretch percentile:2,98] [--fill auto]
+        [--dialect NAME]
 
 The answer goes to stdout as text, each geometry tag replaced by its phrase (the grammar's
 plain text). A table of the objects found (phrase, kind, pixel box and, for a georeferenced
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from geochat import imagery
 from geochat.draw import KIND_NAMES, MASK_NAMES, draw_objects, legend_entries, legend_label
 from geochat.engine import BACKENDS, Assistant, BackendError, LoadedImage, Reply, load, load_image
 from geochat.fileio import atomic_write_bytes, atomic_write_text
@@ -51,15 +53,6 @@ def _region(text: str) -> list[float]:
             f"a region is a box x0,y0,x1,y1 or a quad x1,y1,...,x4,y4 (pixels), got {text!r}"
         )
     return values
-
-
-def _bands(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(band) for band in text.split(","))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"bands are 1-based integers like 4,3,2: {text!r}"
-        ) from error
 
 
 def _drawing_path(text: str) -> Path:
@@ -96,9 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--vllm-url", help="vLLM server (default http://127.0.0.1:8000/v1)")
     parser.add_argument("--device", default="cpu", help="transformers device (default cpu)")
     parser.add_argument("--max-tiles", type=int, help="tiles along the longest edge (1..6)")
-    parser.add_argument(
-        "--bands", type=_bands, default=(1, 2, 3), help="raster bands for RGB (default 1,2,3)"
-    )
+    imagery.add_arguments(parser)  # default: the settings the model was trained with
     parser.add_argument(
         "--dialect",
         choices=sorted(DIALECTS),
@@ -207,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        image = load_image(args.image, bands=args.bands)
+        imagery.from_arguments(args)  # bad options fail before the model loads
         assistant = load(
             args.model,
             backend=args.backend,
@@ -217,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             dialect=args.dialect,
         )
         try:
+            settings = imagery.from_arguments(args, assistant.imagery)
+            image = load_image(args.image, imagery=settings)
+            print(f"imagery: {image.imagery.describe()}", file=sys.stderr)
             reply = _answer(assistant, image, args)
         finally:
             assistant.close()

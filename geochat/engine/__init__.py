@@ -13,7 +13,7 @@
 
 Backends: ``transformers`` (embedded, CPU or GPU; :mod:`.transformers_backend`) and ``vllm``
 (a client of an OpenAI-compatible vLLM server; :mod:`.vllm_backend`). Images:
-:func:`load_image` (:mod:`.images`). Constrained grounding: :data:`GROUNDING_REGEX`
+:func:`load_image` (:mod:`geochat.imagery`). Constrained grounding: :data:`GROUNDING_REGEX`
 (:mod:`.grounding`).
 """
 
@@ -25,8 +25,8 @@ import torch
 
 from geochat.engine.assistant import Assistant, BackendError, Reply, prepare_messages
 from geochat.engine.grounding import GROUNDING_REGEX
-from geochat.engine.images import ImageError, LoadedImage, load_image
 from geochat.engine.transformers_backend import TransformersAssistant, load_transformers
+from geochat.imagery import ImageError, LoadedImage, load_image
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "geochat-nano"
 BACKENDS = ("transformers", "vllm")

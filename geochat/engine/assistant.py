@@ -17,9 +17,9 @@ from typing import Any
 
 from transformers import LogitsProcessor
 
-from geochat.engine.images import ImageSource, LoadedImage, load_image
 from geochat.georef import to_geojson, to_pixel_geojson
 from geochat.grammar import Dialect, Parsed, format_region, parse, readable
+from geochat.imagery import ImagerySettings, ImageSource, LoadedImage, load_image
 
 IMAGE_PLACE = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -108,10 +108,14 @@ class Assistant(ABC):
         model_name: The checkpoint folder's name or hub id (transformers), never a path, or the
             served name (vLLM).
         backend: "transformers" or "vllm".
+        imagery: How images become the model's input by default: the settings the checkpoint
+            was trained with (its processor config), else the defaults. Callers put a user's
+            choice over them with ``assistant.imagery.updated(...)``.
     """
 
     model_name: str
     backend: str
+    imagery: ImagerySettings = ImagerySettings()
 
     def chat(
         self,
@@ -128,7 +132,8 @@ class Assistant(ABC):
         """Answers the last user turn of a conversation about an image.
 
         Args:
-            image: Anything `load_image` reads, a `LoadedImage`, or None for text only.
+            image: Anything `load_image` reads (read with `self.imagery`), a `LoadedImage`, or
+                None for text only.
             messages: `[{"role": "system" | "user" | "assistant", "content": str}, ...]`,
                 ending with a user turn. The image belongs to the first user turn: `<image>` is
                 put at its head unless the caller wrote it there already.
@@ -157,6 +162,7 @@ class Assistant(ABC):
         started = time.perf_counter()
         request = _request(
             image,
+            self.imagery,
             messages,
             region,
             max_new_tokens,
@@ -250,6 +256,7 @@ def prepare_messages(
 
 def _request(
     image: ImageSource | LoadedImage | None,
+    imagery: ImagerySettings,
     messages: list[dict[str, str]],
     region: Any,
     max_new_tokens: int,
@@ -266,7 +273,7 @@ def _request(
     if constrain is not None and constrain not in CONSTRAINTS:
         raise ValueError(f"constrain must be None or one of {CONSTRAINTS}, got {constrain!r}")
     started = time.perf_counter()
-    loaded = None if image is None else load_image(image)
+    loaded = None if image is None else load_image(image, imagery=imagery)
     prepared = prepare_messages(messages, loaded, region)
     stats = GenerationStats(preprocess_s=time.perf_counter() - started)
     processors = list(logits_processor or [])

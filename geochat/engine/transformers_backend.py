@@ -30,6 +30,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from geochat.engine.assistant import Assistant, GenerationStats, Request
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
+from geochat.imagery import ImagerySettings
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
 from geochat.modeling.families.idefics3 import IDEFICS3
@@ -97,6 +98,10 @@ class TransformersAssistant(Assistant):
         self.model = backbone.model
         self.processor = backbone.processor
         self.model_name = model_name
+        # The imagery settings training recorded in the processor config (None: the defaults).
+        trained = getattr(backbone.processor, "imagery", None)
+        if trained:
+            self.imagery = ImagerySettings.from_dict(trained)
         if max_tiles_per_side is not None:
             if backbone.family is not IDEFICS3:
                 raise ValueError(

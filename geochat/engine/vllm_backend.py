@@ -24,7 +24,7 @@ from PIL import Image
 
 from geochat.engine.assistant import IMAGE_PLACE, Assistant, BackendError, GenerationStats, Request
 from geochat.engine.grounding import STRUCTURED_OUTPUTS
-from geochat.engine.images import LoadedImage
+from geochat.imagery import LoadedImage
 
 DEFAULT_VLLM_URL = "http://127.0.0.1:8000/v1"
 # Longer than any Idefics3 processor's resize target (at most 6 tiles of 512 px = 3072 px), so

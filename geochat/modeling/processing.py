@@ -85,7 +85,25 @@ def conversation_to_messages(conversations: Sequence[dict[str, str]]) -> list[di
 
 
 class GeoChatProcessor(Idefics3Processor):
-    """Idefics3's processor with geochat's chat template and the original sizes of images."""
+    """Idefics3's processor with geochat's chat template and the original sizes of images.
+
+    Attributes:
+        imagery: The imagery settings the model was trained with
+            (``geochat.imagery.ImagerySettings.to_dict()``, saved in processor_config.json),
+            which the engine applies by default; None for the defaults.
+    """
+
+    def __init__(
+        self,
+        image_processor: Any,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        image_seq_len: int = 169,
+        chat_template: str | None = None,
+        imagery: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_processor, tokenizer, image_seq_len, chat_template, **kwargs)
+        self.imagery = imagery
 
     @classmethod
     def for_model(

@@ -30,6 +30,7 @@ from app.cli import api_main
 from geochat.engine import GROUNDING_REGEX, BackendError, Reply, load_image
 from geochat.georef import Georef, to_geojson, to_pixel_geojson
 from geochat.grammar import Parsed, format_mask, parse
+from geochat.imagery import ImagerySettings
 from geochat.refine import Refiner, sam_processor_for
 
 WIDTH, HEIGHT = 200, 100
@@ -56,6 +57,7 @@ class FakeAssistant:
 
     model_name = "fake-geochat"
     backend = "fake"
+    imagery = ImagerySettings()
 
     def __init__(self, answer=SHIP, error=None, hold=None, delay_s=0.0):
         self.answer = answer
@@ -231,7 +233,9 @@ def test_ground_returns_pixel_boxes_of_an_uploaded_png(client, fake):
             "refined": False,
         }
     ]
+    imagery = body["image"].pop("imagery")
     assert body["image"] == {"width": WIDTH, "height": HEIGHT, "crs": None, "gsd_m": None}
+    assert imagery["bands"] == [1, 2, 3] and imagery["stretch"] == "none"  # 8-bit kept
     assert body["geojson"] is None
     assert body["pixel_geojson"]["coordinate_space"] == "pixel"
     assert len(body["pixel_geojson"]["features"]) == 1
@@ -290,11 +294,34 @@ def test_ground_on_a_geotiff_returns_lonlat_geojson(client):
 
 def test_geotiff_bands_choose_the_rgb_of_the_image(client, fake):
     files = image_file(geotiff_bytes(), "scene.tif", "image/tiff")
-    data = {"expression": "the ship", "bands": "3,2,1"}
-    assert client.post("/v1/ground", files=files, data=data).status_code == 200
+    data = {"expression": "the ship", "bands": "3,2,1", "stretch": "minmax:0,4000"}
+    response = client.post("/v1/ground", files=files, data=data)
+    assert response.status_code == 200
     pixels = np.asarray(fake.calls[0]["image"].image)
-    expected = np.asarray(load_image(geotiff_bytes(), bands=(3, 2, 1)).image)
+    settings = ImagerySettings(bands=(3, 2, 1), stretch="minmax", limits=((0, 4000),))
+    expected = np.asarray(load_image(geotiff_bytes(), imagery=settings).image)
     np.testing.assert_array_equal(pixels, expected)
+    applied = response.json()["image"]["imagery"]
+    assert applied["bands"] == [3, 2, 1] and applied["limits"] == [[0, 4000]] * 3
+
+
+def test_the_model_imagery_settings_apply_unless_the_request_overrides_them(client, fake):
+    fake.imagery = ImagerySettings(bands=(2, 2, 2))
+    files = image_file(geotiff_bytes(), "scene.tif", "image/tiff")
+    response = client.post("/v1/ground", files=files, data={"expression": "the ship"})
+    assert response.json()["image"]["imagery"]["bands"] == [2, 2, 2]
+    data = {"expression": "the ship", "preset": "auto"}
+    response = client.post("/v1/ground", files=files, data=data)
+    assert response.json()["image"]["imagery"]["bands"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("stretch", "gamma"), ("preset", "modis"), ("bands", "1,2")]
+)
+def test_bad_imagery_parameters_are_422(client, field, value):
+    files = image_file(geotiff_bytes(), "scene.tif", "image/tiff")
+    response = client.post("/v1/ground", files=files, data={"expression": "x", field: value})
+    assert response.status_code == 422
 
 
 def left_half_mask():

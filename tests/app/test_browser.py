@@ -136,3 +136,22 @@ def test_an_example_opens_its_image_and_question(page):
     page.get_by_text("suburb.jpg", exact=True).click()
     page.get_by_text("suburb.jpg: 320 × 320 px").wait_for()
     assert page.locator("#question textarea").input_value() == "How many buildings are there?"
+
+
+def test_band_and_stretch_controls_change_the_image_before_asking(page, tmp_path):
+    bgrn = Path(__file__).parents[1] / "data" / "imagery" / "bgrn.tif"
+    assert page.locator("#bands").get_by_text("Bands (a preset, or type band numbers").is_visible()
+    assert page.locator("#stretch").get_by_text("Stretch (or type minmax:LOW,HIGH)").is_visible()
+    page.locator("#upload input[type=file]").set_input_files(bgrn)
+    page.get_by_text("Imagery: bands 3,2,1; stretch minmax").wait_for()  # colour interpretation
+    page.locator("#bands input").click()
+    page.get_by_role("option", name="Colour-infrared (NIR, red, green)").click()
+    page.get_by_text("Imagery: bands 4,3,2; stretch minmax").wait_for()
+    stretch = page.locator("#stretch input")
+    stretch.fill("minmax:0,9000")
+    stretch.press("Enter")
+    page.get_by_text("Imagery: bands 4,3,2; stretch minmax 0-9000, 0-9000, 0-9000").wait_for()
+    screenshot = tmp_path / "geochat_ui_imagery.png"
+    page.screenshot(path=screenshot, full_page=True)
+    shutil.copyfile(screenshot, SCREENSHOT_COPY.with_name("geochat_ui_imagery_screenshot.png"))
+    print(f"screenshot: {screenshot}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+import rasterio
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -71,10 +72,38 @@ def _download(url: str, update: dict) -> dict:
 
 def test_opening_an_image_shows_its_size_and_display_scale(client, picture):
     annotator, info, chat, overlay, download = _open(client, picture)
-    assert info == ("**scene.png**: 512 × 384 px; shown at 128 × 96, analysed at full resolution")
+    assert info == (
+        "**scene.png**: 512 × 384 px; shown at 128 × 96, analysed at full resolution  \n"
+        "Imagery: bands 1,2,3; stretch none; fill none"
+    )
     assert Image.open(annotator["image"]).size == (128, 96)
     assert annotator["boxes"] == []
     assert chat == [] and overlay is None and download["visible"] is False
+
+
+def test_band_and_stretch_choices_read_the_image_again_and_say_what_was_applied(client):
+    bgrn = Path(__file__).parents[1] / "data" / "imagery" / "bgrn.tif"
+    _, natural, *_ = _open(client, bgrn)
+    assert "Imagery: bands 3,2,1; stretch minmax" in natural  # by colour interpretation
+    cases = [
+        ("cir", "", "bands 4,3,2; stretch minmax"),
+        ("1,2,3", "minmax:0,9000", "bands 1,2,3; stretch minmax 0-9000"),
+    ]
+    for bands, stretch, applied in cases:
+        annotator, info, *_ = client.predict(
+            handle_file(str(bgrn)), bands, stretch, api_name="/open_image"
+        )
+        assert applied in info
+    shown = np.asarray(Image.open(annotator["image"]).convert("RGB"))
+    with rasterio.open(bgrn) as dataset:
+        first, _, third = dataset.read((1, 2, 3)).astype(float)
+    # The page shows a compressed copy: like band 1 (noise), unlike band 3 (a ramp).
+    red = shown[:, :, 0].ravel()
+    assert np.corrcoef(red, first.ravel())[0, 1] > 0.5 > abs(np.corrcoef(red, third.ravel())[0, 1])
+    with pytest.raises(AppError, match=r"bands 1\.\.4; cannot read bands 8,4,3"):
+        client.predict(handle_file(str(bgrn)), "sentinel2:cir", "", api_name="/open_image")
+    with pytest.raises(AppError, match="stretch is one of"):
+        client.predict(handle_file(str(bgrn)), "", "gamma", api_name="/open_image")
 
 
 def test_a_geotiff_reports_its_georeference(client):

@@ -16,6 +16,7 @@ from data_builders.tiling import (
     tile_objects,
 )
 from geochat.geometry import mask_area, quad_iou, rle_to_mask
+from geochat.imagery import ImagerySettings
 
 TAGS = {
     "house": {"building": "house"},
@@ -94,7 +95,7 @@ def test_open_raster_reads_georeference(scene):
     assert (info.width, info.height) == (SIZE, SIZE)
     west, south, east, north = info.lonlat_bounds
     assert 14.99 < west < east < 15.01 and 45.1 < south < north < 45.2
-    assert info.stretch is None
+    assert info.imagery.stretch == "none" and info.imagery.bands == (1, 2, 3)
 
 
 def test_windows_cover_the_raster_with_the_last_ones_shifted_to_the_edge(scene):
@@ -121,7 +122,7 @@ def test_gsd_option_resamples_the_tile(scene):
     assert (window.width, window.height, window.gsd_m) == (128, 128, pytest.approx(1.0))
     assert Affine(*window.transform) @ (128, 128) == pytest.approx(metres(256, 256))
     with rasterio.open(scene.raster) as dataset:
-        rgb, valid = read_tile(dataset, open_raster(scene.raster, "scene"), window, True)
+        rgb, valid = read_tile(dataset, open_raster(scene.raster, "scene"), window)
     assert rgb.shape == (128, 128, 3) and rgb.dtype == np.uint8 and valid.all()
 
 
@@ -191,14 +192,16 @@ def test_objects_mostly_on_nodata_are_dropped(scene, footprints):
     assert not objects and dropped == {("in_nodata", "building"): 1}
 
 
-def test_read_tile_marks_black_pixels_as_nodata(tmp_path, scene):
+def test_read_tile_marks_a_black_frame_as_nodata(tmp_path, scene):
     path = write_raster(tmp_path / "black.tif", black=(0, 0, 64, 128))
     info = open_raster(path, "black")
+    assert info.imagery.fill == 0
     window = plan_windows(info, 128, 0, None)[0]
     with rasterio.open(path) as dataset:
-        rgb, valid = read_tile(dataset, info, window, black_is_nodata=True)
+        rgb, valid = read_tile(dataset, info, window)
         assert valid[:, 64:].all() and not valid[:, :64].any()
-        _, kept = read_tile(dataset, info, window, black_is_nodata=False)
+        kept_info = open_raster(path, "black", ImagerySettings(fill=None))
+        _, kept = read_tile(dataset, kept_info, window)
         assert kept.all()
     assert rgb.shape == (128, 128, 3)
 
@@ -212,16 +215,16 @@ def test_nodata_value_of_the_raster_is_respected(tmp_path):
         dataset.nodata = 7
     info = open_raster(path, "nodata")
     with rasterio.open(path) as dataset:
-        rgb, valid = read_tile(dataset, info, plan_windows(info, 128, 0, None)[0], False)
+        rgb, valid = read_tile(dataset, info, plan_windows(info, 128, 0, None)[0])
     assert not valid[:10].any() and valid[10:].all() and not rgb[:10].any()
 
 
 def test_uint16_rasters_are_stretched_to_uint8(tmp_path):
     path = write_raster(tmp_path / "deep.tif", dtype="uint16")
     info = open_raster(path, "deep")
-    assert info.stretch is not None
+    assert info.imagery.stretch == "minmax" and len(info.imagery.limits) == 3
     with rasterio.open(path) as dataset:
-        rgb, _ = read_tile(dataset, info, plan_windows(info, 128, 0, None)[0], True)
+        rgb, _ = read_tile(dataset, info, plan_windows(info, 128, 0, None)[0])
     assert rgb.dtype == np.uint8 and 40 < rgb.mean() < 215 and rgb.std() > 30
 
 

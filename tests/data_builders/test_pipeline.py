@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from data_builders.cli import main
 from data_builders.pipeline import BuildOptions, Source, build
 from data_builders.shards import BuildDirectoryError
 from data_builders.tiling import area_split
+from geochat.imagery import ImagerySettings
 from geochat.records import iter_records
 
 OPTIONS = BuildOptions(tile_size=128, overlap=0, shard_tiles=2, val_fraction=0.0, test_fraction=0.0)
@@ -115,12 +117,14 @@ def test_a_killed_build_resumes_to_the_same_files(tmp_path):
     options = BuildOptions(tile_size=64, overlap=0, shard_tiles=1)
     script = (
         "import sys; from data_builders.pipeline import BuildOptions, Source, build; "
-        "from osm_scene import tile_record; "
+        "from geochat.imagery import ImagerySettings; from osm_scene import tile_record; "
         f"build([Source(({str(scene.raster)!r},), {str(scene.osm_pbf)!r})], sys.argv[1], "
         f"{options!r}, generate=tile_record, workers=1, progress=False)"
     )
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    # The tree under test stays first on the path (an installed copy may differ).
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     process = subprocess.Popen([sys.executable, "-c", script, str(killed)], env=env)
     deadline = time.monotonic() + 60
     while len(list((killed / "jobs").glob("*.json"))) < 5 and time.monotonic() < deadline:
@@ -369,3 +373,26 @@ def test_cli_convert_dispatches_to_the_converter_registry(tmp_path, capsys):
         == 1
     )
     assert "missing" in capsys.readouterr().err
+
+
+def test_the_manifest_records_the_imagery_settings(tmp_path):
+    scene = make_scene(tmp_path)
+    settings = ImagerySettings(stretch="percentile", percentiles=(1, 99), fill=None)
+    _build(scene, tmp_path / "out", dataclasses.replace(OPTIONS, imagery=settings))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert ImagerySettings.from_dict(manifest["arguments"]["options"]["imagery"]) == settings
+
+
+def test_cli_imagery_options_reach_the_build_and_bad_ones_are_one_line_errors(scene, capsys):
+    from data_builders.cli import _parser, build_options
+
+    args = _parser().parse_args(
+        ["osm", "--imagery", "a.tif", "--osm", "a.pbf", "--out", "o", "--bands", "3,2,1"]
+    )
+    assert build_options(args).imagery == ImagerySettings(bands=(3, 2, 1))
+    argv = ["osm", "--imagery", str(scene.raster), "--osm", str(scene.osm_pbf), "--out", "o"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--stretch", "gamma"])
+    assert "stretch is one of" in capsys.readouterr().err
+    fill = _parser().parse_args([*argv, "--fill", "none"])
+    assert build_options(fill).imagery.fill is None

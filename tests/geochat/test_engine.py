@@ -32,6 +32,7 @@ from geochat.engine import (
 )
 from geochat.geometry import hbb_to_quad, mask_to_rle
 from geochat.grammar import GrammarError, format, format_hbbs, format_mask, format_quads, format_ref
+from geochat.imagery import ImagerySettings
 from geochat.modeling import tiny
 
 POOL = "<ref>the pool</ref><box>[[100,200,300,400]]</box>"
@@ -542,3 +543,29 @@ def test_vllm_refuses_unknown_models_and_logits_processors(server):
 def test_unreachable_vllm_server_is_a_backend_error():
     with pytest.raises(BackendError, match="cannot reach"):
         load(backend="vllm", vllm_url="http://127.0.0.1:9/v1")
+
+
+def test_the_imagery_settings_of_a_checkpoint_are_applied_by_default(tmp_path):
+    """Training writes its build's imagery settings into the processor config; the engine
+    reads every image with them."""
+    trained = ImagerySettings(bands=(3, 2, 1), stretch="percentile", percentiles=(1, 99))
+    model, processor = tiny(max_tiles_per_side=1)
+    processor.imagery = trained.to_dict()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assistant = load(tmp_path)
+    assert assistant.imagery == trained
+    path = tmp_path / "bgr.tif"
+    bands = np.random.default_rng(0).integers(0, 5000, size=(3, 20, 30)).astype(np.uint16)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=30, height=20, count=3, dtype="uint16"
+    ) as dataset:
+        dataset.write(bands)
+    seen = []
+    build_inputs = assistant.processor.build_chat_inputs
+    assistant.processor.build_chat_inputs = lambda image, messages: (
+        seen.append(np.asarray(image)) or build_inputs(image, messages)
+    )
+    assistant.chat(path, [{"role": "user", "content": "Describe."}], max_new_tokens=1)
+    np.testing.assert_array_equal(seen[0], np.asarray(load_image(path, imagery=trained).image))
+    assert not np.array_equal(seen[0], np.asarray(load_image(path).image))

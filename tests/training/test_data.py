@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from geochat.imagery import ImagerySettings
 from geochat.records import write_jsonl
-from training.data import RecordDataset
+from training.data import RecordDataset, training_imagery
 from training.recipe import RecipeError, load_recipe
 from training.trainer import build_datasets
 
@@ -106,3 +108,22 @@ def test_a_recipe_balances_its_training_set_and_refuses_streaming(skewed):
     recipe.data["streaming"] = True
     with pytest.raises(RecipeError, match="balance"):
         build_datasets(recipe)
+
+
+def _with_manifest(folder: Path, imagery: dict | None) -> Path:
+    """A build-like folder whose manifest records imagery settings as the OSM pipeline does."""
+    write_jsonl(folder / "train-00000.jsonl", [record(0, "vqa", "Q?", "A")])
+    manifest = {"format": 1, "arguments": {"options": {"imagery": imagery}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_training_reads_the_imagery_settings_of_its_builds(tmp_path):
+    settings = ImagerySettings(preset="sentinel2:cir", stretch="percentile", percentiles=(1, 99))
+    a = _with_manifest(tmp_path / "a", settings.to_dict())
+    b = _with_manifest(tmp_path / "b", settings.to_dict())
+    assert training_imagery([a, b]) == settings
+    assert training_imagery(_with_manifest(tmp_path / "plain", None)) is None
+    other = _with_manifest(tmp_path / "c", ImagerySettings(bands=(3, 2, 1)).to_dict())
+    with pytest.raises(ValueError, match="differ in their imagery settings"):
+        training_imagery([a, other])

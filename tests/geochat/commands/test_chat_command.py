@@ -96,10 +96,14 @@ def test_geotiff_gives_lon_lat_geojson(model_dir, tmp_path, capsys):
     path = write_geotiff(tmp_path / "scene.tif")
     geojson = tmp_path / "answer.geojson"
 
-    code = chat(model_dir, path, "--bands", "4,3,2", "--geojson", str(geojson))
+    code = chat(
+        model_dir, path, "--bands", "4,3,2", "--stretch", "minmax:0,4000", "--geojson", str(geojson)
+    )
 
     assert code == 0
-    assert f"wrote GeoJSON (lon/lat) to {geojson}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"wrote GeoJSON (lon/lat) to {geojson}" in err
+    assert "imagery: bands 4,3,2; stretch minmax 0-4000, 0-4000, 0-4000" in err
     collection = json.loads(geojson.read_text())
     assert collection["type"] == "FeatureCollection"
     assert "coordinate_space" not in collection
@@ -122,7 +126,13 @@ def test_bad_input_exits_with_2_and_a_message(model_dir, png, image, options, me
 
 @pytest.mark.parametrize(
     "options",
-    [["--region", "1,2,3"], ["--region", "a,b,c,d"], ["--draw", "out.xyz"], ["--bands", "x"]],
+    [
+        ["--region", "1,2,3"],
+        ["--region", "a,b,c,d"],
+        ["--draw", "out.xyz"],
+        ["--bands", "x"],
+        ["--stretch", "gamma"],
+    ],
 )
 def test_malformed_options_are_usage_errors(model_dir, png, options, capsys):
     with pytest.raises(SystemExit) as exit_info:
