@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from training.recipe import RecipeError, load_recipe, recipe_names
 
@@ -25,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     from training.trainer import train
 
-    train(recipe, args.out, resume=not args.no_resume)
+    try:
+        train(recipe, args.out, resume=not args.no_resume)
+    except RecipeError as error:
+        # Data or model that cannot be found: checked before anything loads.
+        print(f"geochat train: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -17,7 +17,7 @@ from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
 from training.collator import ChatCollator
 from training.data import RecordDataset
 from training.merge import MergeError, export_lora, merge_adapter
-from training.recipe import RecipeError, load_recipe, recipe_names
+from training.recipe import LossSection, RecipeError, load_recipe, recipe_names
 from training.trainer import train
 
 FAST = [
@@ -41,7 +41,7 @@ TINY_SCRATCH = [
 def overrides(squares: Path, tiny_base: Path, name: str, *extra: str) -> list[str]:
     """Points a recipe at the tiny data and, for a real-checkpoint recipe, the tiny base model."""
     source = [f"data.train={squares}", f"data.val={squares}", *FAST, *extra]
-    if "tiny" in load_recipe(name).model:
+    if load_recipe(name).model.tiny is not None:
         return source + TINY_SCRATCH
     return [*source, f"model.path={tiny_base}"]
 
@@ -168,10 +168,9 @@ def test_the_loss_options_train_and_lower_the_training_loss(squares, tiny_base, 
     ]
     recipe = load_recipe("nano-synthetic", overrides(squares, tiny_base, "nano-synthetic", *extra))
     final = train(recipe, tmp_path)
-    assert load_recipe(final / "recipe.yaml").loss == {
-        "coordinate_sigma": 12,
-        "position_weight": 0.5,
-    }
+    assert load_recipe(final / "recipe.yaml").loss == LossSection(
+        coordinate_sigma=12, position_weight=0.5
+    )
     logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in logs if "loss" in entry]
     assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
