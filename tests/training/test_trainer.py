@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainingArguments
 
 from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
 from training.collator import ChatCollator
@@ -72,6 +73,19 @@ def test_every_recipe_runs_a_few_steps(squares, tiny_base, tmp_path, name):
     # The evaluation scored generated answers with geochat's metrics, beside the loss.
     evaluation = next(entry for entry in logs if "eval_loss" in entry)
     assert "eval_vqa/exact/accuracy" in evaluation and "eval_refer/boxes/acc@0.5" in evaluation
+
+
+@pytest.mark.slow
+def test_only_the_main_process_writes_the_final_model(squares, tiny_base, tmp_path, monkeypatch):
+    # Rank 1 of a torchrun job: the Trainer and geochat leave every write to rank 0, but for
+    # each process's own random state in a checkpoint (rng_state_<rank>.pth under torchrun).
+    monkeypatch.setattr(TrainingArguments, "process_index", property(lambda self: 1))
+    extra = ["training.max_steps=1", "training.save_steps=1000", "data.limit=4"]
+    recipe = load_recipe("smolvlm-lora", overrides(squares, tiny_base, "smolvlm-lora", *extra))
+    final = train(recipe, tmp_path / "run")
+    assert final == tmp_path / "run" / "final"
+    written = [path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()]
+    assert written == [Path("run/checkpoint-1/rng_state.pth")]
 
 
 def validation_loss(model, processor, squares: Path) -> float:
