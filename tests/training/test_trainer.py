@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainingArguments
 
 from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
 from training.collator import ChatCollator
@@ -75,17 +74,49 @@ def test_every_recipe_runs_a_few_steps(squares, tiny_base, tmp_path, name):
     assert "eval_vqa/exact/accuracy" in evaluation and "eval_refer/boxes/acc@0.5" in evaluation
 
 
+RANK_WRITES = textwrap.dedent(
+    """
+    import atexit, os, sys
+    from pathlib import Path
+
+    out, logs = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
+    written = set()
+
+    def audit(event, args):
+        # Every file this process opens for writing under the run's folder.
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            mode, flags = args[1], args[2]
+            write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+            writing = any(c in mode for c in "wax+") if mode else bool(flags & write_flags)
+            path = Path(os.fsdecode(args[0]))
+            if writing and path.is_absolute() and out in path.parents:
+                written.add(str(path.relative_to(out)))
+
+    sys.addaudithook(audit)
+    rank_log = logs / f"writes-{os.environ['RANK']}.txt"
+    atexit.register(lambda: rank_log.write_text("\\n".join(sorted(written))))
+    from geochat.cli import main
+
+    sys.exit(main(["train", *sys.argv[3:], "--out", str(out)]))
+    """
+)
+
+
 @pytest.mark.slow
-def test_only_the_main_process_writes_the_final_model(squares, tiny_base, tmp_path, monkeypatch):
-    # Rank 1 of a torchrun job: the Trainer and geochat leave every write to rank 0, but for
-    # each process's own random state in a checkpoint (rng_state_<rank>.pth under torchrun).
-    monkeypatch.setattr(TrainingArguments, "process_index", property(lambda self: 1))
-    extra = ["training.max_steps=1", "training.save_steps=1000", "data.limit=4"]
-    recipe = load_recipe("smolvlm-lora", overrides(squares, tiny_base, "smolvlm-lora", *extra))
-    final = train(recipe, tmp_path / "run")
-    assert final == tmp_path / "run" / "final"
-    written = [path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()]
-    assert written == [Path("run/checkpoint-1/rng_state.pth")]
+def test_under_torchrun_only_the_main_process_writes(squares, tiny_base, tmp_path):
+    script = tmp_path / "rank_writes.py"
+    script.write_text(RANK_WRITES)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    extra = ["training.max_steps=2", "training.per_device_train_batch_size=2", "data.limit=8"]
+    args = overrides(squares, tiny_base, "smolvlm-lora", *extra, "training.save_steps=1000")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script), str(tmp_path / "run"), str(logs)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1"}
+    subprocess.run([*command, "smolvlm-lora", *args], env=env, check=True, timeout=300)
+    main_writes = (logs / "writes-0.txt").read_text().splitlines()
+    assert {"final/recipe.yaml", "final/processor_config.json"} <= set(main_writes)
+    assert (logs / "writes-1.txt").read_text() == ""
 
 
 def validation_loss(model, processor, squares: Path) -> float:
