@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
     parser.add_argument("--out", default="runs/train", help="checkpoints, logs and final model")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    args = parser.parse_args(argv)
+    # Intermixed: overrides may come after --out, as in the README's commands.
+    args = parser.parse_intermixed_args(argv)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except RecipeError as error:

@@ -6,7 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
-import training.trainer
+import pytest
+
 from training import cli
 
 ROOT = Path(__file__).parents[2]
@@ -40,14 +41,22 @@ def test_the_readme_test_command_is_what_ci_runs():
     assert places == sorted(places) and places[0] > ci.index("source .venv/bin/activate")
 
 
-def test_the_readme_train_command_parses_through_the_cli(monkeypatch, tmp_path):
-    line = next(line for line in README.splitlines() if line.startswith("geochat train smolvlm"))
-    given = []
-    monkeypatch.setattr(
-        training.trainer, "train", lambda recipe, out, **_: given.append((recipe, out))
-    )
-    assert cli.main(shlex.split(line)[2:]) == 0
-    [(recipe, out)] = given
+def readme_train_commands() -> list[list[str]]:
+    """Every ``geochat train`` command of the README, its continued lines joined."""
+    lines = README.replace("\\\n", " ").splitlines()
+    return [shlex.split(line) for line in lines if line.startswith("geochat train ")]
+
+
+@pytest.mark.parametrize("command", readme_train_commands(), ids=lambda c: " ".join(c[2:5]))
+def test_every_readme_train_command_parses_through_the_cli(command, no_training):
+    assert cli.main(command[2:]) == 0
+    assert len(no_training) == 1
+
+
+def test_the_readme_lora_command_trains_on_its_build_with_its_own_validation(no_training):
+    command = next(c for c in readme_train_commands() if c[2] == "smolvlm-lora")
+    assert cli.main(command[2:]) == 0
+    [(recipe, out)] = no_training
     assert recipe.model.path == "HuggingFaceTB/SmolVLM-256M-Instruct"
     assert recipe.data.train == "data/city" and recipe.data.val == "auto" and out == "runs/lora"
 
@@ -55,3 +64,11 @@ def test_the_readme_train_command_parses_through_the_cli(monkeypatch, tmp_path):
 def test_the_readme_stands_alone():
     # Files outside the repository are not in a user's clone.
     assert "../" not in README
+
+
+def test_overrides_may_follow_the_out_option(no_training):
+    # As in the README's geochat-nano commands: `geochat train nano-synthetic --out DIR k=v ...`.
+    args = ["nano-synthetic", "data.train=data/nano", "--out", "runs/x", "training.max_steps=7"]
+    assert cli.main(args) == 0
+    [(recipe, out)] = no_training
+    assert (recipe.data.train, recipe.training["max_steps"], out) == ("data/nano", 7, "runs/x")

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import training.trainer
 from training import cli
 from training.data import RecordDataset
 from training.recipe import Recipe, RecipeError, load_recipe, recipe_names
@@ -17,20 +16,10 @@ ROOT = Path(__file__).parents[2]
 NANO_RECIPE = ROOT / "geochat" / "assets" / "geochat-nano" / "recipe.yaml"
 
 
-@pytest.fixture
-def no_training(monkeypatch) -> list[Recipe]:
-    """Replaces the training run by a list of the recipes it was given; nothing loads."""
-    given: list[Recipe] = []
-    monkeypatch.setattr(
-        training.trainer, "train", lambda recipe, *args, **kwargs: given.append(recipe)
-    )
-    return given
-
-
 @pytest.mark.parametrize("recipe", [*recipe_names(), str(NANO_RECIPE)])
 def test_every_recipe_loads_through_the_cli(recipe, no_training, tmp_path):
     assert cli.main([recipe, "--out", str(tmp_path)]) == 0
-    assert len(no_training) == 1 and isinstance(no_training[0], Recipe)
+    assert len(no_training) == 1 and isinstance(no_training[0][0], Recipe)
 
 
 @pytest.mark.parametrize(
