@@ -25,7 +25,7 @@ from training.trainer import PART_TARGETS
 
 def nano_model():
     """The nano recipe's architecture, randomly initialised."""
-    options = dict(load_recipe("nano-synthetic").model["tiny"])
+    options = dict(load_recipe("nano-synthetic").model.tiny)
     return tiny(**options)
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     torch.manual_seed(0)
     _, processor = nano_model()
     dataset = RecordDataset(args.data, "train", limit=args.batch_size * 4)
-    collate = ChatCollator(processor, load_recipe("nano-synthetic").data["max_length"])
+    collate = ChatCollator(processor, load_recipe("nano-synthetic").data.max_length)
     batches = [
         collate([dataset[i] for i in range(start, start + args.batch_size)])
         for start in range(0, len(dataset) - args.batch_size + 1, args.batch_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from training.recipe import RecipeError, load_recipe, recipe_names
 
@@ -21,14 +22,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
     parser.add_argument("--out", default="runs/train", help="checkpoints, logs and final model")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
-    args = parser.parse_args(argv)
+    # Intermixed: overrides may come after --out, as in the README's commands.
+    args = parser.parse_intermixed_args(argv)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except RecipeError as error:
         parser.error(str(error))
     from training.trainer import train
 
-    train(recipe, args.out, resume=not args.no_resume)
+    try:
+        train(recipe, args.out, resume=not args.no_resume)
+    except RecipeError as error:
+        # Data or model that cannot be found: checked before anything loads.
+        print(f"geochat train: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

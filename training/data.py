@@ -32,6 +32,26 @@ def keep_record(record: Record, split: str | None, tasks: Sequence[str] | None) 
     return tasks is None or record["task"] in tasks
 
 
+def split_shards(source: str | Path | Sequence[str | Path], split: str) -> list[Path]:
+    """The shards named for a split (``<split>-*.jsonl``, ``<split>.jsonl``) in a source's folders.
+
+    Unlike :func:`geochat.records.find_shards`, this never falls back to every shard: a build
+    without ``val`` shards has no validation split here, rather than its training records.
+
+    Raises:
+        FileNotFoundError: When a source does not exist.
+    """
+    if not isinstance(source, str | Path):
+        return [shard for one in source for shard in split_shards(one, split)]
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"no such data source: {source}")
+    if source.is_file():
+        return []
+    shards = sorted(source.glob(f"{split}*.jsonl"))
+    return [shard for shard in shards if shard.stem == split or shard.stem.startswith(f"{split}-")]
+
+
 def _question_and_answer(record: Record) -> tuple[str, str]:
     """What the model is told (system and human turns) and what it answers (gpt turns)."""
     turns = record["conversations"]

@@ -13,8 +13,8 @@ Stages:
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,10 +35,10 @@ from geochat.modeling import load_pretrained as load_geochat
 from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
 from training.collator import ChatCollator
-from training.data import RecordDataset, StreamingRecordDataset, training_imagery
+from training.data import RecordDataset, StreamingRecordDataset, split_shards, training_imagery
 from training.evaluation import GenerationEval, GeoChatTrainer
 from training.losses import CoordinateTargets, TrainingLoss
-from training.recipe import Recipe, RecipeError
+from training.recipe import AUTO, Recipe, RecipeError
 
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "log.jsonl"
@@ -48,6 +48,8 @@ PART_TARGETS = {
     "vision": r"model\.vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc\d)",
     "connector": r"model\.connector\.modality_projection\.proj",
 }
+# A Hugging Face hub id: a name, optionally under an owner (`HuggingFaceTB/SmolVLM-256M-Instruct`).
+HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
 
 
 def _records_text(source: str | Path | Sequence[str | Path]) -> list[str]:
@@ -61,18 +63,16 @@ def _records_text(source: str | Path | Sequence[str | Path]) -> list[str]:
 
 def build_model(recipe: Recipe) -> tuple[GeoChatForConditionalGeneration, GeoChatProcessor]:
     """Creates (``model.tiny``) or loads (``model.path``) the model and its processor."""
-    spec = dict(recipe.model)
-    if "tiny" in spec:
-        options = dict(spec["tiny"])
-        tokenizer_spec = spec.get("tokenizer")
-        if tokenizer_spec:
-            options["tokenizer"] = train_tokenizer(
-                _records_text(recipe.data["train"]), **tokenizer_spec
-            )
+    spec = recipe.model
+    if spec.tiny is not None:
+        options = dict(spec.tiny)
+        if spec.tokenizer is not None:
+            corpus = _records_text(recipe.data.train)
+            options["tokenizer"] = train_tokenizer(corpus, **spec.tokenizer)
         return tiny(seed=recipe.training.get("seed", 0), **options)
     if recipe.stage == "qlora":
-        return _load_4bit(spec["path"])
-    return load_geochat(spec["path"], dtype=_dtype(spec.get("dtype")))
+        return _load_4bit(spec.path)
+    return load_geochat(spec.path, dtype=_dtype(spec.dtype))
 
 
 def _dtype(name: str | None) -> torch.dtype | None:
@@ -109,43 +109,90 @@ def apply_stage(model: GeoChatForConditionalGeneration, recipe: Recipe) -> torch
     from peft import LoraConfig, get_peft_model
 
     peft = recipe.peft
-    parts = peft.get("parts", ["llm"])
     config = LoraConfig(
-        r=peft.get("r", 16),
-        lora_alpha=peft.get("alpha", 32),
-        lora_dropout=peft.get("dropout", 0.05),
-        use_dora=peft["method"] == "dora",
-        target_modules="|".join(f"({PART_TARGETS[part]})" for part in parts),
-        modules_to_save=["connector"] if peft.get("train_connector") else None,
+        r=peft.r,
+        lora_alpha=peft.alpha,
+        lora_dropout=peft.dropout,
+        use_dora=peft.method == "dora",
+        target_modules="|".join(f"({PART_TARGETS[part]})" for part in peft.parts),
+        modules_to_save=["connector"] if peft.train_connector else None,
     )
     return get_peft_model(model, config)
 
 
+def check_sources(recipe: Recipe) -> None:
+    """Checks that the recipe's data and model can be found, before anything is loaded.
+
+    Raises:
+        RecipeError: For a data source that does not exist or holds no shard, a model folder
+            that does not exist or holds no saved model, or a hub id that is not in the local
+            cache while HF_HUB_OFFLINE is set.
+    """
+    for key, source in (("data.train", recipe.data.train), ("data.val", recipe.data.val)):
+        if source is None or (key == "data.val" and source == AUTO):
+            continue
+        try:
+            find_shards(source)
+        except FileNotFoundError as error:
+            raise RecipeError(f"{key}: {error}") from None
+    if recipe.model.path is not None:
+        check_model_path(recipe.model.path)
+
+
+def check_model_path(path: str) -> None:
+    """Checks that ``path`` is a saved model's folder or a hub id that can be downloaded.
+
+    Raises:
+        RecipeError: When it is neither, in one sentence that says what to do.
+    """
+    from huggingface_hub import constants
+
+    folder = Path(path)
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise RecipeError(f"model.path: {path} holds no saved model (no config.json)")
+        return
+    if folder.exists() or not HUB_ID.fullmatch(path):
+        raise RecipeError(f"model.path: no such model folder: {path}")
+    # Read at call time: transformers and the hub client obey the same flag.
+    if constants.HF_HUB_OFFLINE and not _in_hub_cache(path):
+        raise RecipeError(
+            f"model.path: {path} is neither a local folder nor in the Hugging Face cache, and "
+            f"HF_HUB_OFFLINE is set: download it first (hf download {path}) or give a folder"
+        )
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the hub model ``repo_id`` is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid hub id, so not in the cache
+        return False
+
+
 def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
-    """The training and validation datasets of the recipe (validation None when not given)."""
+    """The training and validation datasets of the recipe (validation None when there is none).
+
+    ``data.val: auto`` reads the ``val`` shards of the training builds when they have any.
+    """
     data = recipe.data
-    tasks = data.get("tasks")
     seed = recipe.training.get("seed", 0)
-    augmentation = data.get("augment")
-    if data.get("streaming"):
-        if data.get("balance"):
+    if data.streaming:
+        if data.balance:
             raise RecipeError(f"{recipe.name}: data.balance needs the whole source, not streaming")
         train = StreamingRecordDataset(
-            data["train"], "train", tasks, seed=seed, augmentation=augmentation
+            data.train, "train", data.tasks, seed=seed, augmentation=data.augment
         )
     else:
         train = RecordDataset(
-            data["train"],
-            "train",
-            tasks,
-            data.get("limit"),
-            data.get("balance", ()),
-            seed,
-            augmentation,
+            data.train, "train", data.tasks, data.limit, data.balance, seed, data.augment
         )
-    if not data.get("val"):
+    val_source = split_shards(data.train, "val") if data.val == AUTO else data.val
+    if not val_source:
         return train, None
-    return train, RecordDataset(data["val"], "val", tasks, limit=data.get("val_limit", 256))
+    return train, RecordDataset(val_source, "val", data.tasks, limit=data.val_limit)
 
 
 def build_loss(recipe: Recipe, processor: GeoChatProcessor) -> TrainingLoss | None:
@@ -155,12 +202,12 @@ def build_loss(recipe: Recipe, processor: GeoChatProcessor) -> TrainingLoss | No
         RecipeError: When an option is out of range, or needs location tokens the tokenizer lacks.
     """
     options = recipe.loss
-    if not options:
+    sigma = options.coordinate_sigma
+    if sigma is None and not options.position_weight:
         return None
     try:
-        sigma = options.get("coordinate_sigma")
         coordinates = None if sigma is None else CoordinateTargets(processor.tokenizer, sigma)
-        return TrainingLoss(coordinates, options.get("position_weight", 0.0))
+        return TrainingLoss(coordinates, options.position_weight)
     except ValueError as error:
         raise RecipeError(f"{recipe.name}: loss: {error}") from error
 
@@ -221,29 +268,30 @@ def train(
         The folder of the final model.
     """
     output_dir = Path(output_dir)
+    check_sources(recipe)
+    # The checkpoint (and every intermediate one) records how its imagery was rendered, so the
+    # engine serves new images the same way; builds rendered differently are refused here.
+    try:
+        imagery = training_imagery(recipe.data.train)
+    except ValueError as error:
+        raise RecipeError(f"data.train: {error}") from error
+    train_set, val_set = build_datasets(recipe)
+    if len(getattr(train_set, "items", [None])) == 0:
+        raise RecipeError(f"data.train: no training records in {recipe.data.train}")
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training.get("seed", 0))
     model, processor = build_model(recipe)
-    # The checkpoint (and every intermediate one) records how its imagery was rendered, so the
-    # engine serves new images the same way.
-    try:
-        imagery = training_imagery(recipe.data["train"])
-    except ValueError as error:
-        raise RecipeError(f"{recipe.name}: {error}") from error
     if imagery is not None:
         processor.imagery = imagery.to_dict()
     trainable = apply_stage(model, recipe)
-    train_set, val_set = build_datasets(recipe)
-    if len(getattr(train_set, "items", [None])) == 0:
-        raise RecipeError(f"{recipe.data['train']}: no training records")
     generation_eval = None
-    if val_set is not None and recipe.data.get("generate_eval", 0):
-        generation_eval = GenerationEval(processor, val_set, recipe.data["generate_eval"])
+    if val_set is not None and recipe.data.generate_eval:
+        generation_eval = GenerationEval(processor, val_set, recipe.data.generate_eval)
     trainer = GeoChatTrainer(
         model=trainable,
         generation_eval=generation_eval,
         args=training_arguments(recipe, output_dir, val_set is not None),
-        data_collator=ChatCollator(processor, recipe.data.get("max_length", 2048)),
+        data_collator=ChatCollator(processor, recipe.data.max_length),
         # Saved with every checkpoint, so a checkpoint loads (and evaluates) on its own.
         processing_class=processor,
         train_dataset=train_set,
@@ -252,16 +300,22 @@ def train(
         compute_loss_func=build_loss(recipe, processor),
     )
     checkpoint = last_complete_checkpoint(output_dir) if resume else None
-    if checkpoint is not None:
+    if checkpoint is not None and trainer.is_world_process_zero():
         print(f"resuming from {checkpoint}")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = output_dir / FINAL_DIR
+    # Every process takes part (a sharded model is gathered); the Trainer writes on the main one.
     trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        save_final_extras(final, processor, recipe)
+    return final
+
+
+def save_final_extras(final: Path, processor: GeoChatProcessor, recipe: Recipe) -> None:
+    """Writes the processor and the resolved recipe beside the final model (main process only)."""
     processor.save_pretrained(str(final))
     # The resolved recipe says how the model was made; Trainer's pickled arguments are dropped
     # so that a shipped model holds no pickle.
     (final / "training_args.bin").unlink(missing_ok=True)
-    sections = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "name"}
-    (final / RECIPE_FILE).write_text(yaml.safe_dump(sections, sort_keys=False))
+    (final / RECIPE_FILE).write_text(yaml.safe_dump(recipe.document(), sort_keys=False))
     print(f"wrote the trained model to {final}")
-    return final

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import training.trainer
 from geochat.grammar import format_hbbs
 from geochat.modeling import tiny
 from geochat.records import write_jsonl
+from training.recipe import Recipe
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
 
@@ -77,3 +79,15 @@ def tiny_base(tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def no_training(monkeypatch) -> list[tuple[Recipe, str]]:
+    """Replaces the training run by a list of the (recipe, output folder) it was given."""
+    given: list[tuple[Recipe, str]] = []
+
+    def record(recipe: Recipe, output_dir: str, **_: object) -> None:
+        given.append((recipe, output_dir))
+
+    monkeypatch.setattr(training.trainer, "train", record)
+    return given

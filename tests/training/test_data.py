@@ -102,10 +102,10 @@ def test_a_recipe_mixes_builds_listed_as_its_training_source(skewed, tmp_path):
 
 def test_a_recipe_balances_its_training_set_and_refuses_streaming(skewed):
     recipe = load_recipe("nano-synthetic", [f"data.train={skewed}", "data.tasks=null"])
-    recipe.data["balance"] = ["vqa", "count"]
+    recipe.data.balance = ["vqa", "count"]
     train, _ = build_datasets(recipe)
     assert len(train) == 32 - 6 - 5 - 2
-    recipe.data["streaming"] = True
+    recipe.data.streaming = True
     with pytest.raises(RecipeError, match="balance"):
         build_datasets(recipe)
 

@@ -92,7 +92,8 @@ def test_a_tokenizer_without_location_tokens_is_refused():
 
 
 def test_bad_loss_options_are_refused(nano):
-    with pytest.raises(RecipeError, match="unknown loss options"):
+    valid = "valid keys of loss: coordinate_sigma, position_weight"
+    with pytest.raises(RecipeError, match=f"unknown key 'loss.label_smoothing'; {valid}"):
         load_recipe("nano-synthetic", ["loss.label_smoothing=0.1"])
     recipe = load_recipe("nano-synthetic", ["loss.position_weight=-1"])
     with pytest.raises(RecipeError, match="position_weight"):

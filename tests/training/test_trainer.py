@@ -17,7 +17,7 @@ from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
 from training.collator import ChatCollator
 from training.data import RecordDataset
 from training.merge import MergeError, export_lora, merge_adapter
-from training.recipe import RecipeError, load_recipe, recipe_names
+from training.recipe import LossSection, RecipeError, load_recipe, recipe_names
 from training.trainer import train
 
 FAST = [
@@ -41,7 +41,7 @@ TINY_SCRATCH = [
 def overrides(squares: Path, tiny_base: Path, name: str, *extra: str) -> list[str]:
     """Points a recipe at the tiny data and, for a real-checkpoint recipe, the tiny base model."""
     source = [f"data.train={squares}", f"data.val={squares}", *FAST, *extra]
-    if "tiny" in load_recipe(name).model:
+    if load_recipe(name).model.tiny is not None:
         return source + TINY_SCRATCH
     return [*source, f"model.path={tiny_base}"]
 
@@ -72,6 +72,51 @@ def test_every_recipe_runs_a_few_steps(squares, tiny_base, tmp_path, name):
     # The evaluation scored generated answers with geochat's metrics, beside the loss.
     evaluation = next(entry for entry in logs if "eval_loss" in entry)
     assert "eval_vqa/exact/accuracy" in evaluation and "eval_refer/boxes/acc@0.5" in evaluation
+
+
+RANK_WRITES = textwrap.dedent(
+    """
+    import atexit, os, sys
+    from pathlib import Path
+
+    out, logs = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
+    written = set()
+
+    def audit(event, args):
+        # Every file this process opens for writing under the run's folder.
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            mode, flags = args[1], args[2]
+            write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+            writing = any(c in mode for c in "wax+") if mode else bool(flags & write_flags)
+            path = Path(os.fsdecode(args[0]))
+            if writing and path.is_absolute() and out in path.parents:
+                written.add(str(path.relative_to(out)))
+
+    sys.addaudithook(audit)
+    rank_log = logs / f"writes-{os.environ['RANK']}.txt"
+    atexit.register(lambda: rank_log.write_text("\\n".join(sorted(written))))
+    from geochat.cli import main
+
+    sys.exit(main(["train", *sys.argv[3:], "--out", str(out)]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_the_main_process_writes(squares, tiny_base, tmp_path):
+    script = tmp_path / "rank_writes.py"
+    script.write_text(RANK_WRITES)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    extra = ["training.max_steps=2", "training.per_device_train_batch_size=2", "data.limit=8"]
+    args = overrides(squares, tiny_base, "smolvlm-lora", *extra, "training.save_steps=1000")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script), str(tmp_path / "run"), str(logs)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1"}
+    subprocess.run([*command, "smolvlm-lora", *args], env=env, check=True, timeout=300)
+    main_writes = (logs / "writes-0.txt").read_text().splitlines()
+    assert {"final/recipe.yaml", "final/processor_config.json"} <= set(main_writes)
+    assert (logs / "writes-1.txt").read_text() == ""
 
 
 def validation_loss(model, processor, squares: Path) -> float:
@@ -168,10 +213,9 @@ def test_the_loss_options_train_and_lower_the_training_loss(squares, tiny_base, 
     ]
     recipe = load_recipe("nano-synthetic", overrides(squares, tiny_base, "nano-synthetic", *extra))
     final = train(recipe, tmp_path)
-    assert load_recipe(final / "recipe.yaml").loss == {
-        "coordinate_sigma": 12,
-        "position_weight": 0.5,
-    }
+    assert load_recipe(final / "recipe.yaml").loss == LossSection(
+        coordinate_sigma=12, position_weight=0.5
+    )
     logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in logs if "loss" in entry]
     assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
