@@ -21,13 +21,20 @@ screen** for positive θ; we follow it. (An unused helper in the same file,
 ``bbox_and_angle_to_polygon``, turns the other way: the sign is the one uncertain point of this
 dialect.) θ absent or 0 gives an ``"hbb"`` object, any other θ a ``"quad"``.
 
-Writing: ``"quad"`` objects become the minimum-area rectangle's unrotated box and angle; masks
-are written as their enclosing box; ``"none"`` has no GeoChat form and is left out. Coordinates
-are clipped to 0-100.
+Rotated boxes near the edge: the unrotated box of a rectangle lying in the image can leave it (a
+long thin one along a diagonal), and clipping it to 0-100 would move the rectangle. So a box with
+an angle may have values from ``-MARGIN`` to ``100 + MARGIN``: written with ``|θ| <= 45``, a
+rectangle inside the frame has its unrotated box at most ``(sqrt(2) - 1) / 2`` of the frame
+(20.7 of 100) beyond each side. GeoChat's own model, trained on 0-100, does not write them.
+
+Writing: ``"quad"`` objects become the minimum-area rectangle's unrotated box and angle, ``θ``
+between -45 and 45; masks are written as their enclosing box; ``"none"`` has no GeoChat form and
+is left out. A geometry that lies in the image is written without clipping.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +67,9 @@ from geochat.grammar.core import (
 
 SCALE = 100
 MAX_ANGLE = 180.0
+# How far (in 0-100 units) the unrotated box of a rectangle inside the frame can reach beyond it
+# when written with |θ| <= 45: its side w is at most sqrt(2) times the rectangle's extent along x.
+MARGIN = math.ceil(SCALE * (math.sqrt(2) - 1) / 2)
 _BOX = re.compile(r"\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*(?:\|\s*<([^<>]*)>\s*)?")
 
 
@@ -111,11 +121,19 @@ class GeoChatDialect(TagDialect):
         offset, side = self._frame(width, height)
         return np.asarray(values, dtype=np.float64) * side / SCALE - offset
 
-    def _to_values(self, points: Any, width: float, height: float) -> np.ndarray:
-        """Pixels ``[..., 2]`` to GeoChat's integers, clipped to 0-100."""
+    def _to_values(self, points: Any, width: float, height: float, margin: int = 0) -> np.ndarray:
+        """Pixels ``[..., 2]`` to GeoChat's integers, clipped to what the reader accepts.
+
+        Args:
+            points: Pixel points of the original image.
+            width: Width of the original image in pixels.
+            height: Height of the original image in pixels.
+            margin: How far beyond 0-100 a value may go (:data:`MARGIN` for a rotated box). Only
+                geometry outside the image reaches the clip.
+        """
         offset, side = self._frame(width, height)
         values = np.rint((np.asarray(points, dtype=np.float64) + offset) * SCALE / side)
-        return np.clip(values, 0, SCALE).astype(np.int64)
+        return np.clip(values, -margin, SCALE + margin).astype(np.int64)
 
     def _read_box(
         self, content: str, offset: int, context: TagContext
@@ -127,15 +145,16 @@ class GeoChatDialect(TagDialect):
         if match is None:
             log.report("{...}: expected {<x0><y0><x1><y1>|<angle>}", offset)
             return []
+        angle = self._angle(match, offset, log)
+        if angle is None:
+            return []
+        margin = 0 if angle == 0 else MARGIN
         corners = [Number(match.group(i), offset + match.start(i)) for i in range(1, 5)]
-        values = read_numbers(corners, 0, SCALE, log, "{...}")
+        values = read_numbers(corners, -margin, SCALE + margin, log, "{...}")
         if values is None:
             return []
         box = ordered_box(values, offset, log, "{...}")
         pixels = self._to_pixels(np.reshape(box, (2, 2)), context.width, context.height)
-        angle = self._angle(match, offset, log)
-        if angle is None:
-            return []
         if angle == 0:
             return [hbb_object(pixels.reshape(4), context.phrase, context.span)]
         (x0, y0), (x1, y1) = pixels
@@ -155,10 +174,12 @@ class GeoChatDialect(TagDialect):
         kind = kind_of(item)
         if kind == "quad":
             cx, cy, w, h, angle = geometry.quad_to_obb(required(item, "quad"))
+            if abs(angle) > 45:  # the same rectangle turned a quarter less: |θ| <= 45 (MARGIN)
+                w, h, angle = h, w, angle - math.copysign(90, angle)
             corners = [[cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]]
-            theta = -round(angle)
+            theta, margin = -round(angle), MARGIN
         else:
             x0, y0, x1, y1 = enclosing_box(item)
-            corners, theta = [[x0, y0], [x1, y1]], 0
-        values = self._to_values(corners, width, height).reshape(4)
+            corners, theta, margin = [[x0, y0], [x1, y1]], 0, 0
+        values = self._to_values(corners, width, height, margin).reshape(4)
         return "{" + "".join(f"<{v}>" for v in values) + f"|<{theta}>}}"

@@ -90,6 +90,35 @@ def test_geochat_writes_what_its_demo_reads():
     assert text == "<p>ships</p> {<50><25><100><75>|<0>}<delim>{<50><25><100><75>|<0>}"
 
 
+@pytest.mark.parametrize("pad_to_square", [True, False])
+def test_geochat_rotated_box_along_the_diagonal_comes_back_in_place(pad_to_square):
+    # A long thin rectangle along the diagonal of the image: its unrotated box (written before
+    # the angle) reaches beyond 0-100, and clipping it there would move the rectangle.
+    dialect = GeoChatDialect(pad_to_square=pad_to_square)
+    quad = geometry.obb_to_quad(500, 500, 1400, 20, 45)
+    text = format([{"kind": "quad", "quad": quad}], 1000, 1000, dialect)
+    assert text == "{<-20><49><120><51>|<-45>}"
+    (found,) = parse(text, 1000, 1000, dialect, strict=True).objects
+    assert_same_corners(found.quad, geometry.canonical_quad(quad), tolerance=10)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{<-1><10><20><30>}",  # an unrotated box is on 0-100
+        "{<-1><10><20><30>|<0>}",
+        "{<10><10><20><101>|<0>}",
+        "{<-22><10><20><30>|<5>}",  # a rotated one on -MARGIN..100 + MARGIN
+        "{<10><10><20><122>|<5>}",
+    ],
+)
+def test_geochat_reads_values_beyond_0_100_only_for_rotated_boxes(text):
+    parsed = parse(text, 100, 100, "geochat")
+    assert parsed.objects == []
+    assert any("out of range" in line for line in parsed.problems), parsed.problems
+    assert parse("{<-21><10><20><121>|<5>}", 100, 100, "geochat").objects
+
+
 def test_geochat_braces_in_ordinary_text_are_text():
     parsed = parse("a set {x, y} of things", 100, 100, "geochat")
     assert parsed.objects == [] and parsed.problems == []
