@@ -162,6 +162,46 @@ def ordered_box(values: list[float], position: int, log: ProblemLog, what: str) 
     return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
 
+def clip_to_image(
+    corners: Any,
+    width: float,
+    height: float,
+    slack: float,
+    log: ProblemLog,
+    position: int,
+    what: str,
+) -> np.ndarray | None:
+    """Pixel corners ``[4, 2]`` moved into the image, or None when no part of them is inside.
+
+    Formats whose values can reach beyond the image (a padded square, a centre with sides)
+    read geometry that is partly or wholly outside it. Corners outside by at most ``slack`` (the
+    format's rounding) are clipped silently. Geometry further out is reported: its part inside
+    the image is kept, as the minimum-area rectangle of that part
+    (:func:`geochat.geometry.clip_quad`), and a geometry with no area inside is dropped.
+
+    Args:
+        corners: Four ``[x, y]`` pixel corners (an HBB's corners for a box).
+        width: Width of the image in pixels.
+        height: Height of the image in pixels.
+        slack: How far outside, in pixels, rounding alone can put a corner.
+        log: Where the problem goes.
+        position: Where the geometry is in the text.
+        what: Name of the geometry, for the message.
+    """
+    corners = geometry.as_quad(corners)
+    limits = np.array([width, height], dtype=np.float64)
+    outside = float(max(0.0, -corners.min(), (corners - limits).max()))
+    if outside > slack:
+        kept = geometry.clip_quad(corners, width, height)
+        action = "dropped" if kept is None else "clipped"
+        log.report(f"{what} reaches {outside:.3g} px beyond the image ({action})", position)
+        if kept is None:
+            return None
+        corners = kept
+    # The minimum-area rectangle of a clipped part can still cross an edge by a hair.
+    return np.clip(corners, 0, limits)
+
+
 def hbb_object(hbb_px: Any, phrase: str | None, span: tuple[int, int]) -> GroundedObject:
     """A kind ``"hbb"`` object from a pixel box."""
     quad = geometry.hbb_to_quad(hbb_px)  # validates the box

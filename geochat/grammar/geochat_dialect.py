@@ -25,7 +25,11 @@ Rotated boxes near the edge: the unrotated box of a rectangle lying in the image
 long thin one along a diagonal), and clipping it to 0-100 would move the rectangle. So a box with
 an angle may have values from ``-MARGIN`` to ``100 + MARGIN``: written with ``|θ| <= 45``, a
 rectangle inside the frame has its unrotated box at most ``(sqrt(2) - 1) / 2`` of the frame
-(20.7 of 100) beyond each side. GeoChat's own model, trained on 0-100, does not write them.
+(20.7 of 100) beyond each side.
+
+Reading: a box in the padding (or a rotated box partly outside the image) is clipped to the
+image and reported, unless it is outside by no more than the rounding of its values; one with no
+area inside the image is reported and dropped (:func:`geochat.grammar.core.clip_to_image`).
 
 Writing: ``"quad"`` objects become the minimum-area rectangle's unrotated box and angle, ``θ``
 between -45 and 45; masks are written as their enclosing box; ``"none"`` has no GeoChat form and
@@ -57,6 +61,7 @@ from geochat.grammar.core import (
     Number,
     ProblemLog,
     check_phrase,
+    clip_to_image,
     field_of,
     hbb_object,
     kind_of,
@@ -155,12 +160,27 @@ class GeoChatDialect(TagDialect):
             return []
         box = ordered_box(values, offset, log, "{...}")
         pixels = self._to_pixels(np.reshape(box, (2, 2)), context.width, context.height)
-        if angle == 0:
-            return [hbb_object(pixels.reshape(4), context.phrase, context.span)]
         (x0, y0), (x1, y1) = pixels
         # GeoChat turns counter-clockwise on screen; geometry's angles turn clockwise.
         quad = geometry.obb_to_quad((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, -angle)
-        return [quad_object(quad, context.phrase, context.span)]
+        slack = self._slack(context.width, context.height, quad, angle != 0)
+        inside = clip_to_image(quad, context.width, context.height, slack, log, offset, "{...}")
+        if inside is None:
+            return []
+        if angle == 0:
+            return [hbb_object(geometry.quad_to_hbb(inside), context.phrase, context.span)]
+        return [quad_object(inside, context.phrase, context.span)]
+
+    def _slack(self, width: float, height: float, quad: np.ndarray, rotated: bool) -> float:
+        """How far outside the image rounding alone can put a corner of a box read, in pixels."""
+        _, side = self._frame(width, height)
+        step = float(side.max()) / SCALE / 2  # half a step of 0-100
+        if not rotated:
+            return step
+        # The centre and both half-sides are each off by up to half a step (the half-sides along
+        # turned axes: at most sqrt(2) of it per image axis), and the angle by half a degree.
+        radius = float(np.hypot(*(quad[2] - quad[0]))) / 2
+        return step * (1 + math.sqrt(2)) + radius * math.pi / 360
 
     @staticmethod
     def _angle(match: re.Match[str], offset: int, log: ProblemLog) -> float | None:

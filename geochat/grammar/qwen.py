@@ -153,7 +153,9 @@ class Qwen25VLDialect(Dialect):
             if box is not None:
                 label = item.get("label", item.get("text_content"))
                 phrase = label.strip() if isinstance(label, str) else None
-                pixels = np.asarray(box) / self._scale(width, height)
+                # Multiply before dividing: a value at the input's edge maps exactly to the
+                # image's edge (dividing by the scale can land a hair beyond it).
+                pixels = np.asarray(box) * np.tile([width, height], 2) / limits
                 objects.append(hbb_object(pixels, phrase, span))
         return objects
 

@@ -116,7 +116,34 @@ def test_geochat_reads_values_beyond_0_100_only_for_rotated_boxes(text):
     parsed = parse(text, 100, 100, "geochat")
     assert parsed.objects == []
     assert any("out of range" in line for line in parsed.problems), parsed.problems
-    assert parse("{<-21><10><20><121>|<5>}", 100, 100, "geochat").objects
+    assert parse("{<-20><49><120><51>|<-45>}", 100, 100, "geochat", strict=True).objects
+
+
+@pytest.mark.parametrize(
+    ("text", "hbb", "action"),
+    [
+        ("{<0><0><100><20>}", None, "dropped"),  # wholly in the padding above the image
+        ("{<0><10><100><30>}", [0.0, 0.0, 200.0, 10.0], "clipped"),
+        ("{<0><70><100><100>|<0>}", [0.0, 90.0, 200.0, 100.0], "clipped"),
+    ],
+)
+def test_geochat_boxes_in_the_padding_are_clipped_and_reported(text, hbb, action):
+    # A 200 x 100 image fills y = 25..75 of the padded square.
+    parsed = parse(text, 200, 100, "geochat")
+    assert [o.hbb for o in parsed.objects] == ([] if hbb is None else [hbb])
+    (problem,) = parsed.problems
+    assert "beyond the image" in problem and action in problem
+    with pytest.raises(GrammarError, match="beyond the image"):
+        parse(text, 200, 100, "geochat", strict=True)
+
+
+def test_geochat_rounding_at_the_edge_of_the_padding_is_not_a_problem():
+    # 25.5 of 100 rounds to 25 or 26: the box edge moves by up to half a step (1 px here).
+    assert format([{"kind": "hbb", "hbb": [0, 1, 200, 99]}], 200, 100, "geochat") == (
+        "{<0><26><100><74>|<0>}"
+    )
+    parsed = parse("{<0><25><100><75>}", 200, 99, "geochat", strict=True)
+    assert parsed.objects[0].hbb == [0.0, 0.0, 200.0, 99.0]
 
 
 def test_geochat_braces_in_ordinary_text_are_text():
@@ -159,6 +186,12 @@ def test_geoground_obb_sides_are_scaled_by_the_width():
     # DESIGN.md: w and h scaled by W. On a 4000 x 2250 image, 15 and 14 are 600 and 560 px.
     (found,) = parse("<obb>[[15,65,15,14,0]]</obb>", 4000, 2250, "geoground").objects
     assert found.hbb == pytest.approx([300.0, 1182.5, 900.0, 1742.5])
+
+
+def test_geoground_obbs_beyond_the_image_are_clipped_and_reported():
+    parsed = parse("<obb>[[0,0,50,50,0]]</obb>", 200, 100, "geoground")
+    assert [o.hbb for o in parsed.objects] == [[0.0, 0.0, 50.0, 50.0]]
+    assert parsed.problems == ["<obb> reaches 50 px beyond the image (clipped) at position 6"]
 
 
 def test_geoground_text_mask_of_plain_values():

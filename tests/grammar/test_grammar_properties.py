@@ -222,6 +222,81 @@ def test_dialects_round_trip_quads(dialect, data, width, height):
     assert corner_error(found.quad, expected) <= bound + EPSILON
 
 
+@pytest.mark.parametrize("dialect", DIALECT_CASES, ids=DIALECT_IDS)
+@ROUND_TRIPS
+@given(data=st.data(), width=sizes, height=sizes)
+def test_dialects_read_back_what_they_write_without_problems(dialect, data, width, height):
+    # Every geometry inside the image, of any kind, is written so that strict parsing (which
+    # raises on any problem, including geometry beyond the image) reads it back.
+    objects = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        if data.draw(st.booleans()):
+            objects.append({"kind": "hbb", "hbb": data.draw(boxes_in(width, height))})
+        else:
+            quad = geometry.obb_to_quad(*data.draw(rectangles_in(width, height)))
+            objects.append({"kind": "quad", "quad": quad})
+    text = format(objects, width, height, dialect)
+    parsed = parse(text, width, height, dialect, strict=True)
+    assert len(parsed.objects) == len(objects)
+    assert_inside_image(parsed.objects, width, height)
+
+
+def beyond_image(quad, width, height):
+    """How far the farthest corner of a quad lies outside the image, in pixels (0 if inside)."""
+    quad = np.asarray(quad)
+    return max(0.0, -quad.min(), (quad - [width, height]).max())
+
+
+def check_clipped_and_reported(parsed, raw_quad, bound, width, height):
+    """What was read lies in the image; a geometry beyond it by more than the rounding bound is
+    reported; one read without problems is where its values put it, within that bound."""
+    assert_inside_image(parsed.objects, width, height)
+    if beyond_image(raw_quad, width, height) > bound + EPSILON:
+        assert parsed.problems
+    if not parsed.problems:
+        (found,) = parsed.objects
+        assert corner_error(found.quad, raw_quad) <= bound + EPSILON
+
+
+@pytest.mark.parametrize("pad_to_square", [True, False])
+@ROUND_TRIPS
+@given(data=st.data(), width=sizes, height=sizes)
+def test_geochat_boxes_beyond_the_image_are_clipped_and_reported(
+    pad_to_square, data, width, height
+):
+    # On a padded square 0-100 covers the padding too; a turned box can reach beyond any side.
+    angle = data.draw(st.sampled_from([0, 0, 5, -30, 45, 90, 180]))
+    low, high = (0, 100) if angle == 0 else (-21, 121)
+    x0, x1 = sorted(data.draw(st.integers(low, high)) for _ in range(2))
+    y0, y1 = sorted(data.draw(st.integers(low, high)) for _ in range(2))
+    dialect = GeoChatDialect(pad_to_square=pad_to_square)
+    parsed = parse(f"{{<{x0}><{y0}><{x1}><{y1}>|<{angle}>}}", width, height, dialect)
+    side = max(width, height)
+    frame = np.array([side, side] if pad_to_square else [width, height])
+    offset = np.array([(side - width) // 2, (side - height) // 2]) if pad_to_square else 0
+    (left, top), (right, bottom) = np.array([[x0, y0], [x1, y1]]) * frame / 100 - offset
+    centre = ((left + right) / 2, (top + bottom) / 2)
+    rectangle = (*centre, right - left, bottom - top, -angle)  # GeoChat turns counter-clockwise
+    raw = geometry.obb_to_quad(*rectangle)
+    bound = dialect_bound(dialect, width, height, rectangle if angle else None)
+    check_clipped_and_reported(parsed, raw, bound, width, height)
+
+
+@ROUND_TRIPS
+@given(
+    values=st.tuples(*[st.integers(0, 100)] * 4, st.integers(-180, 180)),
+    width=sizes,
+    height=sizes,
+)
+def test_geoground_obbs_beyond_the_image_are_clipped_and_reported(values, width, height):
+    parsed = parse(f"<obb>[[{','.join(map(str, values))}]]</obb>", width, height, "geoground")
+    cx, cy, w, h, angle = values
+    rectangle = (cx * width / 100, cy * height / 100, w * width / 100, h * width / 100, angle)
+    raw = geometry.obb_to_quad(*rectangle)
+    bound = dialect_bound(DIALECTS["geoground"], width, height, rectangle)
+    check_clipped_and_reported(parsed, raw, bound, width, height)
+
+
 @MASK_TRIPS
 @given(st.integers(2, 40), st.data())
 def test_geoground_masks_are_exact_on_any_grid(grid, data):
@@ -237,6 +312,16 @@ def test_geoground_masks_are_exact_on_any_grid(grid, data):
 # Tolerant parsing never raises; strict parsing raises only GrammarError.
 
 
+def assert_inside_image(objects, width, height):
+    """Every geometry read lies in the image (a format can only point outside it by mistake)."""
+    for found in objects:
+        if found.kind != "none":
+            x0, y0, x1, y1 = found.hbb
+            assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height, found
+            for x, y in found.quad or []:
+                assert 0 <= x <= width and 0 <= y <= height, found
+
+
 def check_both_modes(text, dialect, width=128, height=96):
     parsed = parse(text, width, height, dialect)
     assert isinstance(parsed, Parsed)
@@ -244,6 +329,7 @@ def check_both_modes(text, dialect, width=128, height=96):
     assert not any("internal parser error" in line for line in parsed.problems), parsed.problems
     for found in parsed.objects:
         assert found.kind == "none" or len(found.hbb) == 4
+    assert_inside_image(parsed.objects, width, height)
     try:
         strict = parse(text, width, height, dialect, strict=True)
     except GrammarError as error:
