@@ -263,13 +263,28 @@ def kind_of(item: GroundedObject | Mapping[str, Any]) -> Kind:
     return kind
 
 
-def check_phrase(phrase: str) -> str:
-    """Returns a phrase fit for a phrase tag; raises :class:`GrammarError` if it holds a tag."""
+def check_phrase(phrase: str, reserved: str = "<>") -> str:
+    """Returns a phrase fit for a phrase tag; raises :class:`GrammarError` if it holds a tag.
+
+    Args:
+        phrase: The phrase.
+        reserved: Characters that start or end a tag of the dialect.
+    """
     if not isinstance(phrase, str):
         raise GrammarError(f"a phrase must be a string, got {type(phrase).__name__}")
-    if "<" in phrase or ">" in phrase:
-        raise GrammarError(f"a phrase cannot contain '<' or '>': {phrase!r}")
+    if any(character in phrase for character in reserved):
+        listed = " or ".join(repr(character) for character in reserved)
+        raise GrammarError(f"a phrase cannot contain {listed}: {phrase!r}")
     return phrase.strip()
+
+
+def phrase_of(text: str) -> str | None:
+    """The phrase a tag holds: its text without surrounding spaces; None for an empty tag.
+
+    Dialects whose phrase runs on over the geometry that follows write an empty phrase tag to
+    end it before a geometry without one.
+    """
+    return text.strip() or None
 
 
 def check_image_size(width: float, height: float) -> None:

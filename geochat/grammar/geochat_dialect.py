@@ -5,7 +5,10 @@ CVPR 2024, arXiv 2311.15826, and its code, github.com/mbzuai-oryx/GeoChat (read,
 
 Answer text: ``<p>phrase</p> {<x_left><y_top><x_right><y_bottom>|<θ>}``; several boxes of one
 phrase follow each other, joined by ``<delim>`` (``{...}<delim>{...}``) or directly
-(``{...}{...}``, which GeoChat's demo rewrites with ``<delim>`` before drawing). A box in a human
+(``{...}{...}``, which GeoChat's demo rewrites with ``<delim>`` before drawing). A phrase applies
+to every box after it up to other text or another phrase; we write an empty ``<p></p>`` before
+boxes without a phrase that follow one, and read it as "no phrase". A phrase cannot hold ``{`` or
+``}`` (they would open or close a box). A box in a human
 turn has no angle: ``[identify] what is this {<8><26><22><37>}``.
 
 Coordinates: integers 0-100 of the square GeoChat's processor pads the image to
@@ -102,15 +105,22 @@ class GeoChatDialect(TagDialect):
         self.readers: Mapping[str, ContentReader] = {"{": self._read_box}
 
     def write(self, objects: list[ObjectLike], width: float, height: float) -> str:
-        """Writes ``<p>phrase</p> {...}<delim>{...}`` per run of objects sharing a phrase."""
+        """Writes ``<p>phrase</p> {...}<delim>{...}`` per run of objects sharing a phrase.
+
+        A phrase runs on over the boxes after it, so boxes without one that follow a phrase get
+        an empty ``<p></p>`` to end it.
+        """
         texts = []
+        previous: str | None = None
         for run in runs_of(objects, frozenset({"hbb", "quad", "mask"}), same_kind=False):
             boxes = [self._box_text(item, width, height) for item in run if kind_of(item) != "none"]
             if not boxes:
                 continue
             phrase = field_of(run[0], "phrase")
-            prefix = "" if phrase is None else f"<p>{check_phrase(phrase)}</p> "
+            phrase = None if phrase is None else check_phrase(phrase, reserved="<>{}")
+            prefix = "" if phrase is None and previous is None else f"<p>{phrase or ''}</p> "
             texts.append(prefix + "<delim>".join(boxes))
+            previous = phrase
         return " ".join(texts)
 
     def _frame(self, width: float, height: float) -> tuple[np.ndarray, np.ndarray]:

@@ -146,6 +146,24 @@ def test_geochat_rounding_at_the_edge_of_the_padding_is_not_a_problem():
     assert parsed.objects[0].hbb == [0.0, 0.0, 200.0, 99.0]
 
 
+def test_geochat_box_without_a_phrase_after_one_with_a_phrase_keeps_none():
+    objects = [
+        {"kind": "hbb", "phrase": "ships", "hbb": [0, 0, 10, 10]},
+        {"kind": "hbb", "phrase": None, "hbb": [20, 20, 30, 30]},
+    ]
+    text = format(objects, 100, 100, "geochat")
+    assert text == "<p>ships</p> {<0><0><10><10>|<0>} <p></p> {<20><20><30><30>|<0>}"
+    assert [o.phrase for o in parse(text, 100, 100, "geochat", strict=True).objects] == [
+        "ships",
+        None,
+    ]
+
+
+def test_geochat_phrases_cannot_hold_braces():
+    with pytest.raises(GrammarError, match="cannot contain"):
+        format([{"kind": "hbb", "phrase": "a {b}", "hbb": [0, 0, 1, 1]}], 10, 10, "geochat")
+
+
 def test_geochat_braces_in_ordinary_text_are_text():
     parsed = parse("a set {x, y} of things", 100, 100, "geochat")
     assert parsed.objects == [] and parsed.problems == []
@@ -233,6 +251,22 @@ def test_qwen2vl_phrase_applies_to_every_box_that_follows():
     parsed = parse(text, 100, 100, "qwen2vl")
     assert [o.phrase for o in parsed.objects] == ["cars", "cars"]
     assert format(parsed.objects, 100, 100, "qwen2vl") == text
+
+
+def test_qwen2vl_box_without_a_phrase_after_one_with_a_phrase_keeps_none():
+    objects = [
+        {"kind": "hbb", "phrase": "cars", "hbb": [0, 0, 10, 10]},
+        {"kind": "hbb", "phrase": None, "hbb": [20, 20, 30, 30]},
+    ]
+    text = format(objects, 100, 100, "qwen2vl")
+    assert text == (
+        "<|object_ref_start|>cars<|object_ref_end|><|box_start|>(0,0),(100,100)<|box_end|>"
+        "<|object_ref_start|><|object_ref_end|><|box_start|>(200,200),(300,300)<|box_end|>"
+    )
+    assert [o.phrase for o in parse(text, 100, 100, "qwen2vl", strict=True).objects] == [
+        "cars",
+        None,
+    ]
 
 
 # Qwen2.5-VL
