@@ -30,9 +30,12 @@ an angle may have values from ``-MARGIN`` to ``100 + MARGIN``: written with ``|�
 rectangle inside the frame has its unrotated box at most ``(sqrt(2) - 1) / 2`` of the frame
 (20.7 of 100) beyond each side.
 
-Reading: a box in the padding (or a rotated box partly outside the image) is clipped to the
-image and reported, unless it is outside by no more than the rounding of its values; one with no
-area inside the image is reported and dropped (:func:`geochat.grammar.core.clip_to_image`).
+Reading: braces are a box when they hold ``<`` or nothing but numbers (``{10, 20, 30}``); a
+box that does not read as four values and an optional angle is reported and dropped. Other
+braces are ordinary text. A box in the padding (or a rotated box partly outside the image) is
+clipped to the image and reported, unless it is outside by no more than the rounding of its
+values; one with no area inside the image is reported and dropped
+(:func:`geochat.grammar.core.clip_to_image`).
 
 Writing: ``"quad"`` objects become the minimum-area rectangle's unrotated box and angle, ``θ``
 between -45 and 45; masks are written as their enclosing box; ``"none"`` has no GeoChat form and
@@ -78,6 +81,8 @@ MAX_ANGLE = 180.0
 # How far (in 0-100 units) the unrotated box of a rectangle inside the frame can reach beyond it
 # when written with |θ| <= 45: its side w is at most sqrt(2) times the rectangle's extent along x.
 MARGIN = math.ceil(SCALE * (math.sqrt(2) - 1) / 2)
+# Braces around numbers alone ("{10, 20, 30}") are a box written wrong, not ordinary text.
+_NUMBER_CHARACTERS = re.compile(r"[0-9\s.,|+-]+", re.ASCII)  # one class: linear time
 _BOX = re.compile(r"\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*<([^<>]*)>\s*(?:\|\s*<([^<>]*)>\s*)?")
 
 
@@ -153,7 +158,7 @@ class GeoChatDialect(TagDialect):
     def _read_box(
         self, content: str, offset: int, context: TagContext
     ) -> list[GroundedObject] | None:
-        if "<" not in content:
+        if "<" not in content and not _numbers_only(content):
             return None  # braces in ordinary text
         log = context.log
         match = _BOX.fullmatch(content)
@@ -213,3 +218,8 @@ class GeoChatDialect(TagDialect):
             corners, theta, margin = [[x0, y0], [x1, y1]], 0, 0
         values = self._to_values(corners, width, height, margin).reshape(4)
         return "{" + "".join(f"<{v}>" for v in values) + f"|<{theta}>}}"
+
+
+def _numbers_only(content: str) -> bool:
+    """Whether the text in braces is numbers and their separators alone (a box written wrong)."""
+    return _NUMBER_CHARACTERS.fullmatch(content) is not None and any(c.isdigit() for c in content)

@@ -170,6 +170,29 @@ def test_geochat_braces_in_ordinary_text_are_text():
     assert parsed.text == "a set {x, y} of things"
 
 
+@pytest.mark.parametrize(
+    ("dialect", "text"),
+    [
+        ("geochat", "{10, 20, 30}"),  # numbers in braces: a box, written wrong
+        ("geochat", "<p>a</p> {<10><20><30>}"),
+        ("geochat", "{<10><20><30><40>|}"),
+        ("geochat", "{<10><20><30><40><50>}"),
+        ("canonical", "<box>[[10,20,30]]</box>"),
+        ("canonical", "<quad>[[1,2,3,4,5,6,7]]</quad>"),
+        ("geoground", "<box>[[10,20,30]]</box>"),
+        ("geoground", "<obb>[[10,20,30,40]]</obb>"),
+        ("qwen2vl", "<|box_start|>(10,20),(30)<|box_end|>"),
+        ("qwen2vl", "<|box_start|>(10,20)<|box_end|>"),
+        ("qwen25vl", '[{"bbox_2d": [10, 20, 30]}]'),
+    ],
+)
+def test_malformed_groups_are_reported_in_every_dialect(dialect, text):
+    parsed = parse(text, 100, 100, dialect)
+    assert parsed.objects == [] and len(parsed.problems) == 1, parsed.problems
+    with pytest.raises(GrammarError):
+        parse(text, 100, 100, dialect, strict=True)
+
+
 def test_geochat_strict_rejects_malformed_boxes():
     with pytest.raises(GrammarError) as raised:
         parse("<p>x</p> {<10><20><30>}", 100, 100, "geochat", strict=True)

@@ -3,6 +3,7 @@ format, and tolerant parsing never raises, whatever the text.
 """
 
 import math
+import re
 import time
 
 import numpy as np
@@ -242,6 +243,33 @@ def test_dialects_read_back_what_they_write_without_problems(dialect, data, widt
     parsed = parse(text, width, height, dialect, strict=True)
     assert [o.phrase for o in parsed.objects] == [o["phrase"] for o in objects]
     assert_inside_image(parsed.objects, width, height)
+
+
+# The last number of a box, with its separator, in each dialect's text of horizontal boxes.
+LAST_NUMBER = {
+    "canonical": (r",\d+\]", "]"),
+    "geochat": (r"<\d+>\|", "|"),
+    "geoground": (r",\d+\]", "]"),
+    "qwen2vl": (r",\d+\)<\|box_end", ")<|box_end"),
+    "qwen25vl": (r", \d+\]", "]"),
+}
+
+
+@pytest.mark.parametrize("dialect", DIALECT_CASES, ids=DIALECT_IDS)
+@ROUND_TRIPS
+@given(data=st.data(), width=sizes, height=sizes)
+def test_a_box_with_a_number_missing_is_reported_and_the_others_kept(dialect, data, width, height):
+    boxes = data.draw(st.lists(boxes_in(width, height), min_size=1, max_size=4))
+    text = format([{"kind": "hbb", "hbb": box} for box in boxes], width, height, dialect)
+    pattern, replacement = LAST_NUMBER[dialect.name]
+    matches = list(re.finditer(pattern, text))
+    cut = matches[data.draw(st.integers(0, len(matches) - 1))]
+    text = text[: cut.start()] + replacement + text[cut.end() :]
+    parsed = parse(text, width, height, dialect)
+    assert len(parsed.problems) == 1, parsed.problems
+    assert len(parsed.objects) == len(boxes) - 1
+    with pytest.raises(GrammarError):
+        parse(text, width, height, dialect, strict=True)
 
 
 def beyond_image(quad, width, height):
