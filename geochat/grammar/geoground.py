@@ -67,8 +67,9 @@ MAX_ANGLE = 180.0
 
 def _read_obbs(content: str, offset: int, context: TagContext) -> list[GroundedObject]:
     log, width, height = context.log, context.width, context.height
-    # The longest side an object can have is the image diagonal, in hundredths of the width.
-    longest = OBB_SCALE * math.hypot(width, height) / width
+    # The longest side an object can have is the image diagonal, in hundredths of the width,
+    # rounded up as the writer may round it.
+    longest = math.ceil(OBB_SCALE * math.hypot(width, height) / width)
     objects = []
     for row in read_rows(content, offset, log, "<obb>"):
         if len(row.fields) != 5:

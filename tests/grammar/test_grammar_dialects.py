@@ -235,6 +235,15 @@ def test_geoground_obbs_beyond_the_image_are_clipped_and_reported():
     assert parsed.problems == ["<obb> reaches 50 px beyond the image (clipped) at position 6"]
 
 
+def test_geoground_obb_along_the_diagonal_round_trips():
+    # Its long side, the diagonal, is 134.56 of 100 of the width, written rounded up to 135.
+    quad = geometry.obb_to_quad(135.5, 122, 364.6, 0.5, 42)
+    text = format([{"kind": "quad", "quad": quad}], 271, 244, "geoground")
+    assert text.startswith("<obb>[[50,50,135,0,")
+    (found,) = parse(text, 271, 244, "geoground", strict=True).objects
+    assert_same_corners(found.quad, quad, tolerance=4.4)  # the bound of the properties test
+
+
 def test_geoground_text_mask_of_plain_values():
     # "<seg> 0, 0, 0, ..., 0, 0, 0; ...0, 0, 1,1, 0, 0, ...</seg>": N rows of N values.
     rows = [", ".join(["0"] * 32)] * 32
