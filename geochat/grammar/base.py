@@ -27,6 +27,7 @@ from geochat.grammar.core import (
     field_of,
     kind_of,
     none_object,
+    phrase_of,
     plain_text,
 )
 
@@ -170,7 +171,8 @@ class TagSyntax:
         none: A standalone tag meaning "nothing found", if the dialect has one.
         separators: Standalone tags that only separate geometries (GeoChat's ``<delim>``).
         phrase_spans_chain: Whether a phrase applies to every geometry tag that follows it with
-            only spaces or separators between (GeoChat, Qwen2-VL), or to the next one only.
+            only spaces or separators between (GeoChat, Qwen2-VL), or to the next one only. An
+            empty phrase tag ends a chain: the geometry after it has no phrase.
         text_closers: Closing tags that are ordinary text when nothing opened them (``}``).
     """
 
@@ -267,7 +269,7 @@ def _phrase(state: _Scan, opening: re.Match[str], following: re.Match[str] | Non
         return opening.end(), following
     phrase = state.text[opening.end() : following.start()]
     state.pieces.append(phrase)
-    state.phrase = phrase.strip()
+    state.phrase = phrase_of(phrase)
     return following.end(), state.syntax.pattern.search(state.text, following.end())
 
 

@@ -162,6 +162,46 @@ def ordered_box(values: list[float], position: int, log: ProblemLog, what: str) 
     return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
 
+def clip_to_image(
+    corners: Any,
+    width: float,
+    height: float,
+    slack: float,
+    log: ProblemLog,
+    position: int,
+    what: str,
+) -> np.ndarray | None:
+    """Pixel corners ``[4, 2]`` moved into the image, or None when no part of them is inside.
+
+    Formats whose values can reach beyond the image (a padded square, a centre with sides)
+    read geometry that is partly or wholly outside it. Corners outside by at most ``slack`` (the
+    format's rounding) are clipped silently. Geometry further out is reported: its part inside
+    the image is kept, as the minimum-area rectangle of that part
+    (:func:`geochat.geometry.clip_quad`), and a geometry with no area inside is dropped.
+
+    Args:
+        corners: Four ``[x, y]`` pixel corners (an HBB's corners for a box).
+        width: Width of the image in pixels.
+        height: Height of the image in pixels.
+        slack: How far outside, in pixels, rounding alone can put a corner.
+        log: Where the problem goes.
+        position: Where the geometry is in the text.
+        what: Name of the geometry, for the message.
+    """
+    corners = geometry.as_quad(corners)
+    limits = np.array([width, height], dtype=np.float64)
+    outside = float(max(0.0, -corners.min(), (corners - limits).max()))
+    if outside > slack:
+        kept = geometry.clip_quad(corners, width, height)
+        action = "dropped" if kept is None else "clipped"
+        log.report(f"{what} reaches {outside:.3g} px beyond the image ({action})", position)
+        if kept is None:
+            return None
+        corners = kept
+    # The minimum-area rectangle of a clipped part can still cross an edge by a hair.
+    return np.clip(corners, 0, limits)
+
+
 def hbb_object(hbb_px: Any, phrase: str | None, span: tuple[int, int]) -> GroundedObject:
     """A kind ``"hbb"`` object from a pixel box."""
     quad = geometry.hbb_to_quad(hbb_px)  # validates the box
@@ -223,13 +263,28 @@ def kind_of(item: GroundedObject | Mapping[str, Any]) -> Kind:
     return kind
 
 
-def check_phrase(phrase: str) -> str:
-    """Returns a phrase fit for a phrase tag; raises :class:`GrammarError` if it holds a tag."""
+def check_phrase(phrase: str, reserved: str = "<>") -> str:
+    """Returns a phrase fit for a phrase tag; raises :class:`GrammarError` if it holds a tag.
+
+    Args:
+        phrase: The phrase.
+        reserved: Characters that start or end a tag of the dialect.
+    """
     if not isinstance(phrase, str):
         raise GrammarError(f"a phrase must be a string, got {type(phrase).__name__}")
-    if "<" in phrase or ">" in phrase:
-        raise GrammarError(f"a phrase cannot contain '<' or '>': {phrase!r}")
+    if any(character in phrase for character in reserved):
+        listed = " or ".join(repr(character) for character in reserved)
+        raise GrammarError(f"a phrase cannot contain {listed}: {phrase!r}")
     return phrase.strip()
+
+
+def phrase_of(text: str) -> str | None:
+    """The phrase a tag holds: its text without surrounding spaces; None for an empty tag.
+
+    Dialects whose phrase runs on over the geometry that follows write an empty phrase tag to
+    end it before a geometry without one.
+    """
+    return text.strip() or None
 
 
 def check_image_size(width: float, height: float) -> None:

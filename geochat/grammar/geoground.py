@@ -15,7 +15,9 @@ every coordinate is relative to the original image's own width and height.
   the image +x axis, **positive clockwise on screen** (y down), the convention of
   :func:`geochat.geometry.obb_to_quad`. The paper calls it a long-side 90° ("le90")
   representation (``w >= h``, θ in [-90, 90)); we write that, and read any w, h and θ (the
-  paper's own figure has ``w < h``).
+  paper's own figure has ``w < h``). An OBB reaching beyond the image by more than the rounding
+  of its values is clipped to the image and reported, or dropped if none of it is inside
+  (:func:`geochat.grammar.core.clip_to_image`).
 - ``<seg>row;row;...</seg>``: an ``N x N`` grid (N = the number of rows; we write 32) of plain
   ``0``/``1`` values joined by ``,``.
 - phrases: ``<ref>...</ref>`` (GeoGround puts them in the question; we write them before the
@@ -49,6 +51,7 @@ from geochat.grammar.canonical import (
 )
 from geochat.grammar.core import (
     GroundedObject,
+    clip_to_image,
     field_of,
     kind_of,
     quad_object,
@@ -64,8 +67,9 @@ MAX_ANGLE = 180.0
 
 def _read_obbs(content: str, offset: int, context: TagContext) -> list[GroundedObject]:
     log, width, height = context.log, context.width, context.height
-    # The longest side an object can have is the image diagonal, in hundredths of the width.
-    longest = OBB_SCALE * math.hypot(width, height) / width
+    # The longest side an object can have is the image diagonal, in hundredths of the width,
+    # rounded up as the writer may round it.
+    longest = math.ceil(OBB_SCALE * math.hypot(width, height) / width)
     objects = []
     for row in read_rows(content, offset, log, "<obb>"):
         if len(row.fields) != 5:
@@ -79,8 +83,22 @@ def _read_obbs(content: str, offset: int, context: TagContext) -> list[GroundedO
         cx, cy = centre[0] * width / OBB_SCALE, centre[1] * height / OBB_SCALE
         w, h = (side * width / OBB_SCALE for side in sides)
         quad = geometry.obb_to_quad(cx, cy, w, h, angle[0])
-        objects.append(quad_object(quad, context.phrase, context.span))
+        slack = _obb_slack(width, height, math.hypot(w, h) / 2)
+        inside = clip_to_image(quad, width, height, slack, log, row.position, "<obb>")
+        if inside is not None:
+            objects.append(quad_object(inside, context.phrase, context.span))
     return objects
+
+
+def _obb_slack(width: float, height: float, radius: float) -> float:
+    """How far outside the image rounding alone can put a corner of an OBB read, in pixels.
+
+    The centre is off by up to half a step per axis (``W / 200``, ``H / 200``), both half-sides
+    by ``W / 400`` (at most ``sqrt(2)`` of it per image axis once turned), and the angle by half a
+    degree (``radius * pi / 360`` at a corner ``radius`` from the centre).
+    """
+    half_step = max(width, height) / OBB_SCALE / 2
+    return half_step + math.sqrt(2) * width / OBB_SCALE / 4 + radius * math.pi / 360
 
 
 def _read_seg(content: str, offset: int, context: TagContext) -> list[GroundedObject]:

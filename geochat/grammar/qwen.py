@@ -2,7 +2,9 @@
 
 Qwen2-VL (Wang et al., "Qwen2-VL", arXiv 2409.12191): a phrase between
 ``<|object_ref_start|>`` and ``<|object_ref_end|>``, then
-``<|box_start|>(x0,y0),(x1,y1)<|box_end|>`` with integers on 0-1000 per axis of the image. The
+``<|box_start|>(x0,y0),(x1,y1)<|box_end|>`` with integers on 0-1000 per axis of the image; a
+phrase applies to every box after it up to other text or another phrase (an empty one, which we
+write before boxes without a phrase that follow one, means "no phrase"). The
 paper's example (read in a summary of the paper): ``<|object_ref_start|>the eyes on a
 giraffe<|object_ref_end|>`` followed by ``<|box_start|>(176,106),(232,160)<|box_end|>``.
 
@@ -50,6 +52,7 @@ from geochat.grammar.core import (
     hbb_object,
     kind_of,
     ordered_box,
+    phrase_of,
     plain_text,
     read_numbers,
 )
@@ -97,12 +100,17 @@ class Qwen2VLDialect(TagDialect):
         return [hbb_object(pixels, context.phrase, context.span)]
 
     def write(self, objects: list[ObjectLike], width: float, height: float) -> str:
-        """Writes each phrase once, before the boxes that follow it."""
+        """Writes each phrase once, before the boxes that follow it.
+
+        A phrase runs on over the boxes after it, so boxes without one that follow a phrase get
+        an empty ``<|object_ref_start|><|object_ref_end|>`` to end it.
+        """
         texts = []
         previous: str | None = None
         for phrase, box in _boxes_of(objects):
-            if phrase is not None and phrase != previous:
-                texts.append(f"<|object_ref_start|>{check_phrase(phrase)}<|object_ref_end|>")
+            phrase = None if phrase is None else check_phrase(phrase)
+            if phrase != previous:
+                texts.append(f"<|object_ref_start|>{phrase or ''}<|object_ref_end|>")
             x0, y0, x1, y1 = geometry.to_grammar(box, width, height)
             texts.append(f"<|box_start|>({x0},{y0}),({x1},{y1})<|box_end|>")
             previous = phrase
@@ -155,8 +163,10 @@ class Qwen25VLDialect(Dialect):
             box = self._box(item, index, span[0], limits, log)
             if box is not None:
                 label = item.get("label", item.get("text_content"))
-                phrase = label.strip() if isinstance(label, str) else None
-                pixels = np.asarray(box) / self._scale(width, height)
+                phrase = phrase_of(label) if isinstance(label, str) else None
+                # Multiply before dividing: a value at the input's edge maps exactly to the
+                # image's edge (dividing by the scale can land a hair beyond it).
+                pixels = np.asarray(box) * np.tile([width, height], 2) / limits
                 objects.append(hbb_object(pixels, phrase, span))
         return objects
 

@@ -90,10 +90,107 @@ def test_geochat_writes_what_its_demo_reads():
     assert text == "<p>ships</p> {<50><25><100><75>|<0>}<delim>{<50><25><100><75>|<0>}"
 
 
+@pytest.mark.parametrize("pad_to_square", [True, False])
+def test_geochat_rotated_box_along_the_diagonal_comes_back_in_place(pad_to_square):
+    # A long thin rectangle along the diagonal of the image: its unrotated box (written before
+    # the angle) reaches beyond 0-100, and clipping it there would move the rectangle.
+    dialect = GeoChatDialect(pad_to_square=pad_to_square)
+    quad = geometry.obb_to_quad(500, 500, 1400, 20, 45)
+    text = format([{"kind": "quad", "quad": quad}], 1000, 1000, dialect)
+    assert text == "{<-20><49><120><51>|<-45>}"
+    (found,) = parse(text, 1000, 1000, dialect, strict=True).objects
+    assert_same_corners(found.quad, geometry.canonical_quad(quad), tolerance=10)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{<-1><10><20><30>}",  # an unrotated box is on 0-100
+        "{<-1><10><20><30>|<0>}",
+        "{<10><10><20><101>|<0>}",
+        "{<-22><10><20><30>|<5>}",  # a rotated one on -MARGIN..100 + MARGIN
+        "{<10><10><20><122>|<5>}",
+    ],
+)
+def test_geochat_reads_values_beyond_0_100_only_for_rotated_boxes(text):
+    parsed = parse(text, 100, 100, "geochat")
+    assert parsed.objects == []
+    assert any("out of range" in line for line in parsed.problems), parsed.problems
+    assert parse("{<-20><49><120><51>|<-45>}", 100, 100, "geochat", strict=True).objects
+
+
+@pytest.mark.parametrize(
+    ("text", "hbb", "action"),
+    [
+        ("{<0><0><100><20>}", None, "dropped"),  # wholly in the padding above the image
+        ("{<0><10><100><30>}", [0.0, 0.0, 200.0, 10.0], "clipped"),
+        ("{<0><70><100><100>|<0>}", [0.0, 90.0, 200.0, 100.0], "clipped"),
+    ],
+)
+def test_geochat_boxes_in_the_padding_are_clipped_and_reported(text, hbb, action):
+    # A 200 x 100 image fills y = 25..75 of the padded square.
+    parsed = parse(text, 200, 100, "geochat")
+    assert [o.hbb for o in parsed.objects] == ([] if hbb is None else [hbb])
+    (problem,) = parsed.problems
+    assert "beyond the image" in problem and action in problem
+    with pytest.raises(GrammarError, match="beyond the image"):
+        parse(text, 200, 100, "geochat", strict=True)
+
+
+def test_geochat_rounding_at_the_edge_of_the_padding_is_not_a_problem():
+    # 25.5 of 100 rounds to 25 or 26: the box edge moves by up to half a step (1 px here).
+    assert format([{"kind": "hbb", "hbb": [0, 1, 200, 99]}], 200, 100, "geochat") == (
+        "{<0><26><100><74>|<0>}"
+    )
+    parsed = parse("{<0><25><100><75>}", 200, 99, "geochat", strict=True)
+    assert parsed.objects[0].hbb == [0.0, 0.0, 200.0, 99.0]
+
+
+def test_geochat_box_without_a_phrase_after_one_with_a_phrase_keeps_none():
+    objects = [
+        {"kind": "hbb", "phrase": "ships", "hbb": [0, 0, 10, 10]},
+        {"kind": "hbb", "phrase": None, "hbb": [20, 20, 30, 30]},
+    ]
+    text = format(objects, 100, 100, "geochat")
+    assert text == "<p>ships</p> {<0><0><10><10>|<0>} <p></p> {<20><20><30><30>|<0>}"
+    assert [o.phrase for o in parse(text, 100, 100, "geochat", strict=True).objects] == [
+        "ships",
+        None,
+    ]
+
+
+def test_geochat_phrases_cannot_hold_braces():
+    with pytest.raises(GrammarError, match="cannot contain"):
+        format([{"kind": "hbb", "phrase": "a {b}", "hbb": [0, 0, 1, 1]}], 10, 10, "geochat")
+
+
 def test_geochat_braces_in_ordinary_text_are_text():
     parsed = parse("a set {x, y} of things", 100, 100, "geochat")
     assert parsed.objects == [] and parsed.problems == []
     assert parsed.text == "a set {x, y} of things"
+
+
+@pytest.mark.parametrize(
+    ("dialect", "text"),
+    [
+        ("geochat", "{10, 20, 30}"),  # numbers in braces: a box, written wrong
+        ("geochat", "<p>a</p> {<10><20><30>}"),
+        ("geochat", "{<10><20><30><40>|}"),
+        ("geochat", "{<10><20><30><40><50>}"),
+        ("canonical", "<box>[[10,20,30]]</box>"),
+        ("canonical", "<quad>[[1,2,3,4,5,6,7]]</quad>"),
+        ("geoground", "<box>[[10,20,30]]</box>"),
+        ("geoground", "<obb>[[10,20,30,40]]</obb>"),
+        ("qwen2vl", "<|box_start|>(10,20),(30)<|box_end|>"),
+        ("qwen2vl", "<|box_start|>(10,20)<|box_end|>"),
+        ("qwen25vl", '[{"bbox_2d": [10, 20, 30]}]'),
+    ],
+)
+def test_malformed_groups_are_reported_in_every_dialect(dialect, text):
+    parsed = parse(text, 100, 100, dialect)
+    assert parsed.objects == [] and len(parsed.problems) == 1, parsed.problems
+    with pytest.raises(GrammarError):
+        parse(text, 100, 100, dialect, strict=True)
 
 
 def test_geochat_strict_rejects_malformed_boxes():
@@ -130,6 +227,21 @@ def test_geoground_obb_sides_are_scaled_by_the_width():
     # DESIGN.md: w and h scaled by W. On a 4000 x 2250 image, 15 and 14 are 600 and 560 px.
     (found,) = parse("<obb>[[15,65,15,14,0]]</obb>", 4000, 2250, "geoground").objects
     assert found.hbb == pytest.approx([300.0, 1182.5, 900.0, 1742.5])
+
+
+def test_geoground_obbs_beyond_the_image_are_clipped_and_reported():
+    parsed = parse("<obb>[[0,0,50,50,0]]</obb>", 200, 100, "geoground")
+    assert [o.hbb for o in parsed.objects] == [[0.0, 0.0, 50.0, 50.0]]
+    assert parsed.problems == ["<obb> reaches 50 px beyond the image (clipped) at position 6"]
+
+
+def test_geoground_obb_along_the_diagonal_round_trips():
+    # Its long side, the diagonal, is 134.56 of 100 of the width, written rounded up to 135.
+    quad = geometry.obb_to_quad(135.5, 122, 364.6, 0.5, 42)
+    text = format([{"kind": "quad", "quad": quad}], 271, 244, "geoground")
+    assert text.startswith("<obb>[[50,50,135,0,")
+    (found,) = parse(text, 271, 244, "geoground", strict=True).objects
+    assert_same_corners(found.quad, quad, tolerance=4.4)  # the bound of the properties test
 
 
 def test_geoground_text_mask_of_plain_values():
@@ -171,6 +283,22 @@ def test_qwen2vl_phrase_applies_to_every_box_that_follows():
     parsed = parse(text, 100, 100, "qwen2vl")
     assert [o.phrase for o in parsed.objects] == ["cars", "cars"]
     assert format(parsed.objects, 100, 100, "qwen2vl") == text
+
+
+def test_qwen2vl_box_without_a_phrase_after_one_with_a_phrase_keeps_none():
+    objects = [
+        {"kind": "hbb", "phrase": "cars", "hbb": [0, 0, 10, 10]},
+        {"kind": "hbb", "phrase": None, "hbb": [20, 20, 30, 30]},
+    ]
+    text = format(objects, 100, 100, "qwen2vl")
+    assert text == (
+        "<|object_ref_start|>cars<|object_ref_end|><|box_start|>(0,0),(100,100)<|box_end|>"
+        "<|object_ref_start|><|object_ref_end|><|box_start|>(200,200),(300,300)<|box_end|>"
+    )
+    assert [o.phrase for o in parse(text, 100, 100, "qwen2vl", strict=True).objects] == [
+        "cars",
+        None,
+    ]
 
 
 # Qwen2.5-VL
