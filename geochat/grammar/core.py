@@ -16,6 +16,8 @@ import numpy as np
 
 from geochat import geometry
 
+FLOAT_TOLERANCE_PX = 1e-6  # float error allowed on top of a format's rounding slack
+
 Kind = Literal["hbb", "quad", "mask", "none"]
 KINDS: tuple[Kind, ...] = ("hbb", "quad", "mask", "none")
 
@@ -191,8 +193,12 @@ def clip_to_image(
     corners = geometry.as_quad(corners)
     limits = np.array([width, height], dtype=np.float64)
     outside = float(max(0.0, -corners.min(), (corners - limits).max()))
-    if outside > slack:
+    # The slack is itself computed in floating point: half a grid unit can come out a hair over.
+    if outside > slack + FLOAT_TOLERANCE_PX:
         kept = geometry.clip_quad(corners, width, height)
+        if kept is None and _overlaps(corners, limits):
+            # A degenerate box (a line or a point) has no area to clip, yet lies on the image.
+            kept = np.clip(corners, 0, limits)
         action = "dropped" if kept is None else "clipped"
         log.report(f"{what} reaches {outside:.3g} px beyond the image ({action})", position)
         if kept is None:
@@ -200,6 +206,11 @@ def clip_to_image(
         corners = kept
     # The minimum-area rectangle of a clipped part can still cross an edge by a hair.
     return np.clip(corners, 0, limits)
+
+
+def _overlaps(corners: np.ndarray, limits: np.ndarray) -> bool:
+    """Whether the bounds of ``[4, 2]`` corners meet the image ``[0, W] x [0, H]``."""
+    return bool(np.all(corners.min(axis=0) <= limits) and np.all(corners.max(axis=0) >= 0))
 
 
 def hbb_object(hbb_px: Any, phrase: str | None, span: tuple[int, int]) -> GroundedObject:

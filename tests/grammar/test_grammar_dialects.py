@@ -146,6 +146,24 @@ def test_geochat_rounding_at_the_edge_of_the_padding_is_not_a_problem():
     assert parsed.objects[0].hbb == [0.0, 0.0, 200.0, 99.0]
 
 
+@pytest.mark.parametrize(
+    ("hbb", "width", "height"),
+    [
+        # Regression (found by the round-trip property): half a step past the padding's edge
+        # came out a hair over the rounding slack, and a box without width was dropped for
+        # having no area inside the image.
+        ([0.0, 0.0, 0.0, 665.0], 888, 665),
+        ([0.0, 0.0, 888.0, 0.0], 888, 665),
+        ([3.0, 0.0, 3.0, 0.0], 888, 665),
+    ],
+)
+def test_geochat_degenerate_boxes_at_the_padding_edge_round_trip(hbb, width, height):
+    text = format([{"kind": "hbb", "hbb": hbb}], width, height, "geochat")
+    parsed = parse(text, width, height, "geochat", strict=True)
+    (found,) = parsed.objects
+    assert np.abs(np.subtract(found.hbb, hbb)).max() <= 0.5 * max(width, height) / 100 + 1e-6
+
+
 def test_geochat_box_without_a_phrase_after_one_with_a_phrase_keeps_none():
     objects = [
         {"kind": "hbb", "phrase": "ships", "hbb": [0, 0, 10, 10]},

@@ -254,6 +254,7 @@ LAST_NUMBER = {
     "geoground": (r",\d+\]", "]"),
     "qwen2vl": (r",\d+\)<\|box_end", ")<|box_end"),
     "qwen25vl": (r", \d+\]", "]"),
+    "qwen3vl": (r", \d+\]", "]"),
 }
 
 
