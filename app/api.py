@@ -41,8 +41,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from app import api_chat
-from app.api_runtime import (
+from geochat import __version__, geometry
+from geochat.app import api_chat
+from geochat.app.api_runtime import (
     INTERNAL_ERROR,
     SCHEMA_REF,
     ApiError,
@@ -52,7 +53,7 @@ from app.api_runtime import (
     logger,
     request_id_of,
 )
-from app.api_service import (
+from geochat.app.api_service import (
     ERROR_RESPONSES,
     IMAGE_MEDIA_TYPES,
     ApiService,
@@ -66,7 +67,7 @@ from app.api_service import (
     usage,
     validated,
 )
-from app.schemas import (
+from geochat.app.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     GroundParams,
@@ -76,7 +77,6 @@ from app.schemas import (
     ModelList,
     SegmentParams,
 )
-from geochat import __version__, geometry
 from geochat.engine import Assistant, BackendError, ImageError, LoadedImage, Reply
 from geochat.georef import to_geojson, to_pixel_geojson
 

@@ -26,8 +26,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from app.api_runtime import INTERNAL_ERROR, SCHEMA_REF, ApiError, logger, request_id_of
-from app.api_service import (
+from geochat import geometry
+from geochat.app.api_runtime import INTERNAL_ERROR, SCHEMA_REF, ApiError, logger, request_id_of
+from geochat.app.api_service import (
     ERROR_RESPONSES,
     IMAGE_PLACEHOLDER,
     ApiService,
@@ -40,7 +41,7 @@ from app.api_service import (
     usage,
     validated,
 )
-from app.schemas import (
+from geochat.app.schemas import (
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -53,7 +54,6 @@ from app.schemas import (
     GeochatExtras,
     ImagePart,
 )
-from geochat import geometry
 from geochat.engine import LoadedImage, Reply
 from geochat.engine.grounding import constraint_of
 

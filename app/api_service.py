@@ -22,9 +22,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
-from app.api_runtime import ApiError, InferenceGate
-from app.schemas import DetectedObject, ErrorResponse, ImageInfo, SegmentParams, Usage
 from geochat import geometry
+from geochat.app.api_runtime import ApiError, InferenceGate
+from geochat.app.schemas import DetectedObject, ErrorResponse, ImageInfo, SegmentParams, Usage
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
 from geochat.grammar import GroundedObject
 

@@ -34,7 +34,7 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, port: int) -> None:
 
 
 def _api_parser() -> argparse.ArgumentParser:
-    from app.api_service import ApiSettings
+    from geochat.app.api_service import ApiSettings
 
     defaults = ApiSettings()
     parser = argparse.ArgumentParser(
@@ -143,8 +143,8 @@ def _serve_api(args: argparse.Namespace, sock: socket.socket) -> int:
     """Loads the model and serves the API on a bound socket until stopped."""
     import uvicorn
 
-    from app.api import ApiSettings, create_app
-    from app.api_service import DEFAULT_CONCURRENCY
+    from geochat.app.api import ApiSettings, create_app
+    from geochat.app.api_service import DEFAULT_CONCURRENCY
     from geochat.engine import load
     from geochat.refine import Refiner
 
@@ -217,7 +217,7 @@ def app_main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(listen_error("app", args.host, args.port, error), file=sys.stderr)
         return 1
-    from app.ui import build_ui
+    from geochat.app.ui import build_ui
     from geochat.engine import load
 
     try:
@@ -302,7 +302,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     """``geochat serve``: replaces this process with vLLM's OpenAI server and geochat's plugin."""
     ours, extra = _split_extra(sys.argv[1:] if argv is None else argv)
     args = _serve_parser().parse_args(ours)
-    from app import vllm_launch
+    from geochat.app import vllm_launch
 
     try:
         if args.model is None:

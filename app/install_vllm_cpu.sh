@@ -35,7 +35,7 @@ import geochat.modeling  # noqa: F401
 import vllm
 
 plugins = {entry.value for entry in entry_points(group="vllm.general_plugins")}
-if "app.vllm_plugin:register" not in plugins:
+if "geochat.app.vllm_plugin:register" not in plugins:
     raise SystemExit(
         "geochat's vllm.general_plugins entry point is missing: is pyproject.toml's "
         '[project.entry-points."vllm.general_plugins"] declared?'

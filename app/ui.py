@@ -42,7 +42,7 @@ from typing import Any
 import gradio as gr
 from gradio_image_annotation import image_annotator
 
-from app.overlay import (
+from geochat.app.overlay import (
     DISPLAY_MAX_SIDE,
     DisplayImage,
     answer_summary,

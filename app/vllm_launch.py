@@ -8,7 +8,7 @@ this order:
 2. the interpreter running `geochat serve`, when it can import vLLM;
 3. `.venv-vllm/bin/python` in the current folder or in the geochat checkout.
 
-geochat must be installed in that environment too: vLLM loads the plugin `app.vllm_plugin`
+geochat must be installed in that environment too: vLLM loads the plugin `geochat.app.vllm_plugin`
 through the entry point group `vllm.general_plugins` in each of its processes.
 
 No `--trust-remote-code`: the plugin registers geochat's config and processor with transformers,
@@ -28,10 +28,10 @@ from safetensors import SafetensorError, safe_open
 VLLM_PYTHON_ENV = "GEOCHAT_VLLM_PYTHON"
 VLLM_VENV = ".venv-vllm"
 PLUGIN_NAME = "geochat"
-PLUGIN_VALUE = "app.vllm_plugin:register"
+PLUGIN_VALUE = "geochat.app.vllm_plugin:register"
 CHECKOUT = Path(__file__).resolve().parents[1]
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-CONSTRAIN_MIDDLEWARE = "app.vllm_middleware.ConstrainField"
+CONSTRAIN_MIDDLEWARE = "geochat.app.vllm_middleware.ConstrainField"
 # vLLM 0.32 accepts only these values for --max-lora-rank.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_CONFIG = "adapter_config.json"

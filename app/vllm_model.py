@@ -7,7 +7,7 @@ the connector is geochat's compressor (the same torch modules as in transformers
 linear projector, with the weight names of the transformers checkpoint:
 `model.connector.compressor.*` and `model.connector.modality_projection.proj.weight`.
 
-Only vLLM imports this module, through the plugin in `app.vllm_plugin`.
+Only vLLM imports this module, through the plugin in `geochat.app.vllm_plugin`.
 """
 
 import torch

@@ -4,13 +4,13 @@ Declared in pyproject.toml under the entry-point group `vllm.general_plugins`, w
 in every one of its processes (API server, engine core, workers) before it reads a checkpoint::
 
     [project.entry-points."vllm.general_plugins"]
-    geochat = "app.vllm_plugin:register"
+    geochat = "geochat.app.vllm_plugin:register"
 
 Set `VLLM_PLUGINS=geochat` to load only this plugin.
 """
 
 ARCHITECTURE = "GeoChatForConditionalGeneration"  # `architectures[0]` of our config.json
-MODEL_CLASS = "app.vllm_model:GeoChatForConditionalGeneration"
+MODEL_CLASS = "geochat.app.vllm_model:GeoChatForConditionalGeneration"
 
 
 def register() -> None:

@@ -34,8 +34,8 @@ import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from data_builders.pipeline import BuildOptions, Source, build
-from data_builders.synthetic import generate_worlds
+from geochat.data_builders.pipeline import BuildOptions, Source, build
+from geochat.data_builders.synthetic import generate_worlds
 
 HELSINKI_CRS = "EPSG:3067"
 HELSINKI_GSD = 0.5

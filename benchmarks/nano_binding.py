@@ -26,10 +26,10 @@ from PIL import Image
 
 from geochat.modeling import load_pretrained
 from geochat.records import write_jsonl
-from training.collator import ChatCollator
-from training.data import RecordDataset
-from training.recipe import load_recipe
-from training.trainer import train
+from geochat.training.collator import ChatCollator
+from geochat.training.data import RecordDataset
+from geochat.training.recipe import load_recipe
+from geochat.training.trainer import train
 
 COLOURS = {
     "red": (220, 40, 40),

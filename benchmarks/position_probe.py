@@ -30,7 +30,7 @@ from PIL import Image
 from geochat.modeling import load_pretrained
 from geochat.predict import predict_records
 from geochat.records import image_path
-from training.data import RecordDataset
+from geochat.training.data import RecordDataset
 
 SMALL_OBJECTS = ("tree", "building")
 _BOX = re.compile(r"<box>\[\[(\d+),(\d+),(\d+),(\d+)\]")

@@ -35,9 +35,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from app.api import ApiSettings, create_app
-from app.api_runtime import serve_in_background
-from app.api_service import DEFAULT_CONCURRENCY
+from geochat.app.api import ApiSettings, create_app
+from geochat.app.api_runtime import serve_in_background
+from geochat.app.api_service import DEFAULT_CONCURRENCY
 from geochat.engine import DEFAULT_MODEL, Assistant, load
 
 IMAGE_SIDE = 256

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_builders.synthetic import SCENES, build_world, generate_worlds, write_world
+from geochat.data_builders.synthetic import SCENES, build_world, generate_worlds, write_world
 
 
 def timed(function, *args, **kwargs):

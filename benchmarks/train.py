@@ -17,10 +17,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from geochat.modeling import tiny
-from training.collator import ChatCollator
-from training.data import RecordDataset
-from training.recipe import load_recipe
-from training.trainer import PART_TARGETS
+from geochat.training.collator import ChatCollator
+from geochat.training.data import RecordDataset
+from geochat.training.recipe import load_recipe
+from geochat.training.trainer import PART_TARGETS
 
 
 def nano_model():

@@ -26,10 +26,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data_builders import pipeline, synthetic
-from data_builders.converters import CONVERTERS
-from data_builders.show import show
 from geochat import imagery
+from geochat.data_builders import pipeline, synthetic
+from geochat.data_builders.converters import CONVERTERS
+from geochat.data_builders.show import show
 
 PROG = "geochat build"
 # ``synthetic --records`` without a folder: a marker replaced by OUT/records.

@@ -6,7 +6,7 @@ point: rolled images left its boxes for trees and buildings where they were. A s
 selection where such questions are common (NANO.md: the simplest task first) taught it; a
 later stage on a wider selection brings the other tasks back.
 
-    python -m data_builders.curriculum --builds data/nano128 data/nano128b \
+    python -m geochat.data_builders.curriculum --builds data/nano128 data/nano128b \
         --out data/nano-pointing --refer-fraction 0 --other-fraction 0.03
 
 The output is one JSONL shard of the chosen records (all pointing questions, and each other

@@ -24,7 +24,7 @@ from pyproj.exceptions import CRSError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from data_builders.tags import Rule, TagTable
+from geochat.data_builders.tags import Rule, TagTable
 
 LonLatBox = tuple[float, float, float, float]
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")

@@ -40,11 +40,11 @@ from pyproj import Transformer
 from rasterio.errors import RasterioError
 from tqdm import tqdm
 
-from data_builders import shards
-from data_builders.osm import OsmError, OsmFeature, read_features, reproject
-from data_builders.tags import TagTable, load_tag_table
-from data_builders.tile import Tile
-from data_builders.tiling import (
+from geochat.data_builders import shards
+from geochat.data_builders.osm import OsmError, OsmFeature, read_features, reproject
+from geochat.data_builders.tags import TagTable, load_tag_table
+from geochat.data_builders.tile import Tile
+from geochat.data_builders.tiling import (
     Footprint,
     RasterError,
     RasterInfo,

@@ -57,15 +57,15 @@ from shapely.geometry import Point, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from data_builders.render import Light
-from data_builders.synthetic_layout import (
+from geochat.data_builders.render import Light
+from geochat.data_builders.synthetic_layout import (
     SCENES,
     Feature,
     SyntheticWorldError,
     drawn_footprint,
     layout_scene,
 )
-from data_builders.synthetic_paint import paint_scene
+from geochat.data_builders.synthetic_paint import paint_scene
 from geochat.georef import Georef
 
 DEFAULT_CRS = "EPSG:32633"

@@ -29,8 +29,8 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from data_builders.render import Pose
-from data_builders.tags import TagTable, load_tag_table
+from geochat.data_builders.render import Pose
+from geochat.data_builders.tags import TagTable, load_tag_table
 
 LAYER_GROUND = 0
 LAYER_SURFACE = 1

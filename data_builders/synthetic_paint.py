@@ -19,7 +19,7 @@ from shapely import affinity, ops
 from shapely.geometry import LineString, MultiLineString, Point
 from shapely.geometry.base import BaseGeometry
 
-from data_builders.render import (
+from geochat.data_builders.render import (
     SHADOW_FACTOR,
     Canvas,
     Colour,
@@ -30,7 +30,7 @@ from data_builders.render import (
     finish,
     sweep,
 )
-from data_builders.synthetic_layout import (
+from geochat.data_builders.synthetic_layout import (
     LAYER_SURFACE,
     Feature,
     ParkingLayout,

@@ -30,8 +30,8 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from data_builders.osm import LonLatBox
-from data_builders.tile import TileObject
+from geochat.data_builders.osm import LonLatBox
+from geochat.data_builders.tile import TileObject
 from geochat.geometry import mask_to_rle, min_area_rect, rasterize
 from geochat.imagery import ImageError, ImagerySettings, resolve
 from geochat.imagery import read as read_imagery

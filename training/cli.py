@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.recipe import RecipeError, load_recipe, recipe_names
+from geochat.training.recipe import RecipeError, load_recipe, recipe_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
     except RecipeError as error:
         parser.error(str(error))
-    from training.trainer import train
+    from geochat.training.trainer import train
 
     try:
         train(recipe, args.out, resume=not args.no_resume)
@@ -54,7 +54,7 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help="base model (default: the one the adapter names)")
     parser.add_argument("--export-lora", action="store_true", help="copy the adapter, no merge")
     args = parser.parse_args(argv)
-    from training.merge import MergeError, export_lora, merge_adapter
+    from geochat.training.merge import MergeError, export_lora, merge_adapter
 
     try:
         if args.export_lora:

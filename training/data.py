@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from geochat.imagery import ImagerySettings
 from geochat.records import Record, find_shards, image_path, iter_records
-from training.augment import AUGMENTATIONS, Dihedral, augment, draw_dihedral
+from geochat.training.augment import AUGMENTATIONS, Dihedral, augment, draw_dihedral
 
 MANIFEST = "manifest.json"  # a build folder's manifest (data_builders.shards)
 

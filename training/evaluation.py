@@ -14,7 +14,7 @@ from transformers import Trainer
 from geochat.commands.eval import score
 from geochat.modeling import GeoChatProcessor
 from geochat.predict import predict_records
-from training.data import RecordDataset
+from geochat.training.data import RecordDataset
 
 
 class GenerationEval:

@@ -28,7 +28,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from geochat.modeling.tokenizer import MAX_LOCATION
-from training.collator import IGNORE_INDEX
+from geochat.training.collator import IGNORE_INDEX
 
 # Tags whose content is coordinates on the 0..1000 grid (a <seg> holds grid runs instead).
 COORDINATE_TAGS = (("<box>", "</box>"), ("<quad>", "</quad>"))

@@ -30,7 +30,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from geochat.records import TASKS
-from training.augment import AUGMENTATIONS
+from geochat.training.augment import AUGMENTATIONS
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 STAGES = ("pretrain", "align", "finetune", "qlora")

@@ -34,11 +34,16 @@ from geochat.modeling import (
 from geochat.modeling import load_pretrained as load_geochat
 from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
-from training.collator import ChatCollator
-from training.data import RecordDataset, StreamingRecordDataset, split_shards, training_imagery
-from training.evaluation import GenerationEval, GeoChatTrainer
-from training.losses import CoordinateTargets, TrainingLoss
-from training.recipe import AUTO, Recipe, RecipeError
+from geochat.training.collator import ChatCollator
+from geochat.training.data import (
+    RecordDataset,
+    StreamingRecordDataset,
+    split_shards,
+    training_imagery,
+)
+from geochat.training.evaluation import GenerationEval, GeoChatTrainer
+from geochat.training.losses import CoordinateTargets, TrainingLoss
+from geochat.training.recipe import AUTO, Recipe, RecipeError
 
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "log.jsonl"

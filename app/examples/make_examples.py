@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from data_builders.synthetic import World, build_world, write_tif
+from geochat.data_builders.synthetic import World, build_world, write_tif
 
 HERE = Path(__file__).parent
 JPEG_QUALITY = 85

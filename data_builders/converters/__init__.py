@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_builders.converters import (
+from geochat.data_builders.converters import (
     dior_rsvg,
     dota,
     earthreason,
@@ -34,7 +34,7 @@ from data_builders.converters import (
     refgeo,
     rrsisd,
 )
-from data_builders.converters.common import ConversionError
+from geochat.data_builders.converters.common import ConversionError
 
 _POSITIONAL = ("src", "out", "split")
 

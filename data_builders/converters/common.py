@@ -34,9 +34,9 @@ import shapely
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from data_builders.pipeline import _bump
-from data_builders.shards import write_json
 from geochat import categories, geometry
+from geochat.data_builders.pipeline import _bump
+from geochat.data_builders.shards import write_json
 from geochat.records import Record, check_record, write_jsonl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_builders.converters.common import (
+from geochat import geometry
+from geochat.data_builders.converters.common import (
     REFER_PROMPT,
     ConversionError,
     ImageStore,
@@ -45,7 +46,6 @@ from data_builders.converters.common import (
     truth_object,
     write_output,
 )
-from geochat import geometry
 from geochat.grammar import format_hbbs, format_ref
 from geochat.records import Record
 

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from data_builders.converters.common import (
+from geochat import categories, geometry
+from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
@@ -52,7 +53,6 @@ from data_builders.converters.common import (
     truth_object,
     write_output,
 )
-from geochat import categories, geometry
 from geochat.grammar import NONE, format_hbbs, format_quads, format_ref
 from geochat.records import Record
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_builders.converters.common import (
+from geochat.data_builders.converters.common import (
     IMAGE_SUFFIXES,
     ConversionError,
     ImageStore,

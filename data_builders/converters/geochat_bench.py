@@ -65,7 +65,8 @@ from typing import Any
 
 import numpy as np
 
-from data_builders.converters.common import (
+from geochat import categories, geometry
+from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
@@ -81,7 +82,6 @@ from data_builders.converters.common import (
     truth_object,
     write_output,
 )
-from geochat import categories, geometry
 from geochat.grammar import GrammarError, format_quads, format_ref, format_region, parse
 from geochat.records import Record
 

@@ -43,7 +43,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_builders.converters.common import (
+from geochat import categories, geometry
+from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
@@ -54,7 +55,6 @@ from data_builders.converters.common import (
     truth_object,
     write_output,
 )
-from geochat import categories, geometry
 from geochat.grammar import GrammarError, GroundedObject, format, parse
 from geochat.records import IMAGE_PLACEHOLDER, Record
 

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from data_builders.converters.common import (
+from geochat import geometry
+from geochat.data_builders.converters.common import (
     REFER_PROMPT,
     ConversionError,
     ImageStore,
@@ -54,7 +55,6 @@ from data_builders.converters.common import (
     truth_object,
     write_output,
 )
-from geochat import geometry
 from geochat.grammar import format_hbbs, format_quads, format_ref
 from geochat.records import Record
 

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 from shapely.geometry import MultiPolygon, Polygon
 
-from data_builders.converters.common import (
+from geochat import categories, geometry
+from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
@@ -52,7 +53,6 @@ from data_builders.converters.common import (
     read_text,
     write_output,
 )
-from geochat import categories, geometry
 from geochat.grammar import DEFAULT_GRID, GRID_SIDES, format_mask, format_ref
 from geochat.records import Record
 

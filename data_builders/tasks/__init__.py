@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from data_builders.tasks import (
+from geochat.data_builders.tasks import (
     caption,
     classify,
     dialogue,
@@ -42,10 +42,10 @@ from data_builders.tasks import (
     segment,
     vqa,
 )
-from data_builders.tasks.common import Sample, TaskGenerator
-from data_builders.tasks.options import CURRICULUM, TaskOptions, TaskOptionsError
-from data_builders.tasks.scene import Scene, TileError, load_vocabulary
-from data_builders.tile import Tile
+from geochat.data_builders.tasks.common import Sample, TaskGenerator
+from geochat.data_builders.tasks.options import CURRICULUM, TaskOptions, TaskOptionsError
+from geochat.data_builders.tasks.scene import Scene, TileError, load_vocabulary
+from geochat.data_builders.tile import Tile
 from geochat.records import IMAGE_PLACEHOLDER, Record, check_record
 
 __all__ = [

@@ -12,9 +12,9 @@ from collections import Counter
 
 import numpy as np
 
-from data_builders.tasks.common import Sample, Turn
-from data_builders.tasks.language import counted, indefinite, join_list, pick, sentence
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.common import Sample, Turn
+from geochat.data_builders.tasks.language import counted, indefinite, join_list, pick, sentence
+from geochat.data_builders.tasks.scene import Scene
 
 QUESTIONS = (
     "Describe this image.",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.common import Sample, Turn
-from data_builders.tasks.language import pick, shuffled
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.common import Sample, Turn
+from geochat.data_builders.tasks.language import pick, shuffled
+from geochat.data_builders.tasks.scene import Scene
 
 OPEN_QUESTIONS = (
     "What kind of area is shown in this image?",

@@ -8,9 +8,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from data_builders.tasks.expressions import Expression
-from data_builders.tasks.language import indefinite, pick, shuffled
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.expressions import Expression
+from geochat.data_builders.tasks.language import indefinite, pick, shuffled
+from geochat.data_builders.tasks.scene import Scene
 
 Item = TypeVar("Item")
 

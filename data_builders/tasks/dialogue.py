@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.caption import caption_turn
-from data_builders.tasks.classify import classify_turn
-from data_builders.tasks.common import Sample, Turn, draw, pick_varied
-from data_builders.tasks.expressions import referring_expressions
-from data_builders.tasks.language import pick
-from data_builders.tasks.refer import FORMS, locate_turn
-from data_builders.tasks.scene import Scene
-from data_builders.tasks.segment import segment_turn
-from data_builders.tasks.vqa import count_turn, presence_turn
+from geochat.data_builders.tasks.caption import caption_turn
+from geochat.data_builders.tasks.classify import classify_turn
+from geochat.data_builders.tasks.common import Sample, Turn, draw, pick_varied
+from geochat.data_builders.tasks.expressions import referring_expressions
+from geochat.data_builders.tasks.language import pick
+from geochat.data_builders.tasks.refer import FORMS, locate_turn
+from geochat.data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.segment import segment_turn
+from geochat.data_builders.tasks.vqa import count_turn, presence_turn
 
 CLOSING_SHARE = 0.5  # dialogues that end with the scene class or a caption
 

@@ -28,7 +28,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from data_builders.tasks.scene import ADJECTIVE_KINDS, Scene
+from geochat.data_builders.tasks.scene import ADJECTIVE_KINDS, Scene
 
 YES, NO, UNKNOWN = 1, 0, -1
 MAX_INSTANCES = 40  # categories with more objects are only referred to as a whole

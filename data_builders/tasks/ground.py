@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.common import Sample, Turn, form_words
-from data_builders.tasks.language import join_list, pick
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.common import Sample, Turn, form_words
+from geochat.data_builders.tasks.language import join_list, pick
+from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import format_ref
 
 QUESTIONS = (

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.common import Sample, Turn
-from data_builders.tasks.language import indefinite, pick, sentence, shuffled
-from data_builders.tasks.scene import Scene
 from geochat import geometry
+from geochat.data_builders.tasks.common import Sample, Turn
+from geochat.data_builders.tasks.language import indefinite, pick, sentence, shuffled
+from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import format_region
 
 QUESTIONS = (

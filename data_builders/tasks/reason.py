@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from data_builders.tasks.common import Sample, Turn, draw
-from data_builders.tasks.expressions import FAR_FACTOR, NEAR_FRACTION
-from data_builders.tasks.language import MASS_NOUNS, join_list, number_words, pick, sentence
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.common import Sample, Turn, draw
+from geochat.data_builders.tasks.expressions import FAR_FACTOR, NEAR_FRACTION
+from geochat.data_builders.tasks.language import MASS_NOUNS, join_list, number_words, pick, sentence
+from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import NONE
 
 FORM_REQUESTS = {"box": "Answer with bounding boxes.", "mask": "Answer with a segmentation mask."}

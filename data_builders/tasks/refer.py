@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.common import (
+from geochat.data_builders.tasks.common import (
     Sample,
     Turn,
     absent_phrase,
@@ -18,9 +18,9 @@ from data_builders.tasks.common import (
     form_words,
     pick_varied,
 )
-from data_builders.tasks.expressions import referring_expressions
-from data_builders.tasks.language import pick, sentence
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.expressions import referring_expressions
+from geochat.data_builders.tasks.language import pick, sentence
+from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import NONE
 
 QUESTIONS = {

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import numpy as np
 import shapely
 
-from data_builders.tags import load_tag_table
-from data_builders.tasks.language import MASS_NOUNS, counted, indefinite
-from data_builders.tasks.options import TaskOptions
-from data_builders.tile import Tile
 from geochat import geometry
+from geochat.data_builders.tags import load_tag_table
+from geochat.data_builders.tasks.language import MASS_NOUNS, counted, indefinite
+from geochat.data_builders.tasks.options import TaskOptions
+from geochat.data_builders.tile import Tile
 from geochat.grammar import format_hbbs, format_mask, format_quads
 
 # "kind" attributes of the tag table that read as adjectives ("an industrial building");

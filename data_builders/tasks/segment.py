@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.common import Sample, Turn, absent_phrase, count_absent, pick_varied
-from data_builders.tasks.expressions import referring_expressions
-from data_builders.tasks.language import pick
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.common import (
+    Sample,
+    Turn,
+    absent_phrase,
+    count_absent,
+    pick_varied,
+)
+from geochat.data_builders.tasks.expressions import referring_expressions
+from geochat.data_builders.tasks.language import pick
+from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import NONE
 
 QUESTIONS = (

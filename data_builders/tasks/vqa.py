@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_builders.tasks.common import Sample, Turn, count_absent, draw, pick_varied
-from data_builders.tasks.expressions import Expression, referring_expressions
-from data_builders.tasks.language import indefinite, pick, shuffled
-from data_builders.tasks.scene import Scene
+from geochat.data_builders.tasks.common import Sample, Turn, count_absent, draw, pick_varied
+from geochat.data_builders.tasks.expressions import Expression, referring_expressions
+from geochat.data_builders.tasks.language import indefinite, pick, shuffled
+from geochat.data_builders.tasks.scene import Scene
 
 YES, NO = "Yes", "No"
 PRESENCE_QUESTIONS = (

@@ -24,9 +24,9 @@ from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 from transformers import SamConfig, SamModel
 
-from app.api import ApiSettings, create_app
-from app.api_runtime import serve_in_background
-from app.cli import api_main
+from geochat.app.api import ApiSettings, create_app
+from geochat.app.api_runtime import serve_in_background
+from geochat.app.cli import api_main
 from geochat.engine import GROUNDING_REGEX, BackendError, Reply, load_image
 from geochat.georef import Georef, to_geojson, to_pixel_geojson
 from geochat.grammar import Parsed, format_mask, parse

@@ -15,7 +15,7 @@ import rasterio
 from rasterio.transform import Affine
 from ui_fakes import ScriptedAssistant, served
 
-from app.ui import EXAMPLES_DIR, build_ui
+from geochat.app.ui import EXAMPLES_DIR, build_ui
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

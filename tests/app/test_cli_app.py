@@ -8,7 +8,7 @@ import pytest
 from ui_fakes import ScriptedAssistant
 
 import geochat.engine
-from app.cli import app_main
+from geochat.app.cli import app_main
 
 
 @pytest.fixture

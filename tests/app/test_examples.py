@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.examples.make_examples import EXAMPLE_WORLDS, example_world
-from app.ui import EXAMPLES, EXAMPLES_DIR
-from data_builders.tags import load_tag_table
 from geochat import engine
+from geochat.app.examples.make_examples import EXAMPLE_WORLDS, example_world
+from geochat.app.ui import EXAMPLES, EXAMPLES_DIR
+from geochat.data_builders.tags import load_tag_table
 from geochat.geometry import hbb_iou, quad_to_hbb
 
 # The category that an example's grounding question asks for. The bundled model locates large

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.overlay import (
+from geochat.app.overlay import (
     UNNAMED,
     answer_summary,
     display_copy,

@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from app.cli import serve_main
-from app.vllm_launch import (
+from geochat.app.cli import serve_main
+from geochat.app.vllm_launch import (
     CONSTRAIN_MIDDLEWARE,
     VLLM_PYTHON_ENV,
     Adapter,
@@ -31,7 +31,7 @@ from app.vllm_launch import (
     server_command,
     server_environment,
 )
-from app.vllm_middleware import ConstrainField
+from geochat.app.vllm_middleware import ConstrainField
 from geochat.engine import GROUNDING_REGEX
 
 LLM_KEY = "base_model.model.model.text_model.layers.0.self_attn.q_proj.lora_A.weight"

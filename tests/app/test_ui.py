@@ -14,7 +14,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from ui_fakes import ANSWER, ScriptedAssistant, served
 
-from app.ui import EXAMPLES, EXAMPLES_DIR, build_ui, fill_task
+from geochat.app.ui import EXAMPLES, EXAMPLES_DIR, build_ui, fill_task
 from geochat.engine import load, load_image
 from geochat.geometry import from_grammar
 from geochat.grammar import format_region

@@ -24,7 +24,7 @@ import regex
 import torch
 from PIL import Image
 
-from app.vllm_launch import ServeError, find_vllm_python
+from geochat.app.vllm_launch import ServeError, find_vllm_python
 from geochat.engine import GROUNDING_REGEX, load
 from geochat.grammar import parse
 from geochat.modeling import load_pretrained, tiny

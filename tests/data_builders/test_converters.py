@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from data_builders.converters import CONVERTERS, ConversionError
-from data_builders.converters.common import read_json, read_jsonl
 from geochat import categories, geometry
+from geochat.data_builders.converters import CONVERTERS, ConversionError
+from geochat.data_builders.converters.common import read_json, read_jsonl
 from geochat.grammar import parse
 from geochat.records import image_path, iter_records
 

@@ -2,7 +2,7 @@ import json
 
 from PIL import Image
 
-from data_builders.curriculum import is_pointing, main
+from geochat.data_builders.curriculum import is_pointing, main
 from geochat.records import image_path, write_jsonl
 
 

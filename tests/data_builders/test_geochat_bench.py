@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from data_builders.cli import main as build_main
-from data_builders.converters import CONVERTERS, ConversionError
-from data_builders.converters.common import ConversionWarning
 from geochat import geometry
+from geochat.data_builders.cli import main as build_main
+from geochat.data_builders.converters import CONVERTERS, ConversionError
+from geochat.data_builders.converters.common import ConversionWarning
 from geochat.grammar import parse
 from geochat.records import image_path, iter_records
 

@@ -19,7 +19,7 @@ from osm_scene import tile_record
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from data_builders.pipeline import BuildOptions, Source, build
+from geochat.data_builders.pipeline import BuildOptions, Source, build
 from geochat.records import iter_records
 
 CRS = "EPSG:3067"

@@ -4,8 +4,8 @@ from osm_scene import CRS, OsmWriter, make_scene, metres, write_geojson
 from pyproj import Transformer
 from shapely.geometry import Polygon
 
-from data_builders.osm import OsmError, read_features, reproject
-from data_builders.tags import load_tag_table
+from geochat.data_builders.osm import OsmError, read_features, reproject
+from geochat.data_builders.tags import load_tag_table
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import pytest
 from shapely.geometry import LineString, Point, Polygon
 
-from data_builders.tags import TagTableError, load_tag_table
 from geochat import categories
+from geochat.data_builders.tags import TagTableError, load_tag_table
 
 CONTRACT_CATEGORIES = (
     "building",

@@ -5,7 +5,7 @@ import shapely
 from osm_scene import CRS, GSD, ORIGIN, SIZE, make_scene, metres, write_raster
 from rasterio.transform import Affine
 
-from data_builders.tiling import (
+from geochat.data_builders.tiling import (
     CrsMismatchError,
     Footprint,
     RasterError,

@@ -13,11 +13,11 @@ import pytest
 from osm_scene import make_scene, tile_record, write_raster
 from PIL import Image
 
-from data_builders import pipeline
-from data_builders.cli import main
-from data_builders.pipeline import BuildOptions, Source, build
-from data_builders.shards import BuildDirectoryError
-from data_builders.tiling import area_split
+from geochat.data_builders import pipeline
+from geochat.data_builders.cli import main
+from geochat.data_builders.pipeline import BuildOptions, Source, build
+from geochat.data_builders.shards import BuildDirectoryError
+from geochat.data_builders.tiling import area_split
 from geochat.imagery import ImagerySettings
 from geochat.records import iter_records
 
@@ -116,7 +116,7 @@ def test_a_killed_build_resumes_to_the_same_files(tmp_path):
     write_raster(scene.raster, size=512)  # 64 tiles of 64 px, one job each
     options = BuildOptions(tile_size=64, overlap=0, shard_tiles=1)
     script = (
-        "import sys; from data_builders.pipeline import BuildOptions, Source, build; "
+        "import sys; from geochat.data_builders.pipeline import BuildOptions, Source, build; "
         "from geochat.imagery import ImagerySettings; from osm_scene import tile_record; "
         f"build([Source(({str(scene.raster)!r},), {str(scene.osm_pbf)!r})], sys.argv[1], "
         f"{options!r}, generate=tile_record, workers=1, progress=False)"
@@ -384,7 +384,7 @@ def test_the_manifest_records_the_imagery_settings(tmp_path):
 
 
 def test_cli_imagery_options_reach_the_build_and_bad_ones_are_one_line_errors(scene, capsys):
-    from data_builders.cli import _parser, build_options
+    from geochat.data_builders.cli import _parser, build_options
 
     args = _parser().parse_args(
         ["osm", "--imagery", "a.tif", "--osm", "a.pbf", "--out", "o", "--bands", "3,2,1"]

@@ -15,9 +15,9 @@ import shapely
 from osm_scene import tile_record
 from shapely.geometry import shape
 
-from data_builders.pipeline import BuildOptions, Source, build
-from data_builders.synthetic import generate_world
-from data_builders.tags import load_tag_table
+from geochat.data_builders.pipeline import BuildOptions, Source, build
+from geochat.data_builders.synthetic import generate_world
+from geochat.data_builders.tags import load_tag_table
 from geochat.geometry import hbb_iou, mask_iou, polygon_to_rle
 from geochat.records import iter_records
 

@@ -14,7 +14,7 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import LineString, Point, Polygon, shape
 
-from data_builders.synthetic import (
+from geochat.data_builders.synthetic import (
     SCENES,
     SyntheticWorldError,
     add_synthetic_arguments,
@@ -23,7 +23,7 @@ from data_builders.synthetic import (
     generate_worlds,
     synthetic_main,
 )
-from data_builders.tags import load_tag_table
+from geochat.data_builders.tags import load_tag_table
 from geochat.geometry import rasterize
 
 SIZE = 256

@@ -10,7 +10,7 @@ import pytest
 from shapely import affinity
 from shapely.geometry import Point, box
 
-from data_builders.tasks import (
+from geochat.data_builders.tasks import (
     CURRICULUM,
     TaskOptions,
     TaskOptionsError,
@@ -18,10 +18,10 @@ from data_builders.tasks import (
     allocate,
     generate_records,
 )
-from data_builders.tasks.expressions import referring_expressions
-from data_builders.tasks.reason import RULES, reason_turn, rule_targets
-from data_builders.tasks.scene import Scene, load_vocabulary
-from data_builders.tile import Tile, TileObject
+from geochat.data_builders.tasks.expressions import referring_expressions
+from geochat.data_builders.tasks.reason import RULES, reason_turn, rule_targets
+from geochat.data_builders.tasks.scene import Scene, load_vocabulary
+from geochat.data_builders.tile import Tile, TileObject
 from geochat.geometry import canonical_quad, mask_to_rle, min_area_rect, rasterize, rle_to_mask
 from geochat.grammar import NONE, format_mask, parse
 from geochat.records import TASKS, check_record

@@ -2,9 +2,9 @@
 
 import pytest
 
-from data_builders.tags import load_tag_table
 from geochat import categories
 from geochat.categories import DIOR_CLASSES, DOTA_CLASSES, CategoryError
+from geochat.data_builders.tags import load_tag_table
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from data_builders.tiling import open_raster, plan_windows, read_tile
+from geochat.data_builders.tiling import open_raster, plan_windows, read_tile
 from geochat.imagery import (
     BandInfo,
     ImageError,

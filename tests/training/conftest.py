@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import training.trainer
+import geochat.training.trainer
 from geochat.grammar import format_hbbs
 from geochat.modeling import tiny
 from geochat.records import write_jsonl
-from training.recipe import Recipe
+from geochat.training.recipe import Recipe
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220)}
 
@@ -89,5 +89,5 @@ def no_training(monkeypatch) -> list[tuple[Recipe, str]]:
     def record(recipe: Recipe, output_dir: str, **_: object) -> None:
         given.append((recipe, output_dir))
 
-    monkeypatch.setattr(training.trainer, "train", record)
+    monkeypatch.setattr(geochat.training.trainer, "train", record)
     return given

@@ -12,9 +12,9 @@ from PIL import Image
 from geochat import geometry
 from geochat.grammar import GrammarError, format_hbbs, format_mask, format_quads, parse
 from geochat.records import write_jsonl
-from training.augment import ALL_DIHEDRAL, Dihedral, augment, names_a_place
-from training.data import RecordDataset, StreamingRecordDataset
-from training.recipe import RecipeError, load_recipe
+from geochat.training.augment import ALL_DIHEDRAL, Dihedral, augment, names_a_place
+from geochat.training.data import RecordDataset, StreamingRecordDataset
+from geochat.training.recipe import RecipeError, load_recipe
 
 WIDTH, HEIGHT = 100, 60  # not square, so that a transpose swaps the sides
 OBJECT_PX = [10, 5, 30, 20]  # the one bright rectangle of the picture

@@ -3,7 +3,7 @@ from PIL import Image
 
 from geochat.grammar import parse
 from geochat.modeling import tiny
-from training.collator import (
+from geochat.training.collator import (
     IGNORE_INDEX,
     ChatCollator,
     ExampleTooLongError,

@@ -10,9 +10,9 @@ import pytest
 
 from geochat.imagery import ImagerySettings
 from geochat.records import write_jsonl
-from training.data import RecordDataset, training_imagery
-from training.recipe import RecipeError, load_recipe
-from training.trainer import build_datasets
+from geochat.training.data import RecordDataset, training_imagery
+from geochat.training.recipe import RecipeError, load_recipe
+from geochat.training.trainer import build_datasets
 
 
 def record(index: int, task: str, question: str, answer: str) -> dict:

@@ -4,16 +4,16 @@ from PIL import Image
 from transformers.modeling_outputs import CausalLMOutput
 
 from geochat.modeling import tiny
-from training.collator import ChatCollator
-from training.losses import (
+from geochat.training.collator import ChatCollator
+from geochat.training.losses import (
     CoordinateLossError,
     CoordinateTargets,
     TrainingLoss,
     patch_position_loss,
     position_code,
 )
-from training.recipe import RecipeError, load_recipe
-from training.trainer import build_loss
+from geochat.training.recipe import RecipeError, load_recipe
+from geochat.training.trainer import build_loss
 
 CONVERSATION = [
     {"from": "human", "value": "<image>\nWhere is the pool?"},

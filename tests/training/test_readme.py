@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training import cli
+from geochat.training import cli
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training import cli
-from training.data import RecordDataset
-from training.recipe import Recipe, RecipeError, load_recipe, recipe_names
-from training.trainer import build_datasets
+from geochat.training import cli
+from geochat.training.data import RecordDataset
+from geochat.training.recipe import Recipe, RecipeError, load_recipe, recipe_names
+from geochat.training.trainer import build_datasets
 
 ROOT = Path(__file__).parents[2]
 NANO_RECIPE = ROOT / "geochat" / "assets" / "geochat-nano" / "recipe.yaml"

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
-from training.collator import ChatCollator
-from training.data import RecordDataset
-from training.merge import MergeError, export_lora, merge_adapter
-from training.recipe import LossSection, RecipeError, load_recipe, recipe_names
-from training.trainer import train
+from geochat.training.collator import ChatCollator
+from geochat.training.data import RecordDataset
+from geochat.training.merge import MergeError, export_lora, merge_adapter
+from geochat.training.recipe import LossSection, RecipeError, load_recipe, recipe_names
+from geochat.training.trainer import train
 
 FAST = [
     "data.max_length=256",
@@ -162,8 +162,8 @@ KILLING_RUN = textwrap.dedent(
     """
     import os, signal, sys
     from transformers import TrainerCallback
-    from training.recipe import load_recipe
-    from training.trainer import train
+    from geochat.training.recipe import load_recipe
+    from geochat.training.trainer import train
 
     class KillAfterSave(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data_builders.converters import CONVERTERS
 from geochat import cli
+from geochat.data_builders.converters import CONVERTERS
 from geochat.records import iter_records, write_jsonl
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "geochat_bench"
