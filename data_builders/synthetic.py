@@ -1,6 +1,6 @@
 """The synthetic world: procedural georeferenced aerial scenes with OpenStreetMap truth.
 
-A world is a scene laid out by :mod:`data_builders.synthetic_layout` (roads, blocks with land
+A world is a scene laid out by :mod:`data_builders.scene.layout` (roads, blocks with land
 use, buildings with coloured roofs, pools, storage tanks, trees, pitches, water with islands,
 runways, vehicles, ships) and painted by :mod:`data_builders.synthetic_paint` (textures,
 markings, one sun for every shadow, noise at several scales and orientations). Objects never
@@ -58,13 +58,9 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from geochat.data_builders.render import Light
-from geochat.data_builders.synthetic_layout import (
-    SCENES,
-    Feature,
-    SyntheticWorldError,
-    drawn_footprint,
-    layout_scene,
-)
+from geochat.data_builders.scene.features import Feature, SyntheticWorldError, drawn_footprint
+from geochat.data_builders.scene.layout import layout_scene
+from geochat.data_builders.scene.recipes import SCENES
 from geochat.data_builders.synthetic_paint import paint_scene
 from geochat.georef import Georef
 

@@ -30,9 +30,8 @@ from geochat.data_builders.render import (
     finish,
     sweep,
 )
-from geochat.data_builders.synthetic_layout import (
-    LAYER_SURFACE,
-    Feature,
+from geochat.data_builders.scene.features import LAYER_SURFACE, Feature
+from geochat.data_builders.scene.shapes import (
     ParkingLayout,
     ellipse,
     hull,
@@ -663,7 +662,7 @@ def paint_scene(
     """Paints a laid-out scene.
 
     Args:
-        features: The scene's features (see :func:`data_builders.synthetic_layout.layout_scene`).
+        features: The scene's features (see :func:`data_builders.scene.layout.layout_scene`).
         height: Image rows.
         width: Image columns.
         px_per_m: Pixels per metre.
