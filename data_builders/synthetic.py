@@ -2,7 +2,7 @@
 
 A world is a scene laid out by :mod:`data_builders.scene.layout` (roads, blocks with land
 use, buildings with coloured roofs, pools, storage tanks, trees, pitches, water with islands,
-runways, vehicles, ships) and painted by :mod:`data_builders.synthetic_paint` (textures,
+runways, vehicles, ships) and painted by :mod:`data_builders.scene.paint` (textures,
 markings, one sun for every shadow, noise at several scales and orientations). Objects never
 overlap except by layer (everything lies on land use; vehicles and ships lie on their road,
 parking lot or water; roads meet at junctions), so every footprint is fully visible.
@@ -60,8 +60,8 @@ from tqdm import tqdm
 from geochat.data_builders.render import Light
 from geochat.data_builders.scene.features import Feature, SyntheticWorldError, drawn_footprint
 from geochat.data_builders.scene.layout import layout_scene
+from geochat.data_builders.scene.paint import paint_scene
 from geochat.data_builders.scene.recipes import SCENES
-from geochat.data_builders.synthetic_paint import paint_scene
 from geochat.georef import Georef
 
 DEFAULT_CRS = "EPSG:32633"

@@ -38,7 +38,7 @@ class Look:
     """How the painter draws a feature (what the OSM tags do not say).
 
     Attributes:
-        painter: Name of the painter (see :mod:`data_builders.synthetic_paint`).
+        painter: Name of the painter (see :mod:`data_builders.scene.paint`).
         height_m: Height above the ground; a feature higher than 0 casts a shadow.
         pose: The feature's local frame, for roof faces, court lines, windows.
         params: Painter-specific values, e.g. roof shape, object length and width in metres.
