@@ -62,6 +62,7 @@ from geochat.data_builders.scene.features import Feature, SyntheticWorldError, d
 from geochat.data_builders.scene.layout import layout_scene
 from geochat.data_builders.scene.paint import paint_scene
 from geochat.data_builders.scene.recipes import SCENES
+from geochat.fileio import new_file_mode
 from geochat.georef import Georef
 
 DEFAULT_CRS = "EPSG:32633"
@@ -338,13 +339,17 @@ def build_world(
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renames it to ``path`` on success."""
+    """Yields a temporary path beside ``path``; renames it to ``path`` on success.
+
+    The file gets the mode ``open()`` would give (``mkstemp`` makes it ``0o600``).
+    """
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     os.close(descriptor)
     try:
         yield Path(temporary)
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
