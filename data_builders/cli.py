@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from geochat import imagery
-from geochat.data_builders import pipeline, synthetic
+from geochat.data_builders import build_summary, pipeline, synthetic
 from geochat.data_builders.converters import CONVERTERS
 from geochat.data_builders.show import show
 
@@ -240,7 +240,7 @@ def run_build(sources: list[pipeline.Source], out: Path, args: argparse.Namespac
             file=sys.stderr,
         )
         raise
-    print(pipeline.format_summary(summary))
+    print(build_summary.format_summary(summary))
     records = summary.get("records", {}).get("total", 0)
     tiles = summary.get("tiles", {}).get("written", 0)
     print(f"wrote {records} records and {tiles} tile images to {out} (manifest.json, summary.json)")

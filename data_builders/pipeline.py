@@ -41,6 +41,7 @@ from rasterio.errors import RasterioError
 from tqdm import tqdm
 
 from geochat.data_builders import shards
+from geochat.data_builders.build_summary import Planning, bump, manifest_counts, summarise
 from geochat.data_builders.osm import OsmError, OsmFeature, read_features, reproject
 from geochat.data_builders.tags import TagTable, load_tag_table
 from geochat.data_builders.tile import Tile
@@ -66,7 +67,6 @@ ENGINES = ("process", "ray")
 # zlib level 3: about 4x faster than the default 6 for about 3% larger PNGs (synthetic tiles).
 _PNG_COMPRESSION = 3
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_PRINTED_ERRORS = 20
 
 
 @dataclass(frozen=True)
@@ -161,18 +161,6 @@ class ShardJob:
     generate: Generate
 
 
-@dataclass
-class Planning:
-    """Counts and errors found while planning (recomputed identically on resume)."""
-
-    counts: dict[str, Any] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-
-    def error(self, kind: str, path: str, message: str) -> None:
-        """Records an input that failed, with a message meant for the user."""
-        self.errors.append({"kind": kind, "path": path, "message": message})
-
-
 def build(
     sources: Iterable[Source],
     out_dir: str | Path,
@@ -236,7 +224,7 @@ def build(
             bar.update(entry["tiles"])
     summary = summarise(planning, [done[index] for index in sorted(done)])
     shards.write_json(out_dir / shards.SUMMARY, summary)
-    shards.finish(out_dir, arguments, list(done.values()), _manifest_counts(summary))
+    shards.finish(out_dir, arguments, list(done.values()), manifest_counts(summary))
     return summary
 
 
@@ -270,10 +258,10 @@ def _plan_rasters(
                     bounds, info.metric_crs, options.split_block_m, options.seed, fractions
                 )
                 if split is None:
-                    _bump(planning.counts, "tiles", "dropped", "split_border")
+                    bump(planning.counts, "tiles", "dropped", "split_border")
                 else:
                     tiles.append((window, split))
-                _bump(planning.counts, "tiles", "planned")
+                bump(planning.counts, "tiles", "planned")
             plans.append(_RasterPlan(source_index, info, tuple(tiles)))
     return plans
 
@@ -326,9 +314,9 @@ def _read_source(
         planning.error("broken_osm", source.osm, f"{error} (its {len(plans)} raster(s) skipped)")
         return None
     for feature in read.features:
-        _bump(planning.counts, "features", "read", feature.rule.category)
+        bump(planning.counts, "features", "read", feature.rule.category)
     for reason, count in read.skipped.items():
-        _bump(planning.counts, "features", "skipped", reason, by=count)
+        bump(planning.counts, "features", "skipped", reason, by=count)
     return read.features
 
 
@@ -408,7 +396,7 @@ def run_shard(job: ShardJob) -> dict[str, Any]:
     try:
         dataset = rasterio.open(job.raster.path)
     except RasterioError as error:
-        _bump(stats, "tiles", "dropped", "unreadable", by=len(job.tiles))
+        bump(stats, "tiles", "dropped", "unreadable", by=len(job.tiles))
         _tile_error(stats, job, f"cannot open raster {job.raster.path}: {error}")
     else:
         with dataset:
@@ -425,11 +413,11 @@ def _run_tile(
     try:
         rgb, valid = read_tile(dataset, job.raster, window)
     except RasterError as error:
-        _bump(stats, "tiles", "dropped", "unreadable")
+        bump(stats, "tiles", "dropped", "unreadable")
         _tile_error(stats, job, str(error))
         return []
     if 1.0 - valid.mean() > options.max_tile_nodata:
-        _bump(stats, "tiles", "dropped", "nodata")
+        bump(stats, "tiles", "dropped", "nodata")
         return []
     footprints = [job.footprints[i] for i in planned.candidates]
     objects, dropped = tile_objects(footprints, window, valid, options.max_object_nodata)
@@ -472,18 +460,18 @@ def _task_options(options: BuildOptions) -> dict[str, Any]:
 
 
 def _count_tile(stats: dict[str, Any], tile: Tile, records: list[Record], dropped: Counter) -> None:
-    _bump(stats, "tiles", "written")
+    bump(stats, "tiles", "written")
     for obj in tile.objects:
-        _bump(stats, "objects", "kept", obj.category)
-        _bump(stats, "objects", "truncated", by=int(obj.truncated))
+        bump(stats, "objects", "kept", obj.category)
+        bump(stats, "objects", "truncated", by=int(obj.truncated))
     for (reason, category), count in dropped.items():
-        _bump(stats, "objects", "dropped", reason, category, by=count)
+        bump(stats, "objects", "dropped", reason, category, by=count)
     for record in records:
-        _bump(stats, "records", "total")
-        _bump(stats, "records", "by_task", record["task"])
-        _bump(stats, "records", "by_split", record["split"])
+        bump(stats, "records", "total")
+        bump(stats, "records", "by_task", record["task"])
+        bump(stats, "records", "by_split", record["split"])
         for category in sorted({obj["category"] for obj in record.get("objects", [])}):
-            _bump(stats, "records", "by_category", category)
+            bump(stats, "records", "by_category", category)
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -565,69 +553,6 @@ def _ray_run_shard(row: dict[str, Any]) -> dict[str, Any]:
     return {"entry": json.dumps(run_shard(cloudpickle.loads(row["job"])))}
 
 
-def summarise(planning: Planning, entries: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Sums planning counts and job stats into the build summary.
-
-    Keys: ``tiles`` (planned, written, dropped by reason), ``records`` (total, by task, split
-    and category), ``objects`` (kept by category, truncated, dropped by reason and category),
-    ``features`` (read by category, skipped by reason), ``errors`` (each failed input with
-    its message) and ``error_counts`` (by kind).
-    """
-    summary: dict[str, Any] = {}
-    _merge(summary, planning.counts)
-    summary["errors"] = list(planning.errors)
-    for entry in entries:
-        _merge(summary, entry["stats"])
-    summary["error_counts"] = dict(Counter(error["kind"] for error in summary["errors"]))
-    return summary
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """Renders a summary as the short text report printed at the end of a build."""
-    records = summary.get("records", {})
-    tiles = summary.get("tiles", {})
-    objects = summary.get("objects", {})
-    lines = [
-        f"tiles: {tiles.get('written', 0)} written of {tiles.get('planned', 0)} planned"
-        f"{_inline(tiles.get('dropped', {}), ' (dropped: ', ')')}",
-        f"records: {records.get('total', 0)}{_inline(records.get('by_split', {}), ' (', ')')}",
-        f"records by task: {_inline(records.get('by_task', {})) or 'none'}",
-        f"records by category: {_inline(records.get('by_category', {})) or 'none'}",
-        f"objects kept: {_inline(objects.get('kept', {})) or 'none'}",
-        f"objects truncated by tile edges: {objects.get('truncated', 0)}",
-    ]
-    for reason, by_category in sorted(objects.get("dropped", {}).items()):
-        lines.append(f"objects dropped ({reason}): {_inline(by_category)}")
-    features = summary.get("features", {})
-    if features.get("skipped"):
-        lines.append(f"OSM features skipped: {_inline(features['skipped'])}")
-    errors = summary.get("errors", [])
-    if errors:
-        lines.append(f"errors ({len(errors)}): {_inline(summary.get('error_counts', {}))}")
-        lines += [f"  {error['kind']}: {error['message']}" for error in errors[:_PRINTED_ERRORS]]
-        if len(errors) > _PRINTED_ERRORS:
-            lines.append(f"  ... and {len(errors) - _PRINTED_ERRORS} more in summary.json")
-    return "\n".join(lines)
-
-
-def _inline(counts: Mapping[str, int], before: str = "", after: str = "") -> str:
-    if not counts:
-        return ""
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return before + ", ".join(f"{name} {count}" for name, count in ordered) + after
-
-
-def _manifest_counts(summary: Mapping[str, Any]) -> dict[str, Any]:
-    records = summary.get("records", {})
-    return {
-        "tiles": summary.get("tiles", {}).get("written", 0),
-        "records": records.get("total", 0),
-        "by_split": records.get("by_split", {}),
-        "by_task": records.get("by_task", {}),
-        "errors": summary.get("error_counts", {}),
-    }
-
-
 def _arguments(
     sources: list[Source], options: BuildOptions, table: TagTable, generate: Generate
 ) -> dict[str, Any]:
@@ -695,21 +620,3 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[tuple[Any, ...]]:
     iterator = iter(items)
     while chunk := tuple(islice(iterator, size)):
         yield chunk
-
-
-def _bump(counts: dict[str, Any], *keys: str, by: int = 1) -> None:
-    """Adds ``by`` to a nested count, creating the levels it needs."""
-    for key in keys[:-1]:
-        counts = counts.setdefault(key, {})
-    counts[keys[-1]] = counts.get(keys[-1], 0) + by
-
-
-def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
-    """Adds nested counts (and concatenates lists) of ``other`` into ``into``."""
-    for key, value in other.items():
-        if isinstance(value, Mapping):
-            _merge(into.setdefault(key, {}), value)
-        elif isinstance(value, list):
-            into.setdefault(key, []).extend(value)
-        else:
-            into[key] = into.get(key, 0) + value

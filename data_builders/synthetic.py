@@ -1,8 +1,8 @@
 """The synthetic world: procedural georeferenced aerial scenes with OpenStreetMap truth.
 
-A world is a scene laid out by :mod:`data_builders.synthetic_layout` (roads, blocks with land
+A world is a scene laid out by :mod:`data_builders.scene.layout` (roads, blocks with land
 use, buildings with coloured roofs, pools, storage tanks, trees, pitches, water with islands,
-runways, vehicles, ships) and painted by :mod:`data_builders.synthetic_paint` (textures,
+runways, vehicles, ships) and painted by :mod:`data_builders.scene.paint` (textures,
 markings, one sun for every shadow, noise at several scales and orientations). Objects never
 overlap except by layer (everything lies on land use; vehicles and ships lie on their road,
 parking lot or water; roads meet at junctions), so every footprint is fully visible.
@@ -58,14 +58,11 @@ from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from geochat.data_builders.render import Light
-from geochat.data_builders.synthetic_layout import (
-    SCENES,
-    Feature,
-    SyntheticWorldError,
-    drawn_footprint,
-    layout_scene,
-)
-from geochat.data_builders.synthetic_paint import paint_scene
+from geochat.data_builders.scene.features import Feature, SyntheticWorldError, drawn_footprint
+from geochat.data_builders.scene.layout import layout_scene
+from geochat.data_builders.scene.paint import paint_scene
+from geochat.data_builders.scene.recipes import SCENES
+from geochat.fileio import new_file_mode
 from geochat.georef import Georef
 
 DEFAULT_CRS = "EPSG:32633"
@@ -342,13 +339,17 @@ def build_world(
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renames it to ``path`` on success."""
+    """Yields a temporary path beside ``path``; renames it to ``path`` on success.
+
+    The file gets the mode ``open()`` would give (``mkstemp`` makes it ``0o600``).
+    """
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     os.close(descriptor)
     try:
         yield Path(temporary)
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)

@@ -3,12 +3,15 @@
 A file is written to a temporary file in the same folder (so the rename stays on one file
 system), flushed to disk, given the permissions ``open()`` would give a new file (``0o666``
 less the umask), and renamed over the target. ``tempfile.mkstemp`` creates its file ``0o600``;
-without the ``chmod`` every output would be readable by its owner only.
+without the ``chmod`` every output would be readable by its owner only. A folder is written
+the same way: filled under a temporary name beside it, then renamed (``tempfile.mkdtemp`` makes
+it ``0o700``, so it too gets the mode ``mkdir`` would give).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +19,18 @@ from pathlib import Path
 from typing import IO, Any
 
 NEW_FILE_MODE = 0o666  # what open() asks for; the umask takes away from it
+NEW_FOLDER_MODE = 0o777  # what mkdir asks for
 _PROC_STATUS = Path("/proc/self/status")
 
 
 def new_file_mode() -> int:
     """The permissions ``open()`` gives a new file now: ``0o666`` less the process umask."""
     return NEW_FILE_MODE & ~_umask()
+
+
+def new_folder_mode() -> int:
+    """The permissions ``mkdir`` gives a new folder now: ``0o777`` less the process umask."""
+    return NEW_FOLDER_MODE & ~_umask()
 
 
 def _umask() -> int:
@@ -86,3 +95,37 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
     """Writes ``text`` to ``path`` atomically (see :func:`atomic_writer`)."""
     with atomic_writer(path, "w", encoding=encoding) as handle:
         handle.write(text)
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yields an empty temporary folder that becomes ``path`` when the ``with`` block ends.
+
+    The files written into it are flushed to disk before the rename. On an error the temporary
+    folder is removed and nothing is left at ``path``.
+
+    Args:
+        path: The folder to write; must not exist yet. Its parent is created if needed.
+
+    Yields:
+        The temporary folder, beside ``path``.
+
+    Raises:
+        FileExistsError: If ``path`` exists.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists already")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        for file in sorted(staging.rglob("*")):
+            if file.is_file():
+                with file.open("rb") as handle:
+                    os.fsync(handle.fileno())
+        os.chmod(staging, new_folder_mode())
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

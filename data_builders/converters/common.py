@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from geochat import categories, geometry
-from geochat.data_builders.pipeline import _bump
+from geochat.data_builders.build_summary import bump
 from geochat.data_builders.shards import write_json
 from geochat.records import Record, check_record, write_jsonl
 
@@ -250,7 +250,7 @@ class Report:
     """What a conversion dropped and what it warned about, each counted by reason and detail.
 
     The counts nest as the OSM pipeline's build summary does (reason -> detail -> count, see
-    :func:`data_builders.pipeline.summarise`): the detail is the category of a dropped object,
+    :func:`data_builders.build_summary.summarise`): the detail is the category of a dropped object,
     the name of a field the converter does not read, or :data:`ANY_DETAIL`.
     """
 
@@ -259,13 +259,13 @@ class Report:
 
     def drop(self, reason: str, detail: str = ANY_DETAIL, by: int = 1) -> None:
         """Counts items left out of the records for ``reason``."""
-        _bump(self.counts, "dropped", reason, detail, by=by)
+        bump(self.counts, "dropped", reason, detail, by=by)
 
     def warn(self, reason: str, detail: str = ANY_DETAIL, by: int = 1) -> None:
         """Counts converted items that deserve a look, and warns the first time of each."""
         if detail not in self.counts.get("warnings", {}).get(reason, {}):
             warnings.warn(f"{reason}: {detail}", ConversionWarning, stacklevel=2)
-        _bump(self.counts, "warnings", reason, detail, by=by)
+        bump(self.counts, "warnings", reason, detail, by=by)
 
     def invalid(self, error: Exception, detail: str = ANY_DETAIL) -> None:
         """Counts an item left out under ``--skip-invalid``, by the kind of its error."""

@@ -31,7 +31,8 @@ from geochat.engine import GROUNDING_REGEX, BackendError, Reply, load_image
 from geochat.georef import Georef, to_geojson, to_pixel_geojson
 from geochat.grammar import Parsed, format_mask, parse
 from geochat.imagery import ImagerySettings
-from geochat.refine import Refiner, sam_processor_for
+from geochat.refine import Refiner
+from geochat.sam_checkpoints import sam_processor_for
 
 WIDTH, HEIGHT = 200, 100
 SHIP = "<ref>the ship</ref><box>[[100,200,300,400]]</box>"  # pixels [20, 20, 60, 40]

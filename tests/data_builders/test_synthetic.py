@@ -4,6 +4,8 @@ picture, and OSM that reproduces the truth."""
 import argparse
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import osmium
@@ -343,3 +345,14 @@ def test_command_line_writes_the_worlds(tmp_path, capsys):
     assert synthetic_main(args) == 0
     assert (tmp_path / "world_0001" / "world.osm.pbf").is_file()
     assert "2 synthetic world" in capsys.readouterr().out
+
+
+def test_world_files_get_the_mode_open_would_give(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        files = generate_world(tmp_path / "w", seed=1, size_px=64, scene="suburban")
+    finally:
+        os.umask(previous)
+
+    written = sorted(files.directory.iterdir())
+    assert written and {stat.S_IMODE(path.stat().st_mode) for path in written} == {0o644}

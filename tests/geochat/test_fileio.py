@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from geochat import fileio
-from geochat.fileio import atomic_write_bytes, atomic_write_text, atomic_writer
+from geochat.fileio import atomic_folder, atomic_write_bytes, atomic_write_text, atomic_writer
 
 
 @pytest.fixture
@@ -62,3 +62,28 @@ def test_an_error_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_only_whole_file_modes(tmp_path):
     with pytest.raises(ValueError, match="mode 'w' or 'wb'"), atomic_writer(tmp_path / "x", "a"):
         pass
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_a_written_folder_gets_the_mode_mkdir_would_give(tmp_path, umask, mask):
+    umask(mask)
+    (tmp_path / "plain").mkdir()
+    with atomic_folder(tmp_path / "out" / "folder") as staging:
+        (staging / "inner.txt").write_text("x")
+
+    folder = tmp_path / "out" / "folder"
+    assert mode_of(folder) == mode_of(tmp_path / "plain") == 0o777 & ~mask
+    assert (folder / "inner.txt").read_text() == "x"
+    assert sorted(path.name for path in folder.parent.iterdir()) == ["folder"]
+
+
+def test_a_failed_folder_leaves_nothing_and_an_existing_one_is_kept(tmp_path):
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path / "folder") as staging:
+        (staging / "half.txt").write_text("x")
+        raise RuntimeError("failed")
+    assert list(tmp_path.iterdir()) == []
+
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(FileExistsError), atomic_folder(tmp_path / "kept"):
+        pass
+    assert list((tmp_path / "kept").iterdir()) == []

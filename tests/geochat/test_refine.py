@@ -1,4 +1,7 @@
-"""Tests of geochat.refine with tiny random SAM models (hidden 32, 2 layers, 256 px images)."""
+"""Tests of geochat.refine and geochat.sam_checkpoints with tiny random SAM models.
+
+The models: hidden 32, 2 layers, 256 px images.
+"""
 
 import os
 import re
@@ -19,9 +22,8 @@ from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
 
 from geochat import geometry
 from geochat.geometry import GeometryError
-from geochat.refine import (
-    RefinedMask,
-    Refiner,
+from geochat.refine import RefinedMask, Refiner
+from geochat.sam_checkpoints import (
     SamCheckpointError,
     convert_segment_anything_state_dict,
     load_segment_anything_checkpoint,
@@ -74,7 +76,7 @@ SEGMENT_ANYTHING_VISION = {
     },
 }
 
-# transformers name -> segment-anything name, written independently of geochat.refine.
+# transformers name -> segment-anything name, written independently of geochat.sam_checkpoints.
 TO_SEGMENT_ANYTHING = [
     (r"^vision_encoder\.", "image_encoder."),
     (r"^image_encoder\.layers\.", "image_encoder.blocks."),
@@ -481,6 +483,18 @@ def test_a_converted_checkpoint_saves_and_reloads(sam_pth, tmp_path, image):
     assert reloaded.refine(image, [[10, 20, 60, 80]]) == refiner.refine(image, [[10, 20, 60, 80]])
     with pytest.raises(FileExistsError):
         refiner.save_pretrained(saved)
+
+
+def test_a_saved_checkpoint_gets_the_permissions_mkdir_would_give(sam_dir, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        saved = Refiner.from_pretrained(sam_dir).save_pretrained(tmp_path / "saved")
+    finally:
+        os.umask(previous)
+
+    assert saved.stat().st_mode & 0o777 == 0o755
+    assert (saved / "config.json").stat().st_mode & 0o777 == 0o644
+    assert [path.name for path in tmp_path.iterdir()] == ["saved"]
 
 
 def test_a_checkpoint_wrapped_as_model_or_in_safetensors_loads(sam_dir, sam_pth, tmp_path):

@@ -1,0 +1,1 @@
+"""Synthetic aerial scenes: a procedural layout with OpenStreetMap tags, and its painting."""
