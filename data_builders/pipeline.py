@@ -62,7 +62,7 @@ from geochat.imagery import ImagerySettings
 from geochat.records import Record, check_record
 
 Generate = Callable[[Tile, np.random.Generator, Mapping[str, Any]], list[Record]]
-DEFAULT_GENERATOR = "data_builders.tasks:generate_records"
+DEFAULT_GENERATOR = "geochat.data_builders.tasks:generate_records"
 ENGINES = ("process", "ray")
 # zlib level 3: about 4x faster than the default 6 for about 3% larger PNGs (synthetic tiles).
 _PNG_COMPRESSION = 3

@@ -396,3 +396,12 @@ def test_cli_imagery_options_reach_the_build_and_bad_ones_are_one_line_errors(sc
     assert "stretch is one of" in capsys.readouterr().err
     fill = _parser().parse_args([*argv, "--fill", "none"])
     assert build_options(fill).imagery.fill is None
+
+
+def test_the_default_generator_loads_by_its_installed_name():
+    # Regression: the default named the pre-namespace module `data_builders.tasks`, which an
+    # installed geochat does not have, so `geochat build ... --records` failed by default.
+    from geochat.data_builders.tasks import generate_records
+
+    assert pipeline.load_generator(pipeline.DEFAULT_GENERATOR) is generate_records
+    assert pipeline.generator_name(generate_records) == pipeline.DEFAULT_GENERATOR
