@@ -285,9 +285,9 @@ def _argparse_keywords(parameter: Parameter) -> dict[str, Any]:
         return keywords
     read, choices = _reader(parameter, annotation, flag)
     keywords["type"] = read
+    keywords["metavar"] = _metavar(parameter, choices)
     if choices is not None:
         keywords["choices"] = choices
-        keywords["metavar"] = _metavar(parameter, choices)
     return keywords
 
 
@@ -371,8 +371,8 @@ def _help(parameter: Parameter) -> str:
 
 
 def _metavar(parameter: Parameter, choices: Sequence[Any] | None) -> str:
-    if choices is None:
-        return parameter.name.upper()
+    if choices is None:  # named after the option, as argparse does
+        return parameter.option.removeprefix("--").replace("-", "_").upper()
     return "{" + _names(choices) + "}"
 
 
