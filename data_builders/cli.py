@@ -21,21 +21,25 @@ A build that stops (killed, or an error) keeps its finished shards: the same com
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from geochat import imagery
+from geochat import cliargs, imagery
 from geochat.data_builders import build_summary, pipeline, synthetic
 from geochat.data_builders.converters import CONVERTERS
 from geochat.data_builders.show import show
+from geochat.data_builders.tasks.options import TaskOptions
 
 PROG = "geochat build"
 # ``synthetic --records`` without a folder: a marker replaced by OUT/records.
 SYNTHETIC_RECORDS = Path("<OUT>/records")
 # Synthetic records default to the nano model's image size (256 px tiles).
 SYNTHETIC_DEFAULTS = pipeline.BuildOptions(tile_size=256, overlap=32)
+# Destinations of the BuildOptions fields, apart from the synthetic worlds' options of same name.
+BUILD = "build."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The parser of ``geochat build`` and its subcommands (parsing runs nothing)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="{osm,synthetic,convert,show}"
@@ -63,11 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     osm.add_argument("--osm", required=True, help=".osm.pbf, .osm or .geojson covering the rasters")
     osm.add_argument("--out", required=True, type=Path, help="build folder")
-    osm.add_argument("--seed", type=int, default=0, help="seed of the splits and the records")
     osm.add_argument("--workers", type=int, help="parallel jobs (default: every CPU)")
-    osm.add_argument(
-        "--gsd", dest="tile_gsd", type=float, help="resample to this many m/px (default: native)"
-    )
     _add_build_options(osm, pipeline.BuildOptions())
     osm.set_defaults(run=_run_osm)
     _add_synthetic_parser(commands)
@@ -96,10 +97,8 @@ def _add_synthetic_parser(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also run the OSM pipeline on the worlds, into DIR (default: OUT/records)",
     )
-    synth.add_argument(
-        "--tile-gsd", type=float, help="resample tiles to this many m/px (default: the worlds')"
-    )
-    _add_build_options(synth, SYNTHETIC_DEFAULTS)
+    # The worlds' --seed seeds the records too; their --gsd is not the tiles'.
+    _add_build_options(synth, SYNTHETIC_DEFAULTS, skip=("seed",), flags={"gsd": "--tile-gsd"})
     synth.set_defaults(run=_run_synthetic)
 
 
@@ -116,40 +115,22 @@ def _add_convert_parser(commands: argparse._SubParsersAction) -> None:
         dataset.set_defaults(run=_run_convert, converter=converter)
 
 
-def _add_build_options(parser: argparse.ArgumentParser, defaults: pipeline.BuildOptions) -> None:
-    """The OSM pipeline's options (``--seed``, ``--workers`` and the GSD are the caller's)."""
-    tiling = parser.add_argument_group("tiling")
-    tiling.add_argument(
-        "--tile-size", type=int, default=defaults.tile_size, help="tile side in pixels"
-    )
-    tiling.add_argument(
-        "--overlap", type=int, default=defaults.overlap, help="pixels shared by neighbours"
-    )
-    tiling.add_argument(
-        "--tags", help="tag table YAML (default: the bundled data_builders/tags.yaml)"
-    )
-    tiling.add_argument(
-        "--max-tile-nodata",
-        type=float,
-        default=defaults.max_tile_nodata,
-        help="drop tiles with a larger no-data share",
-    )
-    tiling.add_argument(
-        "--max-object-nodata",
-        type=float,
-        default=defaults.max_object_nodata,
-        help="drop objects with a larger share of their pixels on no-data",
+def _add_build_options(
+    parser: argparse.ArgumentParser,
+    defaults: pipeline.BuildOptions,
+    skip: tuple[str, ...] = (),
+    flags: dict[str, str] | None = None,
+) -> None:
+    """The OSM pipeline's options: :class:`pipeline.BuildOptions`, the imagery, the running."""
+    cliargs.add_arguments(
+        parser.add_argument_group("build (tiling, splits, shards)"),
+        pipeline.BuildOptions,
+        skip=("imagery", "task_options", *skip),  # from imagery's options and --task-option
+        defaults=defaults,
+        flags=flags,
+        prefix=BUILD,
     )
     imagery.add_arguments(parser)
-    splits = parser.add_argument_group("splits (by area blocks, so no area leaks across splits)")
-    splits.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    splits.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    splits.add_argument(
-        "--split-block-m",
-        type=float,
-        default=defaults.split_block_m,
-        help="side of the area blocks that decide splits, in metres",
-    )
     records = parser.add_argument_group("records")
     records.add_argument(
         "--generate",
@@ -158,13 +139,14 @@ def _add_build_options(parser: argparse.ArgumentParser, defaults: pipeline.Build
         help="record generator generate(tile, rng, options) -> records "
         "(default: the task generators)",
     )
+    task_options = ", ".join(option.name for option in dataclasses.fields(TaskOptions))
     records.add_argument(
         "--task-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="option of the task generators (VALUE read as JSON when it parses), "
-        "e.g. max_records=8 or 'tasks={\"refer\": 1}'",
+        f"e.g. max_records=8 or 'tasks={{\"refer\": 1}}'; keys: {task_options}",
     )
     running = parser.add_argument_group("running")
     running.add_argument(
@@ -174,32 +156,24 @@ def _add_build_options(parser: argparse.ArgumentParser, defaults: pipeline.Build
         help="process pool (default) or Ray Data",
     )
     running.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
-    running.add_argument(
-        "--shard-tiles",
-        type=int,
-        default=defaults.shard_tiles,
-        help="tiles per shard job, the unit of resume",
-    )
     running.add_argument("--overwrite", action="store_true", help="replace a build in the folder")
     running.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_options(args: argparse.Namespace) -> pipeline.BuildOptions:
-    """Makes :class:`pipeline.BuildOptions` from parsed ``_add_build_options`` arguments."""
-    return pipeline.BuildOptions(
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        gsd=args.tile_gsd,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        split_block_m=args.split_block_m,
-        max_tile_nodata=args.max_tile_nodata,
-        max_object_nodata=args.max_object_nodata,
+def build_options(args: argparse.Namespace, **given: Any) -> pipeline.BuildOptions:
+    """Makes :class:`pipeline.BuildOptions` from parsed ``_add_build_options`` arguments.
+
+    Args:
+        args: The parsed arguments.
+        given: Options the subcommand sets from its own arguments (``seed`` of ``synthetic``).
+    """
+    return cliargs.from_arguments(
+        pipeline.BuildOptions,
+        args,
+        prefix=BUILD,
         imagery=imagery.from_arguments(args),
-        shard_tiles=args.shard_tiles,
-        tags=args.tags,
         task_options=_task_options(args.task_option),
+        **given,
     )
 
 
@@ -216,14 +190,16 @@ def _task_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def run_build(sources: list[pipeline.Source], out: Path, args: argparse.Namespace) -> int:
-    """Runs the OSM pipeline with the parsed options and reports what it wrote."""
+def run_build(
+    sources: list[pipeline.Source], out: Path, args: argparse.Namespace, **given: Any
+) -> int:
+    """Runs the OSM pipeline with the parsed options (and ``given`` ones); reports what it wrote."""
     generate = pipeline.load_generator(args.generate)
     try:
         summary = pipeline.build(
             sources,
             out,
-            build_options(args),
+            build_options(args, **given),
             generate=generate,
             workers=args.workers,
             engine=args.engine,
@@ -261,7 +237,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     status = synthetic.synthetic_main(args)
     if status or args.records is None:
         return status
-    listing = json.loads((args.out / "worlds.json").read_text(encoding="utf-8"))
+    listing = json.loads((args.out_dir / "worlds.json").read_text(encoding="utf-8"))
     sources = [
         pipeline.Source(
             (str(Path(world["out_dir"]) / "world.tif"),),
@@ -269,8 +245,8 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         )
         for world in listing["worlds"]
     ]
-    out = args.out / "records" if args.records == SYNTHETIC_RECORDS else args.records
-    return run_build(sources, out, args)
+    out = args.out_dir / "records" if args.records == SYNTHETIC_RECORDS else args.records
+    return run_build(sources, out, args, seed=args.seed)
 
 
 def _run_convert(args: argparse.Namespace) -> int:

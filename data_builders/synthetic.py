@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import osmium
@@ -57,6 +57,8 @@ from shapely.geometry import Point, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
+from geochat import cliargs
+from geochat.cliargs import Flag
 from geochat.data_builders.render import Light
 from geochat.data_builders.scene.features import Feature, SyntheticWorldError, drawn_footprint
 from geochat.data_builders.scene.layout import layout_scene
@@ -610,15 +612,15 @@ def _generate_one(job: dict[str, Any]) -> WorldFiles:
 
 
 def generate_worlds(
-    out_dir: str | Path,
-    n: int,
-    seed: int,
+    out_dir: Annotated[str | Path, Flag("--out", type=Path)],
+    n: int = 1,
+    seed: int = 0,
     width: int = 1024,
     height: int = 1024,
     gsd: float = 0.5,
     crs: str = DEFAULT_CRS,
     origin: tuple[float, float] | None = None,
-    scene: str | None = None,
+    scene: Annotated[str | None, Flag(choices=SCENES)] = None,
     density: float = 1.0,
     workers: int = 1,
     progress: bool = False,
@@ -628,7 +630,7 @@ def generate_worlds(
     Also writes ``out_dir/worlds.json``: each world's folder, seed, scene and origin.
 
     Args:
-        out_dir: Parent folder.
+        out_dir: Parent folder of the worlds.
         n: Number of worlds (at least 1).
         seed: Seed of the whole set; each world gets its own seed from it.
         width: Image width in pixels.
@@ -707,32 +709,19 @@ def generate_worlds(
 
 
 def add_synthetic_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the options of ``geochat build synthetic`` to a parser."""
-    parser.add_argument("--out", required=True, type=Path, help="folder of the worlds")
-    parser.add_argument("--n", type=int, default=1, help="number of worlds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the whole set")
-    parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
-    parser.add_argument("--gsd", type=float, default=0.5, help="metres per pixel")
-    parser.add_argument("--scene", choices=SCENES, help="one kind of scene (default: a mix)")
-    parser.add_argument("--density", type=float, default=1.0, help="multiplier of object counts")
-    parser.add_argument("--crs", default=DEFAULT_CRS, help="projected CRS in metres")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    """Adds the options of ``geochat build synthetic``: :func:`generate_worlds`'s and --size."""
+    cliargs.add_arguments(parser, generate_worlds, skip=("width", "height", "origin", "progress"))
+    parser.add_argument(
+        "--size", type=int, default=1024, help="image side in pixels (default: 1024)"
+    )
 
 
 def synthetic_main(args: argparse.Namespace) -> int:
     """Runs ``geochat build synthetic`` from parsed :func:`add_synthetic_arguments` options."""
-    files = generate_worlds(
-        args.out,
-        args.n,
-        args.seed,
-        width=args.size,
-        height=args.size,
-        gsd=args.gsd,
-        crs=args.crs,
-        scene=args.scene,
-        density=args.density,
-        workers=args.workers,
-        progress=True,
+    options = cliargs.from_arguments(
+        generate_worlds, args, width=args.size, height=args.size, progress=True
     )
-    print(f"wrote {len(files)} synthetic world(s) to {args.out} (list: {args.out / 'worlds.json'})")
+    files = generate_worlds(**options)
+    out = Path(options["out_dir"])
+    print(f"wrote {len(files)} synthetic world(s) to {out} (list: {out / 'worlds.json'})")
     return 0

@@ -44,15 +44,7 @@ def merge_main(argv: list[str] | None = None) -> int:
 
     ``geochat merge ADAPTER --out DIR [--base M] [--export-lora]``.
     """
-    parser = argparse.ArgumentParser(
-        prog="geochat merge",
-        description="Fold a LoRA/DoRA adapter into its base model, or export a plain LoRA adapter "
-        "for vLLM's --enable-lora.",
-    )
-    parser.add_argument("adapter", help="adapter folder written by geochat train")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--base", help="base model (default: the one the adapter names)")
-    parser.add_argument("--export-lora", action="store_true", help="copy the adapter, no merge")
+    parser = merge_parser()
     args = parser.parse_args(argv)
     from geochat.training.merge import MergeError, export_lora, merge_adapter
 
@@ -64,3 +56,17 @@ def merge_main(argv: list[str] | None = None) -> int:
     except MergeError as error:
         parser.error(str(error))
     return 0
+
+
+def merge_parser() -> argparse.ArgumentParser:
+    """The parser of ``geochat merge`` (parsing runs nothing)."""
+    parser = argparse.ArgumentParser(
+        prog="geochat merge",
+        description="Fold a LoRA/DoRA adapter into its base model, or export a plain LoRA adapter "
+        "for vLLM's --enable-lora.",
+    )
+    parser.add_argument("adapter", help="adapter folder written by geochat train")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--base", help="base model (default: the one the adapter names)")
+    parser.add_argument("--export-lora", action="store_true", help="copy the adapter, no merge")
+    return parser

@@ -1,7 +1,7 @@
 """Converters of public remote-sensing datasets into geochat records.
 
-Each converter module has ``convert(src, out, split=None, **options) -> summary`` and
-``add_arguments(parser)``, whose options' destinations are ``convert``'s keyword names.
+Each converter module has ``convert(src, out, split=None, **options) -> summary``; its typed,
+documented keyword arguments are its command-line options (:mod:`geochat.cliargs`).
 :data:`CONVERTERS` names them for ``geochat build convert <name> --src DIR --out DIR``::
 
     parser = argparse.ArgumentParser()
@@ -19,12 +19,12 @@ into ``out/images/<name>/`` (see :mod:`data_builders.converters.common`); malfor
 from __future__ import annotations
 
 import argparse
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geochat import cliargs
 from geochat.data_builders.converters import (
     dior_rsvg,
     dota,
@@ -46,19 +46,22 @@ class Converter:
     Attributes:
         name: Name on the command line.
         description: One line for ``--help``: the dataset, its layout and the records made.
-        convert: ``convert(src, out, split=None, **options) -> summary dict``.
-        add_arguments: Adds the converter's options to an argparse parser.
+        convert: ``convert(src, out, split=None, **options) -> summary dict``, whose typed
+            keyword arguments (documented in its ``Args:``) are the command-line options.
     """
 
     name: str
     description: str
     convert: Callable[..., dict[str, Any]]
-    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Adds one option per keyword argument of :attr:`convert` but ``src, out, split``."""
+        cliargs.add_arguments(parser, self.convert, skip=_POSITIONAL)
 
     def options(self, args: argparse.Namespace) -> dict[str, Any]:
         """The keyword arguments of :attr:`convert` found in parsed arguments."""
-        names = set(inspect.signature(self.convert).parameters) - set(_POSITIONAL)
-        return {key: value for key, value in vars(args).items() if key in names}
+        found = cliargs.from_arguments(self.convert, args)
+        return {key: value for key, value in found.items() if key not in _POSITIONAL}
 
     def run(self, args: argparse.Namespace) -> dict[str, Any]:
         """Converts with parsed arguments: ``src``, ``out``, optional ``split``, the options."""
@@ -75,49 +78,42 @@ CONVERTERS: dict[str, Converter] = {
             "DOTA v1.0/1.5/2.0 (images/ + labelTxt/ quads) -> ground and per-category refer "
             "records with quads, boxes, rasterised masks and gsd",
             dota.convert,
-            dota.add_arguments,
         ),
         Converter(
             "dior_rsvg",
             "DIOR-RSVG (Annotations/ VOC XML with descriptions, JPEGImages/, object-index split "
             "files) -> refer records with boxes",
             dior_rsvg.convert,
-            dior_rsvg.add_arguments,
         ),
         Converter(
             "rrsisd",
             "RRSIS-D (rrsisd/instances.json + refs(unc).p or .json, images/rrsisd/JPEGImages/) "
             "-> segment records with text-masks and RLE truth",
             rrsisd.convert,
-            rrsisd.add_arguments,
         ),
         Converter(
             "geochat_instruct",
             "GeoChat_Instruct (LLaVA JSON with GeoChat boxes) -> records in grammar v1 "
             "(ground, refer, identify, vqa, caption, classify, multi_turn)",
             geochat_instruct.convert,
-            geochat_instruct.add_arguments,
         ),
         Converter(
             "refgeo",
             "refGeo of GeoGround (metadata/ or metainfo/ *.jsonl, images/<subset>/) -> refer "
             "records with boxes and quads",
             refgeo.convert,
-            refgeo.add_arguments,
         ),
         Converter(
             "earthreason",
             "EarthReason of SegEarth-R1 (<split>/images, labels PNG, QAs JSON) -> "
             "reason_segment records, <none> for samples without target",
             earthreason.convert,
-            earthreason.add_arguments,
         ),
         Converter(
             "geochat_bench",
             "GeoChat-Bench (referring, region_captioning, lrben/hrben with RSVQA answers, aid, "
             "UCmerced *.jsonl) -> refer, identify, vqa and classify records scored by its rules",
             geochat_bench.convert,
-            geochat_bench.add_arguments,
         ),
     )
 }

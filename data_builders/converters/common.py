@@ -18,7 +18,6 @@ again, so an interrupted conversion resumes cheaply.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -446,27 +445,3 @@ def _jsonable(value: Any) -> Any:
 def progress(items: Iterable[Any], description: str, total: int | None = None) -> Iterable[Any]:
     """Wraps an iterable in a tqdm progress bar on stderr (silent when stderr is not a terminal)."""
     return tqdm(items, desc=description, total=total, unit="item", disable=None, leave=False)
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the options every converter takes (the CLI adds ``--src``, ``--out``, ``--split``)."""
-    parser.add_argument(
-        "--link-images",
-        dest="link_images",
-        action="store_true",
-        help="hard-link images into OUT/images instead of copying them (same file system only)",
-    )
-
-
-def choice_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
-    """An argparse ``type`` reading a comma-separated, non-empty subset of ``choices``."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        picked = tuple(item.strip() for item in text.split(",") if item.strip())
-        if not picked or set(picked) - set(choices):
-            raise argparse.ArgumentTypeError(
-                f"expected a comma-separated subset of {','.join(choices)}, got {text!r}"
-            )
-        return picked
-
-    return parse

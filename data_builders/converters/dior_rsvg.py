@@ -25,7 +25,6 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -39,7 +38,6 @@ from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
     conversation,
     progress,
     read_text,
@@ -275,15 +273,3 @@ def convert(
 
     arguments = {"src": src, "split_file": split_file}
     return write_output(out, DATASET, split, records(), store, report, arguments)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the DIOR-RSVG options (their destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--split-file",
-        dest="split_file",
-        type=Path,
-        default=None,
-        help="file of object indices to use instead of SRC/<split>.txt",
-    )
-    add_common_arguments(parser)

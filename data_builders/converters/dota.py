@@ -29,22 +29,20 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from geochat import categories, geometry
+from geochat.cliargs import Flag
 from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
-    choice_list,
     conversation,
     find_image,
     inside_image,
@@ -266,11 +264,11 @@ def convert(
     src: Path,
     out: Path,
     split: str | None = None,
-    tasks: tuple[str, ...] = TASKS,
-    box: str = "quad",
+    tasks: Annotated[tuple[str, ...], Flag(choices=TASKS)] = TASKS,
+    box: Annotated[str, Flag(choices=BOX_KINDS)] = "quad",
     labels: str = "labelTxt",
     images: str = "images",
-    version: str | None = None,
+    version: Annotated[str | None, Flag(choices=VERSIONS)] = None,
     skip_difficult: bool = False,
     masks: bool = True,
     link_images: bool = False,
@@ -332,47 +330,3 @@ def convert(
 
     arguments = {"src": src, "labels": labels, "images": images, **options}
     return write_output(out, DATASET, split, records(), store, report, arguments)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the DOTA options (their destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--tasks",
-        type=choice_list(TASKS),
-        default=TASKS,
-        help="comma-separated record tasks among ground,refer (default: both)",
-    )
-    parser.add_argument(
-        "--box",
-        choices=BOX_KINDS,
-        default="quad",
-        help="geometry in the answers: quad (oriented, default) or hbb",
-    )
-    parser.add_argument(
-        "--labels",
-        default="labelTxt",
-        help="label folder inside the split folder (default: labelTxt)",
-    )
-    parser.add_argument(
-        "--images", default="images", help="image folder inside the split folder (default: images)"
-    )
-    parser.add_argument(
-        "--version",
-        choices=VERSIONS,
-        default=None,
-        help="DOTA version of the labels, whose classes are expected (default: the version "
-        "the label folder's name states, else 2.0)",
-    )
-    parser.add_argument(
-        "--skip-difficult",
-        dest="skip_difficult",
-        action="store_true",
-        help="leave out objects flagged difficult",
-    )
-    parser.add_argument(
-        "--no-masks",
-        dest="masks",
-        action="store_false",
-        help="leave out the rasterised quad masks (about 0.1 s per object on large images)",
-    )
-    add_common_arguments(parser)

@@ -25,18 +25,17 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from geochat.cliargs import Flag
 from geochat.data_builders.converters.common import (
     IMAGE_SUFFIXES,
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
     conversation,
     mask_truth,
     progress,
@@ -157,8 +156,8 @@ def convert(
     src: Path,
     out: Path,
     split: str | None = None,
-    questions: str = "all",
-    grid: int = DEFAULT_GRID,
+    questions: Annotated[str, Flag(choices=QUESTION_CHOICES)] = "all",
+    grid: Annotated[int, Flag(choices=GRID_SIDES)] = DEFAULT_GRID,
     link_images: bool = False,
 ) -> dict[str, Any]:
     """Converts EarthReason into ``reason_segment`` records.
@@ -195,21 +194,3 @@ def convert(
 
     arguments = {"src": src, "questions": questions, "grid": grid}
     return write_output(out, DATASET, split, records(), store, report, arguments)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the EarthReason options (their destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--questions",
-        choices=QUESTION_CHOICES,
-        default="all",
-        help="one record per question (all, default) or for the first only",
-    )
-    parser.add_argument(
-        "--grid",
-        type=int,
-        choices=GRID_SIDES,
-        default=DEFAULT_GRID,
-        help=f"side of the text-mask grid in answers (default {DEFAULT_GRID})",
-    )
-    add_common_arguments(parser)

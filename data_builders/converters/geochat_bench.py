@@ -55,23 +55,21 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from geochat import categories, geometry
+from geochat.cliargs import Flag
 from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
-    choice_list,
     conversation,
     find_image,
     inside_image,
@@ -403,7 +401,7 @@ def convert(
     src: Path,
     out: Path,
     split: str | None = None,
-    parts: tuple[str, ...] | None = None,
+    parts: Annotated[tuple[str, ...] | None, Flag(choices=tuple(PARTS))] = None,
     images: str = DEFAULT_FOLDERS["images"],
     lrben_images: str = DEFAULT_FOLDERS["lrben_images"],
     hrben_images: str = DEFAULT_FOLDERS["hrben_images"],
@@ -423,7 +421,8 @@ def convert(
         split: Written into every record (the benchmark is one test set; nothing is filtered).
         parts: Parts to convert (names of :data:`PARTS`); None converts every part whose file
             is in ``src``.
-        images: GeoChat_Instruct's image folder (referring and region captioning).
+        images: GeoChat_Instruct's image folder (referring and region captioning); this and
+            the folders and files below are relative to ``src`` (or absolute).
         lrben_images: RSVQA low-resolution images.
         hrben_images: RSVQA high-resolution images.
         aid_images: AID images (class folders).
@@ -509,36 +508,3 @@ def _maker(
         answers = read_answers(paths[part.answers])
         return lambda item, line: vqa_record(item, line, part.name, store, folder, answers)
     return lambda item, line: scene_record(item, line, part.name, store, folder, report)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the GeoChat-Bench options (destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--parts",
-        type=choice_list(tuple(PARTS)),
-        default=None,
-        help=f"comma-separated parts among {','.join(PARTS)} (default: every file in SRC)",
-    )
-    helps = {
-        "images": "GeoChat_Instruct's image folder, for referring and region captioning",
-        "lrben_images": "RSVQA low-resolution images",
-        "hrben_images": "RSVQA high-resolution images",
-        "aid_images": "AID images (class folders)",
-        "ucmerced_images": "UCMerced images (class folders)",
-        "lrben_answers": "RSVQA-LR answers file of the test questions",
-        "hrben_answers": "RSVQA-HR answers file of the test questions",
-    }
-    for name, text in helps.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=DEFAULT_FOLDERS[name],
-            help=f"{text}, relative to SRC (default: {DEFAULT_FOLDERS[name]})",
-        )
-    parser.add_argument(
-        "--skip-invalid",
-        dest="skip_invalid",
-        action="store_true",
-        help="skip (and count) malformed lines, missing images and unanswered questions",
-    )
-    add_common_arguments(parser)

@@ -36,7 +36,6 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -48,7 +47,6 @@ from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
     progress,
     read_json,
     sentence_label,
@@ -302,25 +300,3 @@ def convert(
         "skip_invalid": skip_invalid,
     }
     return write_output(out, DATASET, split, records(), store, report, arguments)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the GeoChat_Instruct options (destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--instructions",
-        default="GeoChat_Instruct.json",
-        help="instruction file relative to SRC (default: GeoChat_Instruct.json)",
-    )
-    parser.add_argument(
-        "--images",
-        default=None,
-        help="folder of the unpacked images relative to SRC, searched for the released nesting "
-        f"{RELEASED_NESTING} (default: SRC/images, else SRC)",
-    )
-    parser.add_argument(
-        "--skip-invalid",
-        dest="skip_invalid",
-        action="store_true",
-        help="skip (and count) items with a missing image or unreadable boxes",
-    )
-    add_common_arguments(parser)

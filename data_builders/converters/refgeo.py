@@ -31,22 +31,20 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from geochat import geometry
+from geochat.cliargs import Flag
 from geochat.data_builders.converters.common import (
     REFER_PROMPT,
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
-    choice_list,
     conversation,
     inside_image,
     progress,
@@ -261,7 +259,7 @@ def convert(
     src: Path,
     out: Path,
     split: str | None = None,
-    geometry_kinds: tuple[str, ...] = GEOMETRIES,
+    geometry_kinds: Annotated[tuple[str, ...], Flag("--geometry", choices=GEOMETRIES)] = GEOMETRIES,
     subsets: tuple[str, ...] | None = None,
     link_images: bool = False,
 ) -> dict[str, Any]:
@@ -305,25 +303,3 @@ def convert(
 
     arguments = {"src": src, "geometry_kinds": geometry_kinds, "subsets": subsets}
     return write_output(out, DATASET, split, records(), store, report, arguments)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the refGeo options (their destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--geometry",
-        dest="geometry_kinds",
-        type=choice_list(GEOMETRIES),
-        default=GEOMETRIES,
-        help="answers per row: comma-separated among hbb,quad (default: both)",
-    )
-    parser.add_argument(
-        "--subsets",
-        type=_names,
-        default=None,
-        help="comma-separated sub-datasets, e.g. dior_rsvg,geochat (default: all)",
-    )
-    add_common_arguments(parser)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())

@@ -28,24 +28,23 @@ Added in geochat 0.1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from shapely.geometry import MultiPolygon, Polygon
 
 from geochat import categories, geometry
+from geochat.cliargs import Flag
 from geochat.data_builders.converters.common import (
     ConversionError,
     ImageStore,
     Report,
-    add_common_arguments,
     conversation,
     mask_truth,
     progress,
@@ -242,8 +241,8 @@ def convert(
     out: Path,
     split: str | None = None,
     refs: Path | None = None,
-    sentences: str = "all",
-    grid: int = DEFAULT_GRID,
+    sentences: Annotated[str, Flag(choices=SENTENCE_CHOICES)] = "all",
+    grid: Annotated[int, Flag(choices=GRID_SIDES)] = DEFAULT_GRID,
     link_images: bool = False,
 ) -> dict[str, Any]:
     """Converts RRSIS-D into ``segment`` records.
@@ -288,28 +287,3 @@ def convert(
 
     arguments = {"src": src, "refs": refs_path, "sentences": sentences, "grid": grid}
     return write_output(out, DATASET, split, records(), source.store, report, arguments)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the RRSIS-D options (their destinations are :func:`convert`'s keyword names)."""
-    parser.add_argument(
-        "--refs",
-        type=Path,
-        default=None,
-        help="refs file, JSON or pickle (default: SRC/rrsisd/refs(unc).json "
-        "if present, else refs(unc).p, read without running any code)",
-    )
-    parser.add_argument(
-        "--sentences",
-        choices=SENTENCE_CHOICES,
-        default="all",
-        help="one record per sentence (all, default) or for the first only",
-    )
-    parser.add_argument(
-        "--grid",
-        type=int,
-        choices=GRID_SIDES,
-        default=DEFAULT_GRID,
-        help=f"side of the text-mask grid in answers (default {DEFAULT_GRID})",
-    )
-    add_common_arguments(parser)

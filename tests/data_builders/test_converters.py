@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import pickle
@@ -98,6 +99,36 @@ def test_every_converter_is_registered_with_a_description_and_options():
         assert set(converter.options(parser.parse_args([]))) <= set(
             converter.convert.__code__.co_varnames
         )
+
+
+@pytest.mark.parametrize("name", sorted(CONVERTERS))
+def test_every_keyword_of_convert_is_an_option_with_help(name):
+    converter = CONVERTERS[name]
+    parser = argparse.ArgumentParser()
+    converter.add_arguments(parser)
+    keywords = set(inspect.signature(converter.convert).parameters) - {"src", "out", "split"}
+    options = {action.dest: action for action in parser._actions if action.dest != "help"}
+    assert set(options) == keywords
+    assert all(len(action.help) > 10 for action in options.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "expected"),
+    [
+        ("dota", ["--no-masks", "--skip-difficult"], {"masks": False, "skip_difficult": True}),
+        ("dota", ["--tasks", "ground,refer"], {"tasks": ("ground", "refer")}),
+        ("refgeo", ["--geometry", "quad"], {"geometry_kinds": ("quad",)}),
+        ("refgeo", ["--subsets", "dior_rsvg,geochat"], {"subsets": ("dior_rsvg", "geochat")}),
+        ("geochat_bench", ["--parts", "lrben", "aid"], {"parts": ("lrben", "aid")}),
+        ("rrsisd", ["--grid", "32", "--refs", "r.json"], {"grid": 32, "refs": Path("r.json")}),
+        ("dior_rsvg", ["--link-images"], {"link_images": True}),
+    ],
+)
+def test_options_keep_their_names_and_types(name, argv, expected):
+    parser = argparse.ArgumentParser()
+    CONVERTERS[name].add_arguments(parser)
+    options = CONVERTERS[name].options(parser.parse_args(argv))
+    assert {key: options[key] for key in expected} == expected
 
 
 def test_run_from_command_line_arguments(tmp_path):

@@ -1,3 +1,4 @@
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -405,3 +406,64 @@ def test_the_default_generator_loads_by_its_installed_name():
 
     assert pipeline.load_generator(pipeline.DEFAULT_GENERATOR) is generate_records
     assert pipeline.generator_name(generate_records) == pipeline.DEFAULT_GENERATOR
+
+
+# Every option of `geochat build osm|synthetic` before the options were generated, by name.
+OSM_FLAGS = [
+    "--imagery",
+    "--osm",
+    "--out",
+    "--seed",
+    "--workers",
+    "--gsd",
+    "--tile-size",
+    "--overlap",
+    "--tags",
+    "--max-tile-nodata",
+    "--max-object-nodata",
+    "--bands",
+    "--preset",
+    "--stretch",
+    "--fill",
+    "--val-fraction",
+    "--test-fraction",
+    "--split-block-m",
+    "--generate",
+    "--task-option",
+    "--engine",
+    "--ray-address",
+    "--shard-tiles",
+    "--overwrite",
+    "--quiet",
+]
+SYNTHETIC_FLAGS = [
+    *(flag for flag in OSM_FLAGS if flag not in ("--imagery", "--osm")),
+    *["--n", "--size", "--scene", "--density", "--crs", "--records", "--tile-gsd"],
+]
+
+
+@pytest.mark.parametrize(("command", "flags"), [("osm", OSM_FLAGS), ("synthetic", SYNTHETIC_FLAGS)])
+def test_cli_build_options_keep_their_names_and_all_have_help(command, flags):
+    from geochat.data_builders.cli import _parser
+
+    [commands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser = commands.choices[command]
+    options = {name: a for a in parser._actions for name in a.option_strings}
+    assert set(flags) <= set(options)
+    assert all(action.help for action in options.values())
+
+
+def test_cli_build_options_reach_the_build_options():
+    from geochat.data_builders.cli import SYNTHETIC_DEFAULTS, _parser, build_options
+
+    osm = ["osm", "--imagery", "a.tif", "--osm", "a.pbf", "--out", "o"]
+    args = _parser().parse_args([*osm, "--gsd", "0.5", "--seed", "3", "--tile-size", "128"])
+    options = build_options(args)
+    assert (options.gsd, options.seed, options.tile_size, options.overlap) == (0.5, 3, 128, 64)
+    assert build_options(_parser().parse_args(osm)) == BuildOptions()
+    # In `synthetic`, --gsd and --seed are the worlds'; the worlds' seed also seeds the records.
+    argv = ["synthetic", "--out", "o", "--gsd", "2", "--tile-gsd", "4", "--seed", "5"]
+    args = _parser().parse_args(argv)
+    assert (args.gsd, args.seed) == (2.0, 5)
+    options = build_options(args, seed=args.seed)
+    assert options == dataclasses.replace(SYNTHETIC_DEFAULTS, gsd=4.0, seed=5)

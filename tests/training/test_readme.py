@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 
 import pytest
+from readme import README, bash_blocks, commands, geochat_commands
 
 from geochat.training import cli
 
 ROOT = Path(__file__).parents[2]
-README = (ROOT / "README.md").read_text()
 
 
 def first_code_block() -> list[str]:
     """The commands of the README's first code block, comments left out."""
-    block = re.search(r"```bash\n(.*?)```", README, re.DOTALL)
-    assert block, "the README has no bash block"
-    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+    blocks = bash_blocks()
+    assert blocks, "the README has no bash block"
+    return commands(blocks[0])
 
 
 def ci_commands() -> list[str]:
@@ -43,8 +42,7 @@ def test_the_readme_test_command_is_what_ci_runs():
 
 def readme_train_commands() -> list[list[str]]:
     """Every ``geochat train`` command of the README, its continued lines joined."""
-    lines = README.replace("\\\n", " ").splitlines()
-    return [shlex.split(line) for line in lines if line.startswith("geochat train ")]
+    return [words for words in geochat_commands() if words[1] == "train"]
 
 
 @pytest.mark.parametrize("command", readme_train_commands(), ids=lambda c: " ".join(c[2:5]))

@@ -1,0 +1,1 @@
+"""Shared by every test folder: puts tests/ on the path for :mod:`readme`."""
