@@ -44,8 +44,8 @@ def record_prompts(records: Sequence[Record]) -> Iterator[Prompt]:
 
 
 def _open_image(record: Record, jsonl_path: Path, blank: bool) -> Image.Image:
-    with Image.open(image_path(record, jsonl_path)) as image:
-        image = image.convert("RGB")
+    with Image.open(image_path(record, jsonl_path)) as file:
+        image = file.convert("RGB")
     return Image.new("RGB", image.size, BLANK_GREY) if blank else image
 
 
@@ -111,7 +111,9 @@ def predict_records(
         record = records[prompt.record_index]
         answer = answers[(prompt.record_index, prompt.turn)]
         if record["task"] == "multi_turn":
-            predictions.setdefault(record["id"], []).append(answer)
+            turns = predictions.setdefault(record["id"], [])
+            assert isinstance(turns, list)  # a multi-turn record's answers are a list
+            turns.append(answer)
         else:
             predictions[record["id"]] = answer
     return predictions

@@ -53,6 +53,7 @@ from transformers import AutoConfig, SamConfig, SamImageProcessorPil, SamModel, 
 
 from geochat import geometry
 from geochat.geometry import RLE
+from geochat.modeling.configuration import sub_config
 
 # segment-anything's build_sam fixes the mask decoder at 8 heads; no tensor shape records it.
 SAM_DECODER_HEADS = 8
@@ -216,7 +217,7 @@ class Refiner:
         Raises:
             SamCheckpointError: If the processor's size differs from the model's.
         """
-        image_size = model.config.vision_config.image_size
+        image_size = sub_config(model.config.vision_config).image_size
         if processor.image_processor.size["longest_edge"] != image_size:
             raise SamCheckpointError(
                 f"the processor resizes to {processor.image_processor.size['longest_edge']} px "
@@ -258,7 +259,8 @@ class Refiner:
             model, processor = _load_transformers_sam(str(path_or_id))
         else:
             raise FileNotFoundError(f"no SAM checkpoint file or directory at {path}")
-        return cls(model.to(device), processor, **options)
+        # transformers' wrapper of `to` types its argument as the model itself.
+        return cls(model.to(device), processor, **options)  # type: ignore[arg-type]
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes the model and processor in transformers' format, atomically.
@@ -355,8 +357,8 @@ class Refiner:
         self._cached = _ImageEmbedding(
             key=key,
             features=self.model.get_image_embeddings(pixel_values),  # [1, C, h, w]
-            original_size=tuple(int(v) for v in inputs["original_sizes"][0]),
-            reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+            original_size=_pair(inputs["original_sizes"][0]),
+            reshaped_size=_pair(inputs["reshaped_input_sizes"][0]),
         )
         return self._cached
 
@@ -395,14 +397,19 @@ class Refiner:
             "input_boxes": torch.tensor(boxes[:, None], dtype=torch.float32, device=device),
         }
         if with_point:
-            points = np.stack([embedding.to_model_frame(prompt.point) for prompt in prompts])
+            points = np.stack(
+                [embedding.to_model_frame(_given(prompt.point)) for prompt in prompts]
+            )
             inputs["input_points"] = torch.tensor(
                 points[:, None, None], dtype=torch.float32, device=device
             )  # [N, 1, 1, 2]
             inputs["input_labels"] = torch.ones(count, 1, 1, dtype=torch.long, device=device)
         if with_mask:
             inputs["input_masks"] = torch.cat(
-                [self._mask_prompt(embedding, prompt.parts == prompt.part) for prompt in prompts]
+                [
+                    self._mask_prompt(embedding, _given(prompt.parts) == prompt.part)
+                    for prompt in prompts
+                ]
             ).to(device, self.model.dtype)  # [N, 1, 4h, 4w]
         outputs = self.model(**inputs, multimask_output=self.multimask)
         logits = outputs.pred_masks[:, 0]  # [N, K, h, w], K = 3 (multimask) or 1
@@ -514,6 +521,19 @@ def _grown_quad_region(quad: Any, margin: float, height: int, width: int) -> np.
     return geometry.rasterize(polygon, height, width)
 
 
+def _pair(values: Iterable[Any]) -> tuple[int, int]:
+    """A ``(height, width)`` pair of ints from two numbers (e.g. a row of a size tensor)."""
+    height, width = (int(v) for v in values)
+    return height, width
+
+
+def _given(value: np.ndarray | None) -> np.ndarray:
+    """A prompt's point or parts, which the prompt's group (see ``_decode_all``) says it has."""
+    if value is None:
+        raise ValueError("a prompt lacks the point or mask that its group of prompts has")
+    return value
+
+
 def _is_hub_id(text: str) -> bool:
     """Whether ``text`` reads as a Hub id rather than a local path or checkpoint file."""
     return _HUB_ID.fullmatch(text) is not None and not text.endswith(CHECKPOINT_SUFFIXES)
@@ -521,8 +541,8 @@ def _is_hub_id(text: str) -> bool:
 
 def sam_processor_for(config: SamConfig) -> SamProcessor:
     """SAM's processor for a model's image size (ImageNet statistics, as segment-anything)."""
-    image_size = config.vision_config.image_size
-    mask_size = 4 * config.prompt_encoder_config.image_embedding_size
+    image_size = sub_config(config.vision_config).image_size
+    mask_size = 4 * sub_config(config.prompt_encoder_config).image_embedding_size
     image_processor = SamImageProcessorPil(
         size={"longest_edge": image_size},
         pad_size={"height": image_size, "width": image_size},
@@ -544,7 +564,8 @@ def _load_transformers_sam(source: str) -> tuple[SamModel, SamProcessor]:
     if not isinstance(config, SamConfig):
         raise SamCheckpointError(f"{source!r} holds a {config.model_type!r} model, not SAM")
     try:
-        model, info = SamModel.from_pretrained(source, config=config, output_loading_info=True)
+        # transformers types from_pretrained as returning the model alone, whatever its flags.
+        model, info = SamModel.from_pretrained(source, config=config, output_loading_info=True)  # type: ignore[misc]
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise SamCheckpointError(f"cannot load SAM weights from {source!r}: {error}") from error
     faults = {
