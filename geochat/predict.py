@@ -66,7 +66,9 @@ def generate_batch(
     inputs = processor(
         images=[[image] for image in images], text=texts, padding=True, return_tensors="pt"
     ).to(model.device)
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    # transformers types generate's self as a protocol that its models' read-only device and
+    # dtype properties do not satisfy.
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)  # type: ignore[misc]
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
 

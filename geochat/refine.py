@@ -563,6 +563,8 @@ def _load_transformers_sam(source: str) -> tuple[SamModel, SamProcessor]:
         ) from error
     if not isinstance(config, SamConfig):
         raise SamCheckpointError(f"{source!r} holds a {config.model_type!r} model, not SAM")
+    model: SamModel
+    info: dict[str, list[str]]
     try:
         # transformers types from_pretrained as returning the model alone, whatever its flags.
         model, info = SamModel.from_pretrained(source, config=config, output_loading_info=True)  # type: ignore[misc]

@@ -110,7 +110,8 @@ class GroundingLogitsProcessor(LogitsProcessor):
         allowed = self._allowed(answer, torch.argsort(scores[0], descending=True).tolist())
         masked = torch.full_like(scores, float("-inf"))
         masked[0, allowed] = scores[0, allowed]
-        return masked
+        # transformers types scores with torch's legacy FloatTensor, which no torch op returns.
+        return masked  # type: ignore[return-value]
 
     def _allowed(self, answer: str, candidates: list[int]) -> list[int]:
         allowed = []
