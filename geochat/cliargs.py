@@ -214,7 +214,7 @@ def _plain(text: str) -> str:
 def _declared(source: type | Callable[..., Any]) -> list[tuple[str, Any, Mapping[str, Any]]]:
     """``(name, default, metadata)`` of each field or keyword-capable parameter, in order."""
     if isinstance(source, type):
-        declared = []
+        declared: list[tuple[str, Any, Mapping[str, Any]]] = []
         for field in _fields(source):
             if field.default is not dataclasses.MISSING:
                 default = field.default

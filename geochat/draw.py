@@ -217,7 +217,8 @@ def _with_legend(
 ) -> Image.Image:
     """`image` above a strip with one colour swatch and text per entry, wrapped into rows."""
     measure = ImageDraw.Draw(image)
-    line_height = max(measure.textbbox((0, 0), text, font=font)[3] for _, text in entries)
+    # Pillow types text boxes as floats; they hold whole pixels.
+    line_height = int(max(measure.textbbox((0, 0), text, font=font)[3] for _, text in entries))
     row_height = line_height + 4 * LABEL_PADDING
     swatch = line_height
     placed, x, row = [], 2 * LABEL_PADDING, 0

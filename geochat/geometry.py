@@ -17,7 +17,7 @@ Conventions, fixed here and used everywhere in geochat:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import shapely
@@ -28,6 +28,13 @@ from shapely.geometry.base import BaseGeometry
 GRAMMAR_SCALE = 1000
 
 RLE = dict[str, Any]
+
+
+class _CocoRLE(TypedDict):
+    """An RLE in the form pycocotools' C functions take (compressed ``counts``)."""
+
+    size: list[int]
+    counts: str | bytes
 
 
 class GeometryError(ValueError):
@@ -198,9 +205,9 @@ def min_area_rect(geometry: Any) -> np.ndarray:
     return canonical_quad(corners)
 
 
-def quad_to_polygon(quad: Any) -> Polygon:
+def quad_to_polygon(quad: Any) -> Polygon | MultiPolygon:
     """Returns a quad as a shapely polygon, repaired with ``make_valid`` if it self-intersects."""
-    polygon = Polygon(as_quad(quad))
+    polygon: Polygon | MultiPolygon = Polygon(as_quad(quad))
     if not polygon.is_valid:
         repaired = shapely.make_valid(polygon)
         polygons = [g for g in getattr(repaired, "geoms", [repaired]) if isinstance(g, Polygon)]
@@ -227,10 +234,12 @@ def mask_to_rle(mask: np.ndarray) -> RLE:
     if array.ndim != 2:
         raise GeometryError(f"a mask must be 2-D [H, W], got shape {array.shape}")
     rle = coco_mask.encode(np.asfortranarray(array.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    # The stub types counts as str | bytes; encode always returns bytes.
+    counts = rle["counts"].decode("ascii")  # type: ignore[union-attr]
+    return {"size": [int(s) for s in rle["size"]], "counts": counts}
 
 
-def _coco_rle(rle: RLE) -> dict[str, Any]:
+def _coco_rle(rle: RLE) -> _CocoRLE:
     """Validates an RLE dict and returns the bytes form pycocotools wants."""
     try:
         height, width = (int(v) for v in rle["size"])
@@ -241,7 +250,9 @@ def _coco_rle(rle: RLE) -> dict[str, Any]:
         # Uncompressed RLE (as in COCO JSON files): compress it first.
         if sum(counts) != height * width:
             raise GeometryError(f"RLE counts sum to {sum(counts)}, expected {height * width}")
-        return coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+        uncompressed = {"size": [height, width], "counts": counts}
+        # pycocotools takes an uncompressed RLE dict here; its stub lists only compressed ones.
+        return coco_mask.frPyObjects(uncompressed, height, width)  # type: ignore[call-overload]
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": [height, width], "counts": counts}

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import rasterio
@@ -35,7 +35,7 @@ from pyproj.exceptions import CRSError, ProjError
 from rasterio import features
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import Affine
-from shapely.geometry import MultiPolygon, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from geochat.geometry import RLE, hbb_to_quad, quad_to_polygon, rle_to_mask
@@ -50,13 +50,30 @@ class GeorefError(ValueError):
 
 
 class ParsedObject(Protocol):
-    """One geometry of a parsed answer, as :mod:`geochat.grammar` returns it (pixel coordinates)."""
+    """One geometry of a parsed answer, as :mod:`geochat.grammar` returns it (pixel coordinates).
 
-    phrase: str | None
-    kind: str  # "hbb" | "quad" | "mask" | "none"
-    hbb: Any  # [x0, y0, x1, y1] or None
-    quad: Any  # (4, 2) corners or None
-    mask: RLE | None
+    Read-only members, so that frozen records match.
+    """
+
+    @property
+    def phrase(self) -> str | None:
+        """The phrase the geometry belongs to, or None."""
+
+    @property
+    def kind(self) -> str:
+        """``"hbb"``, ``"quad"``, ``"mask"`` or ``"none"``."""
+
+    @property
+    def hbb(self) -> Any:
+        """``[x0, y0, x1, y1]``, or None."""
+
+    @property
+    def quad(self) -> Any:
+        """``(4, 2)`` corners, or None."""
+
+    @property
+    def mask(self) -> RLE | None:
+        """A COCO RLE, or None."""
 
 
 @functools.lru_cache(maxsize=32)
@@ -215,7 +232,10 @@ def _mask_polygons(mask: RLE) -> BaseGeometry | None:
     """Vectorises a mask into its (Multi)Polygon in pixel coordinates (pixel edges), or None."""
     pixels = rle_to_mask(mask).astype(np.uint8)
     # 4-connectivity: pixels touching only at a corner become separate, valid polygons.
-    polygons = [shape(geometry) for geometry, _ in features.shapes(pixels, mask=pixels > 0)]
+    # features.shapes yields only polygons for a mask.
+    polygons = [
+        cast(Polygon, shape(geometry)) for geometry, _ in features.shapes(pixels, mask=pixels > 0)
+    ]
     if not polygons:
         return None
     return polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
@@ -228,6 +248,7 @@ def pixel_geometry(obj: ParsedObject) -> BaseGeometry | None:
     vectorised along pixel edges with ``rasterio.features.shapes``. Returns None for ``"none"``
     and for geometry without area (an empty mask, a flat quad).
     """
+    geometry: BaseGeometry | None
     if obj.kind == "hbb" and obj.hbb is not None:
         geometry = quad_to_polygon(hbb_to_quad(obj.hbb))
     elif obj.kind == "quad" and obj.quad is not None:

@@ -49,7 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -165,7 +165,7 @@ class ImagerySettings:
     stretch: str = "auto"
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES
     limits: Limits | None = None
-    fill: float | str | None = "auto"
+    fill: float | Literal["auto"] | None = "auto"
 
     def __post_init__(self) -> None:
         # Lists from JSON become tuples, so settings compare and hash by value.
@@ -304,7 +304,7 @@ def parse_stretch(text: str) -> dict[str, Any]:
     raise ValueError(f"the {name} stretch takes no numbers, got {text!r}")
 
 
-def parse_fill(value: str | float) -> float | str | None:
+def parse_fill(value: str | float) -> float | Literal["auto"] | None:
     """``auto``, ``none`` or a number -> the ``fill`` field."""
     if isinstance(value, (int, float)):
         return float(value)
@@ -557,7 +557,7 @@ def apply(pixels: np.ma.MaskedArray, resolved: ImagerySettings) -> tuple[np.ndar
         ``[H, W]`` bool.
     """
     masked = _mask_fill(pixels, resolved.fill if resolved.fill != "auto" else None)
-    valid = ~masked.mask[0]
+    valid = ~np.ma.getmaskarray(masked)[0]
     data = masked.data
     if resolved.stretch == "minmax" and resolved.limits:
         low = np.array([limit[0] for limit in resolved.limits])[:, None, None]

@@ -499,7 +499,8 @@ def _task_family(task: str, turn: _Turn) -> Family:
         return "mask"
     if task == "identify":
         return "boxes" if _geometric(turn.reference) else "exact"
-    return {"count": "count", "caption": "caption"}.get(task, "exact")
+    by_task: dict[str, Family] = {"count": "count", "caption": "caption"}
+    return by_task.get(task, "exact")
 
 
 def _text_family(reference: Any) -> Family:
@@ -880,6 +881,7 @@ def _score_caption(record: Mapping[str, Any], answer: str | None) -> BenchScore:
 
 def _score_short(record: Mapping[str, Any], answer: str | None, part: str) -> BenchScore:
     source = record["source"]
+    columns: tuple[str, ...]
     if part in SCENE_COLUMNS:
         truth, columns = str(source.get("type")), (SCENE_COLUMNS[part],)
     else:
@@ -910,7 +912,7 @@ def score_bench_record(
     if not isinstance(source, Mapping) or source.get("dataset") != BENCH_DATASET:
         return None
     part = source.get("part")
-    if isinstance(answer, list | tuple):
+    if answer is not None and not isinstance(answer, str):
         answer = answer[0] if answer else None
     if part == "referring":
         return _score_referring(record, answer, iou_threshold)

@@ -44,8 +44,8 @@ def record_prompts(records: Sequence[Record]) -> Iterator[Prompt]:
 
 
 def _open_image(record: Record, jsonl_path: Path, blank: bool) -> Image.Image:
-    with Image.open(image_path(record, jsonl_path)) as image:
-        image = image.convert("RGB")
+    with Image.open(image_path(record, jsonl_path)) as file:
+        image = file.convert("RGB")
     return Image.new("RGB", image.size, BLANK_GREY) if blank else image
 
 
@@ -66,7 +66,9 @@ def generate_batch(
     inputs = processor(
         images=[[image] for image in images], text=texts, padding=True, return_tensors="pt"
     ).to(model.device)
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    # transformers types generate's self as a protocol that its models' read-only device and
+    # dtype properties do not satisfy.
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)  # type: ignore[misc]
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
@@ -111,7 +113,9 @@ def predict_records(
         record = records[prompt.record_index]
         answer = answers[(prompt.record_index, prompt.turn)]
         if record["task"] == "multi_turn":
-            predictions.setdefault(record["id"], []).append(answer)
+            turns = predictions.setdefault(record["id"], [])
+            assert isinstance(turns, list)  # a multi-turn record's answers are a list
+            turns.append(answer)
         else:
             predictions[record["id"]] = answer
     return predictions

@@ -44,6 +44,7 @@ from transformers import SamModel, SamProcessor
 from geochat import geometry
 from geochat.fileio import atomic_folder
 from geochat.geometry import RLE
+from geochat.modeling.configuration import sub_config
 from geochat.sam_checkpoints import SamCheckpointError, load_sam
 
 # A binary coarse mask as SAM logits: +/- this value (SAM's own logits are of this order).
@@ -159,7 +160,7 @@ class Refiner:
         Raises:
             SamCheckpointError: If the processor's size differs from the model's.
         """
-        image_size = model.config.vision_config.image_size
+        image_size = sub_config(model.config.vision_config).image_size
         if processor.image_processor.size["longest_edge"] != image_size:
             raise SamCheckpointError(
                 f"the processor resizes to {processor.image_processor.size['longest_edge']} px "
@@ -192,7 +193,8 @@ class Refiner:
             SamCheckpointError: For a checkpoint that cannot be read or is not SAM.
         """
         model, processor = load_sam(path_or_id)
-        return cls(model.to(device), processor, **options)
+        # transformers' wrapper of `to` types its argument as the model itself.
+        return cls(model.to(device), processor, **options)  # type: ignore[arg-type]
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes the model and processor in transformers' format, atomically.
@@ -284,8 +286,8 @@ class Refiner:
         self._cached = _ImageEmbedding(
             key=key,
             features=self.model.get_image_embeddings(pixel_values),  # [1, C, h, w]
-            original_size=tuple(int(v) for v in inputs["original_sizes"][0]),
-            reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+            original_size=_pair(inputs["original_sizes"][0]),
+            reshaped_size=_pair(inputs["reshaped_input_sizes"][0]),
         )
         return self._cached
 
@@ -324,14 +326,19 @@ class Refiner:
             "input_boxes": torch.tensor(boxes[:, None], dtype=torch.float32, device=device),
         }
         if with_point:
-            points = np.stack([embedding.to_model_frame(prompt.point) for prompt in prompts])
+            points = np.stack(
+                [embedding.to_model_frame(_given(prompt.point)) for prompt in prompts]
+            )
             inputs["input_points"] = torch.tensor(
                 points[:, None, None], dtype=torch.float32, device=device
             )  # [N, 1, 1, 2]
             inputs["input_labels"] = torch.ones(count, 1, 1, dtype=torch.long, device=device)
         if with_mask:
             inputs["input_masks"] = torch.cat(
-                [self._mask_prompt(embedding, prompt.parts == prompt.part) for prompt in prompts]
+                [
+                    self._mask_prompt(embedding, _given(prompt.parts) == prompt.part)
+                    for prompt in prompts
+                ]
             ).to(device, self.model.dtype)  # [N, 1, 4h, 4w]
         outputs = self.model(**inputs, multimask_output=self.multimask)
         logits = outputs.pred_masks[:, 0]  # [N, K, h, w], K = 3 (multimask) or 1
@@ -441,3 +448,16 @@ def _grown_quad_region(quad: Any, margin: float, height: int, width: int) -> np.
     _, _, side_w, side_h, _ = geometry.quad_to_obb(quad)
     polygon = geometry.quad_to_polygon(quad).buffer(max(1.0, margin * min(side_w, side_h)))
     return geometry.rasterize(polygon, height, width)
+
+
+def _pair(values: Iterable[Any]) -> tuple[int, int]:
+    """A ``(height, width)`` pair of ints from two numbers (e.g. a row of a size tensor)."""
+    height, width = (int(v) for v in values)
+    return height, width
+
+
+def _given(value: np.ndarray | None) -> np.ndarray:
+    """A prompt's point or parts, which the prompt's group (see ``_decode_all``) says it has."""
+    if value is None:
+        raise ValueError("a prompt lacks the point or mask that its group of prompts has")
+    return value

@@ -21,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoConfig, SamConfig, SamImageProcessorPil, SamModel, SamProcessor
 
+from geochat.modeling.configuration import sub_config
+
 # segment-anything's build_sam fixes the mask decoder at 8 heads; no tensor shape records it.
 SAM_DECODER_HEADS = 8
 # Suffixes of single-file checkpoints in segment-anything's naming.
@@ -105,8 +107,8 @@ def _is_hub_id(text: str) -> bool:
 
 def sam_processor_for(config: SamConfig) -> SamProcessor:
     """SAM's processor for a model's image size (ImageNet statistics, as segment-anything)."""
-    image_size = config.vision_config.image_size
-    mask_size = 4 * config.prompt_encoder_config.image_embedding_size
+    image_size = sub_config(config.vision_config).image_size
+    mask_size = 4 * sub_config(config.prompt_encoder_config).image_embedding_size
     image_processor = SamImageProcessorPil(
         size={"longest_edge": image_size},
         pad_size={"height": image_size, "width": image_size},
@@ -127,8 +129,13 @@ def _load_transformers_sam(source: str) -> tuple[SamModel, SamProcessor]:
         ) from error
     if not isinstance(config, SamConfig):
         raise SamCheckpointError(f"{source!r} holds a {config.model_type!r} model, not SAM")
+    model: SamModel
+    info: dict[str, list[str]]
     try:
-        model, info = SamModel.from_pretrained(source, config=config, output_loading_info=True)
+        # transformers types from_pretrained as returning the model alone, whatever its flags.
+        model, info = SamModel.from_pretrained(  # type: ignore[misc]
+            source, config=config, output_loading_info=True
+        )
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise SamCheckpointError(f"cannot load SAM weights from {source!r}: {error}") from error
     faults = {

@@ -112,8 +112,12 @@ def _answer(assistant: Assistant, image: LoadedImage, args: argparse.Namespace) 
     }
     messages = [{"role": "user", "content": args.question}]
     if not args.stream:
-        return assistant.chat(image, messages, **options)
-    for item in assistant.chat(image, messages, stream=True, **options):
+        reply = assistant.chat(image, messages, **options)
+        assert isinstance(reply, Reply)  # chat returns the whole reply unless it streams
+        return reply
+    stream = assistant.chat(image, messages, stream=True, **options)
+    assert not isinstance(stream, Reply)  # streaming yields text, then the reply
+    for item in stream:
         if isinstance(item, Reply):
             print(file=sys.stderr)
             return item
@@ -210,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             settings = imagery.from_arguments(args, assistant.imagery)
             image = load_image(args.image, imagery=settings)
-            print(f"imagery: {image.imagery.describe()}", file=sys.stderr)
+            if image.imagery is not None:
+                print(f"imagery: {image.imagery.describe()}", file=sys.stderr)
             reply = _answer(assistant, image, args)
         finally:
             assistant.close()

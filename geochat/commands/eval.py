@@ -89,8 +89,10 @@ def read_predictions(path: str | Path) -> dict[str, Answer]:
         if not isinstance(row, dict) or not isinstance(row.get("id"), str):
             raise PredictionError(f"{where} needs a string 'id'")
         answer = row.get("answer")
-        is_list = isinstance(answer, list) and all(isinstance(a, str) for a in answer)
-        if not (isinstance(answer, str) or is_list):
+        if not (
+            isinstance(answer, str)
+            or (isinstance(answer, list) and all(isinstance(a, str) for a in answer))
+        ):
             raise PredictionError(f"{where} needs an 'answer' string (or list of strings)")
         if row["id"] in predictions:
             raise PredictionError(f"{where}: id {row['id']!r} appears twice")

@@ -105,11 +105,13 @@ class GroundingLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """Returns `scores` `[1, V]` with every disallowed token at -inf."""
-        answer = self.tokenizer.decode(input_ids[0, self.prompt_length :])
+        # One sequence decodes to a str; transformers types every decode as str | list[str].
+        answer: str = self.tokenizer.decode(input_ids[0, self.prompt_length :])  # type: ignore[assignment]
         allowed = self._allowed(answer, torch.argsort(scores[0], descending=True).tolist())
         masked = torch.full_like(scores, float("-inf"))
         masked[0, allowed] = scores[0, allowed]
-        return masked
+        # transformers types scores with torch's legacy FloatTensor, which no torch op returns.
+        return masked  # type: ignore[return-value]
 
     def _allowed(self, answer: str, candidates: list[int]) -> list[int]:
         allowed = []
@@ -127,6 +129,8 @@ class GroundingLogitsProcessor(LogitsProcessor):
 def token_pieces(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The text of each token id alone (empty for special tokens, which never fit the regex)."""
     special = set(tokenizer.all_special_ids)
+    # One sequence decodes to a str; transformers types every decode as str | list[str].
     return [
-        "" if token in special else tokenizer.decode([token]) for token in range(len(tokenizer))
+        "" if token in special else tokenizer.decode([token])  # type: ignore[misc]
+        for token in range(len(tokenizer))
     ]

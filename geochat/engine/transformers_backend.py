@@ -33,7 +33,6 @@ from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
 from geochat.imagery import ImagerySettings
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
-from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
 
@@ -62,9 +61,13 @@ class _Cancelled(StoppingCriteria):
     def __init__(self, event: threading.Event) -> None:
         self.event = event
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+    ) -> torch.BoolTensor:
         """True for every sequence once cancelled."""
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        stop = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        # transformers types this with torch's legacy BoolTensor, which no torch op returns.
+        return stop  # type: ignore[return-value]
 
 
 class TransformersAssistant(Assistant):
@@ -103,7 +106,7 @@ class TransformersAssistant(Assistant):
         if trained:
             self.imagery = ImagerySettings.from_dict(trained)
         if max_tiles_per_side is not None:
-            if backbone.family is not IDEFICS3:
+            if not isinstance(backbone.processor, GeoChatProcessor):
                 raise ValueError(
                     f"max_tiles_per_side is an Idefics3 setting; {backbone.family.name} sizes "
                     "images by its processor's pixel budget"
@@ -141,7 +144,9 @@ class TransformersAssistant(Assistant):
 
         def run() -> None:
             try:
-                self.model.generate(
+                # PreTrainedModel lacks generate in its types (GenerationMixin adds it to
+                # every family's model class).
+                self.model.generate(  # type: ignore[operator]
                     **inputs,
                     **_sampling(request.temperature),
                     max_new_tokens=request.max_new_tokens,
@@ -216,9 +221,10 @@ def load_transformers(
     """
     folder = resolve_checkpoint(model)
     if isinstance(dtype, str):
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        found = getattr(torch, dtype, None)
+        if not isinstance(found, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
-        dtype = getattr(torch, dtype)
+        dtype = found
     backbone = load_backbone(folder, dtype=dtype, device=device, dialect=dialect)
     return TransformersAssistant(backbone, model_name_of(model, folder), max_tiles_per_side)
 

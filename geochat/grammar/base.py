@@ -278,7 +278,7 @@ def _geometry(state: _Scan, opening: re.Match[str], following: re.Match[str] | N
     closing_tag = state.syntax.geometry[tag]
     closed = following is not None and following.group() == closing_tag
     content_end = following.start() if following is not None else len(text)
-    end = following.end() if closed else content_end
+    end = following.end() if following is not None and closed else content_end
     content = text[opening.end() : content_end]
     context = TagContext(*state.size, state.phrase, (opening.start(), end), state.log)
     found = state.readers[tag](content, opening.end(), context)

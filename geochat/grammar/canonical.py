@@ -24,7 +24,7 @@ other than 16 or 32 (but within 1..128) is reported and read; bad rows are repor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -226,7 +226,7 @@ class CanonicalDialect(TagDialect):
         geometry={"<box>": "</box>", "<quad>": "</quad>", "<seg>": "</seg>"},
         none=NONE,
     )
-    readers: ClassVar[Mapping[str, ContentReader]] = {
+    readers: Mapping[str, ContentReader] = {
         "<box>": read_boxes,
         "<quad>": _read_quads,
         "<seg>": _read_seg,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import ClassVar
 
 import numpy as np
 
@@ -128,7 +127,7 @@ class GeoGroundDialect(TagDialect):
         phrase=("<ref>", "</ref>"),
         geometry={"<box>": "</box>", "<obb>": "</obb>", "<seg>": "</seg>"},
     )
-    readers: ClassVar[Mapping[str, ContentReader]] = {
+    readers: Mapping[str, ContentReader] = {
         "<box>": read_boxes,
         "<obb>": _read_obbs,
         "<seg>": _read_seg,

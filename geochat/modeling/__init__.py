@@ -60,7 +60,8 @@ def load_pretrained(
     Raises:
         ValueError: When the processor's image tokens per tile differ from the model's.
     """
-    model = GeoChatForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
+    # transformers' wrapper of `to` types its argument as the model itself.
+    model = GeoChatForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()  # type: ignore[arg-type]
     return model, load_processor(Path(path), model.config)
 
 

@@ -89,7 +89,7 @@ class ConvCompressor(_GridCompressor):
         super().__init__(dim, factor)
         if factor & (factor - 1):
             raise ValueError(f"the conv compressor needs a power-of-two factor, got {factor}")
-        stages = []
+        stages: list[nn.Module] = []
         for _ in range(factor.bit_length() - 1):  # log2(r) halvings
             stages.append(nn.Conv2d(dim, dim, kernel_size=3, stride=2, padding=1))
             stages.append(ChannelLayerNorm(dim))
@@ -108,7 +108,7 @@ class PoolCompressor(_GridCompressor):
         return nn.functional.avg_pool2d(grid, self.factor)
 
 
-def build_compressor(name: str, dim: int, factor: int) -> nn.Module:
+def build_compressor(name: str, dim: int, factor: int) -> PixelShuffle | _GridCompressor:
     """Builds the compressor `name` for `dim`-channel patches and an r = `factor` reduction.
 
     Args:
@@ -122,7 +122,11 @@ def build_compressor(name: str, dim: int, factor: int) -> nn.Module:
     Raises:
         ValueError: For an unknown name.
     """
-    classes = {"pixel_shuffle": PixelShuffle, "conv": ConvCompressor, "pool": PoolCompressor}
+    classes: dict[str, type[PixelShuffle | _GridCompressor]] = {
+        "pixel_shuffle": PixelShuffle,
+        "conv": ConvCompressor,
+        "pool": PoolCompressor,
+    }
     if name not in classes:
         raise ValueError(f"unknown compressor {name!r}; choose one of {sorted(classes)}")
     return classes[name](dim, factor)

@@ -1,9 +1,23 @@
 """Configuration of the geochat model: an Idefics3 configuration with a choice of compressor."""
 
 from huggingface_hub.dataclasses import strict
-from transformers import Idefics3Config, Idefics3VisionConfig
+from transformers import Idefics3Config, Idefics3VisionConfig, PreTrainedConfig
 
 COMPRESSORS = ("pixel_shuffle", "conv", "pool")
+
+
+def sub_config(value: dict | PreTrainedConfig | None) -> PreTrainedConfig:
+    """A sub-configuration (e.g. ``config.vision_config``) as ``__post_init__`` left it.
+
+    transformers types sub-configurations by what the constructor takes (a dict, a config or
+    None); once the config is built they are configs.
+
+    Raises:
+        TypeError: For a sub-configuration that was never built.
+    """
+    if not isinstance(value, PreTrainedConfig):
+        raise TypeError(f"expected a built sub-configuration, got {type(value).__name__}")
+    return value
 
 
 @strict
@@ -57,18 +71,19 @@ class GeoChatConfig(Idefics3Config):
             raise ValueError(
                 f"the conv compressor needs a power-of-two factor, got {self.scale_factor}"
             )
-        grid = self.patch_grid
+        grid, vision = self.patch_grid, sub_config(self.vision_config)
         if grid % self.scale_factor:
             raise ValueError(
-                f"the patch grid of {grid}x{grid} (image_size {self.vision_config.image_size} / "
-                f"patch_size {self.vision_config.patch_size}) is not divisible by scale_factor "
+                f"the patch grid of {grid}x{grid} (image_size {vision.image_size} / "
+                f"patch_size {vision.patch_size}) is not divisible by scale_factor "
                 f"{self.scale_factor}"
             )
 
     @property
     def patch_grid(self) -> int:
         """Patches per side of one tile seen by the vision encoder."""
-        return self.vision_config.image_size // self.vision_config.patch_size
+        vision = sub_config(self.vision_config)
+        return vision.image_size // vision.patch_size
 
     @property
     def image_seq_len(self) -> int:

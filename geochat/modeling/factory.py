@@ -40,6 +40,14 @@ TINY_CORPUS = (
 )
 
 
+def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    """The id of one token (transformers types the lookup for one token or a list)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise ValueError(f"the tokenizer gives no single id for {token!r}")
+    return found
+
+
 def _check_width(name: str, width: int, head_dim: int) -> int:
     """Number of heads of a `width`-wide layer; the width must be a multiple of `head_dim`."""
     if head_dim < MIN_HEAD_DIM or width % head_dim:
@@ -99,9 +107,9 @@ def tiny(
     if missing:
         raise ValueError(f"the tokenizer lacks the special tokens {missing}; use train_tokenizer")
     ids = {
-        "bos_token_id": tokenizer.convert_tokens_to_ids(BOS_TOKEN),
-        "eos_token_id": tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE_TOKEN),
-        "pad_token_id": tokenizer.convert_tokens_to_ids(PAD_TOKEN),
+        "bos_token_id": _token_id(tokenizer, BOS_TOKEN),
+        "eos_token_id": _token_id(tokenizer, END_OF_UTTERANCE_TOKEN),
+        "pad_token_id": _token_id(tokenizer, PAD_TOKEN),
     }
     vision_config = Idefics3VisionConfig(
         hidden_size=vision_hidden,
@@ -122,14 +130,16 @@ def tiny(
         head_dim=head_dim,
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-5,
-        **ids,
+        bos_token_id=ids["bos_token_id"],
+        eos_token_id=ids["eos_token_id"],
+        pad_token_id=ids["pad_token_id"],
     )
     config = GeoChatConfig(
         compressor=compressor,
         scale_factor=factor,
         vision_config=vision_config,
         text_config=text_config,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_token_id=_token_id(tokenizer, IMAGE_TOKEN),
         pad_token_id=ids["pad_token_id"],
     )
     torch.manual_seed(seed)

@@ -11,7 +11,7 @@ from transformers import Idefics3ForConditionalGeneration, Idefics3Model
 from transformers.models.idefics3.modeling_idefics3 import Idefics3PreTrainedModel
 
 from geochat.modeling.compressor import build_compressor
-from geochat.modeling.configuration import GeoChatConfig
+from geochat.modeling.configuration import GeoChatConfig, sub_config
 
 
 class ImageTokenMismatchError(ValueError):
@@ -36,10 +36,10 @@ class GeoChatConnector(nn.Module):
     def __init__(self, config: GeoChatConfig):
         super().__init__()
         self.compressor = build_compressor(
-            config.compressor, config.vision_config.hidden_size, config.scale_factor
+            config.compressor, sub_config(config.vision_config).hidden_size, config.scale_factor
         )
         self.modality_projection = LinearProjector(
-            self.compressor.out_dim, config.text_config.hidden_size
+            self.compressor.out_dim, sub_config(config.text_config).hidden_size
         )
 
     def forward(self, image_hidden_states: torch.Tensor) -> torch.Tensor:
@@ -55,14 +55,16 @@ class GeoChatModel(Idefics3Model):
     def __init__(self, config: GeoChatConfig):
         super().__init__(config)
         # Swap Idefics3's connector for ours; post_init initialises only the new modules.
-        self.connector = GeoChatConnector(config)
+        # transformers types the connector as Idefics3Connector; ours has its forward signature.
+        self.connector = GeoChatConnector(config)  # type: ignore[assignment]
         self.post_init()
 
     def inputs_merger(
         self,
         input_ids: torch.LongTensor | None,
-        inputs_embeds: torch.Tensor,
-        image_hidden_states: torch.Tensor,
+        # Idefics3 types these two as optional, yet calls this only with both (and needs both).
+        inputs_embeds: torch.Tensor,  # type: ignore[override]
+        image_hidden_states: torch.Tensor,  # type: ignore[override]
     ) -> torch.Tensor:
         """Scatters image features into the image-token positions: the one seam for images.
 
@@ -84,7 +86,8 @@ class GeoChatModel(Idefics3Model):
                 f"images give {n_tiles} tiles x {tile_len} features = {n_tiles * tile_len}; build "
                 f"the inputs with the processor of this model (image_seq_len {tile_len})"
             )
-        return super().inputs_merger(input_ids, inputs_embeds, image_hidden_states)
+        # Idefics3 types input_ids as required, yet handles None (it matches the embeddings).
+        return super().inputs_merger(input_ids, inputs_embeds, image_hidden_states)  # type: ignore[arg-type]
 
 
 class GeoChatForConditionalGeneration(Idefics3ForConditionalGeneration):
@@ -97,10 +100,9 @@ class GeoChatForConditionalGeneration(Idefics3ForConditionalGeneration):
         Idefics3PreTrainedModel.__init__(self, config)
         self.model = GeoChatModel(config)
         self.image_token_id = config.image_token_id
-        self.lm_head = nn.Linear(
-            config.text_config.hidden_size, config.text_config.vocab_size, bias=False
-        )
-        self.vocab_size = config.text_config.vocab_size
+        text_config = sub_config(config.text_config)
+        self.lm_head = nn.Linear(text_config.hidden_size, text_config.vocab_size, bias=False)
+        self.vocab_size = text_config.vocab_size
         self.post_init()
 
 

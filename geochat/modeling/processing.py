@@ -21,7 +21,7 @@ from transformers import (
 from transformers.image_utils import get_image_size, to_numpy_array
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from geochat.modeling.configuration import GeoChatConfig
+from geochat.modeling.configuration import GeoChatConfig, sub_config
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
 # SmolVLM's template (so fine-tuned SmolVLM checkpoints see their own format), also accepting a
@@ -131,7 +131,7 @@ class GeoChatProcessor(Idefics3Processor):
             raise ValueError(
                 f"max_tiles_per_side must be in 1..{MAX_TILES_PER_SIDE}, got {max_tiles_per_side}"
             )
-        tile = config.vision_config.image_size
+        tile = sub_config(config.vision_config).image_size
         image_processor = Idefics3ImageProcessorPil(
             size={"longest_edge": tile * max_tiles_per_side},
             max_image_size={"longest_edge": tile},

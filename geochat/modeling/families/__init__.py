@@ -194,7 +194,8 @@ def load_backbone(
     config = AutoConfig.from_pretrained(folder)
     processor = family.load_processor(folder, config)
     _check_image_token(folder, family, config, processor)
-    model = family.model_class.from_pretrained(folder, dtype=dtype).to(device).eval()
+    # transformers' wrapper of `to` types its argument as the model itself.
+    model = family.model_class.from_pretrained(folder, dtype=dtype).to(device).eval()  # type: ignore[arg-type]
     return Backbone(family, model, processor, chosen)
 
 
@@ -202,7 +203,8 @@ def _check_image_token(
     folder: str | Path, family: Family, config: PretrainedConfig, processor: ProcessorMixin
 ) -> None:
     """The tokenizer must hold the image token, with the id the model's config expects."""
-    token = str(processor.image_token)
+    # Every multimodal processor has image_token; transformers declares it per processor class.
+    token = str(processor.image_token)  # type: ignore[attr-defined]
     found = processor.tokenizer.get_vocab().get(token)
     if found is None:
         raise ValueError(

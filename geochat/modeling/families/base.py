@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from PIL import Image
 from transformers import BatchFeature, PretrainedConfig, PreTrainedModel
@@ -77,16 +77,18 @@ class ModelInputs:
     frame: tuple[int, int] | None = None
 
 
+# The processor class of a family: what its loader returns is what its other functions take.
+P = TypeVar("P", bound=ProcessorMixin)
 # load_processor(folder, config) -> processor; raises ValueError when it cannot serve the model
-ProcessorLoader = Callable[[str | Path, PretrainedConfig], ProcessorMixin]
+ProcessorLoader = Callable[[str | Path, PretrainedConfig], P]
 # input_frame(processor, image) -> (width, height) the model will see, or None
-FrameOf = Callable[[ProcessorMixin, Image.Image], tuple[int, int] | None]
+FrameOf = Callable[[P, Image.Image], tuple[int, int] | None]
 # build_inputs(processor, image or None, messages) -> inputs (messages as the engine writes them)
-InputBuilder = Callable[[ProcessorMixin, Image.Image | None, list[dict[str, str]]], BatchFeature]
+InputBuilder = Callable[[P, Image.Image | None, list[dict[str, str]]], BatchFeature]
 
 
 @dataclass(frozen=True)
-class Family:
+class Family(Generic[P]):
     """One backbone family: how its checkpoints load, are prompted and write geometry.
 
     Attributes:
@@ -113,9 +115,9 @@ class Family:
     name: str
     model_types: tuple[str, ...]
     model_class: type[PreTrainedModel]
-    load_processor: ProcessorLoader
-    build_inputs: InputBuilder
-    input_frame: FrameOf
+    load_processor: ProcessorLoader[P]
+    build_inputs: InputBuilder[P]
+    input_frame: FrameOf[P]
     image_token_id: Callable[[PretrainedConfig], int]
     dialect: str
     task_prompts: Mapping[str, str]

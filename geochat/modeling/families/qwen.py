@@ -45,15 +45,18 @@ class Qwen3VLImageProcessor(Qwen3VLProcessor):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
 
 
-def _loader(processor_class: type[Qwen2_5_VLProcessor]) -> ProcessorLoader:
-    def load_processor(folder: str | Path, config: PretrainedConfig) -> Qwen2_5_VLProcessor:
+QwenProcessor = Qwen2_5_VLProcessor | Qwen3VLProcessor
+
+
+def _loader(processor_class: type[QwenProcessor]) -> ProcessorLoader[QwenProcessor]:
+    def load_processor(folder: str | Path, config: PretrainedConfig) -> QwenProcessor:
         """Loads the image processor, the tokenizer and the chat template of a checkpoint."""
         return processor_class.from_pretrained(folder)
 
     return load_processor
 
 
-def input_frame(processor: Qwen2_5_VLProcessor, image: Image.Image) -> tuple[int, int]:
+def input_frame(processor: QwenProcessor, image: Image.Image) -> tuple[int, int]:
     """`(width, height)` the processor resizes `image` to (`smart_resize`)."""
     settings = processor.image_processor
     height, width = smart_resize(
@@ -67,7 +70,7 @@ def input_frame(processor: Qwen2_5_VLProcessor, image: Image.Image) -> tuple[int
 
 
 def build_inputs(
-    processor: Qwen2_5_VLProcessor, image: Image.Image | None, messages: list[dict[str, str]]
+    processor: QwenProcessor, image: Image.Image | None, messages: list[dict[str, str]]
 ) -> BatchFeature:
     """Renders the chat template and processes the image.
 
