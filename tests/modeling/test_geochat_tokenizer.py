@@ -1,9 +1,9 @@
 import pytest
 from transformers import AutoTokenizer
 
+from geochat.grammar.tags import ALL_TAGS
 from geochat.modeling import train_tokenizer
 from geochat.modeling.factory import TINY_CORPUS
-from geochat.grammar.tags import ALL_TAGS
 from geochat.modeling.tokenizer import IMAGE_TOKEN, SPECIAL_TOKENS
 
 ANSWER = "<ref>the ship</ref><box>[[12,345,1000,7]]</box> seen in 2024"
