@@ -41,7 +41,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from geochat import __version__, geometry
+from geochat import __version__, geometry, prompts
 from geochat.app import api_chat
 from geochat.app.api_runtime import (
     INTERNAL_ERROR,
@@ -87,16 +87,8 @@ __all__ = ["ApiSettings", "create_app"]
 
 P = TypeVar("P", bound=BaseModel)
 
-# The wording of the training questions (data_builders/tasks: refer.py, segment.py, reason.py),
-# so that the model reads the questions it learned.
-GROUND_PROMPTS = {
-    "hbb": "Locate {expression}.",
-    "quad": "Locate {expression} with an oriented bounding box.",
-}
-SEGMENT_PROMPTS = {
-    "referring": "Segment {query}.",
-    "reasoning": "{query} Answer with a segmentation mask.",
-}
+# Geometry forms of the grounding kinds, in the wording of the training questions.
+GROUND_FORMS = {"hbb": "box", "quad": "quad"}
 _ERROR_TYPES = {
     401: "authentication_error",
     404: "not_found_error",
@@ -220,7 +212,7 @@ async def ground(request: Request, service: Service) -> GroundResponse:
     """Finds what an expression refers to: boxes (``kind=hbb``) or oriented boxes (``quad``)."""
     params, data = await read_image_request(request, GroundParams)
     _check_expression(service, params.expression, "expression")
-    prompt = GROUND_PROMPTS[params.kind].format(expression=_sentence_part(params.expression))
+    prompt = prompts.locate(_sentence_part(params.expression), GROUND_FORMS[params.kind])
     max_new_tokens = service.check_new_tokens(params.max_new_tokens)
     work = partial(service.ask, data, params.imagery_options(), prompt, max_new_tokens, "grounding")
     image, reply = await service.running_gate().run(work, service.settings.inference_timeout_s)
@@ -236,9 +228,9 @@ async def segment(request: Request, service: Service) -> GroundResponse:
     if params.refine and service.refiner is None:
         raise ApiError(400, "this server has no SAM refiner; start it with --sam PATH")
     if params.mode == "referring":
-        prompt = SEGMENT_PROMPTS["referring"].format(query=_sentence_part(params.query))
+        prompt = prompts.segment(_sentence_part(params.query))
     else:
-        prompt = SEGMENT_PROMPTS["reasoning"].format(query=params.query.strip())
+        prompt = prompts.reason(params.query.strip(), "mask")
     service.check_new_tokens(params.max_new_tokens)
     refine = params.refine is not False and service.refiner is not None
     work = partial(service.segment, data, params, prompt, refine)

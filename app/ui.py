@@ -29,7 +29,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from typing import Any
 import gradio as gr
 from gradio_image_annotation import image_annotator
 
+from geochat import prompts
 from geochat.app.overlay import (
     DISPLAY_MAX_SIDE,
     DisplayImage,
@@ -52,6 +52,7 @@ from geochat.app.overlay import (
 )
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
 from geochat.engine.assistant import prepare_messages
+from geochat.fileio import atomic_writer
 from geochat.grammar import readable
 
 logger = logging.getLogger(__name__)
@@ -60,17 +61,17 @@ IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".tif", ".tiff"]
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 # (file in EXAMPLES_DIR, question): made by app/examples/make_examples.py
 EXAMPLES = (
-    ("harbour.png", "Where is the water?"),
-    ("suburb.jpg", "How many buildings are there?"),
-    ("port.tif", "Where is the industrial area?"),
+    ("harbour.png", prompts.where("the water")),
+    ("suburb.jpg", prompts.count("buildings")),
+    ("port.tif", prompts.where("the industrial area")),
 )
 # Question templates of the task buttons; {target} is the object field. They follow the
-# wording of the training tasks (data_builders/tasks), which the bundled model knows.
+# wording of the training tasks (geochat.prompts), which the bundled model knows.
 TASKS = (
-    ("Describe", "Describe this image."),
-    ("Find all", "Locate all {target}."),
-    ("Count", "How many {target} are there?"),
-    ("Segment", "Segment the {target}."),
+    ("Describe", prompts.DESCRIBE),
+    ("Find all", prompts.locate("all {target}")),
+    ("Count", prompts.count("{target}")),
+    ("Segment", prompts.segment("the {target}")),
     ("What is in the region?", "What is in the region?"),
 )
 # The imagery controls: "" keeps the model's settings (geochat.imagery.ImagerySettings).
@@ -160,10 +161,8 @@ def write_geojson(collection: dict[str, Any], directory: Path, stem: str) -> Pat
     folder = directory / uuid.uuid4().hex
     folder.mkdir(parents=True)
     path = folder / f"{stem}.geojson"
-    descriptor, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+    with atomic_writer(path) as stream:
         json.dump(collection, stream, indent=1)
-    os.replace(temporary, path)
     return path
 
 

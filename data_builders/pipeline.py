@@ -58,6 +58,7 @@ from geochat.data_builders.tiling import (
     read_tile,
     tile_objects,
 )
+from geochat.fileio import atomic_path
 from geochat.imagery import ImagerySettings
 from geochat.records import Record, check_record
 
@@ -475,7 +476,7 @@ def _count_tile(stats: dict[str, Any], tile: Tile, records: list[Record], droppe
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    with shards.atomic_path(path) as temporary:
+    with atomic_path(path) as temporary:
         Image.fromarray(rgb).save(temporary, format="PNG", compress_level=_PNG_COMPRESSION)
 
 

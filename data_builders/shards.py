@@ -19,14 +19,12 @@ byte-identical to an uninterrupted one. One build runs in a folder at a time.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from geochat.fileio import atomic_write_text
 from geochat.records import Record, write_jsonl
 
 MANIFEST = "manifest.json"
@@ -40,29 +38,9 @@ class BuildDirectoryError(ValueError):
     """A build folder that holds a different build (or something that is not a build)."""
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renames it onto ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    os.close(descriptor)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | Path, document: Any) -> None:
     """Writes JSON atomically (sorted keys, indented, so equal content gives equal bytes)."""
-    with atomic_path(path) as temporary:
-        temporary.write_text(
-            json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def shard_name(split: str, index: int) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from geochat.data_builders.shards import MANIFEST, atomic_path
+from geochat.data_builders.shards import MANIFEST
+from geochat.fileio import atomic_path
 from geochat.geometry import rle_to_mask
 from geochat.records import Record, image_path, iter_jsonl
 

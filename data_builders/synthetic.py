@@ -34,11 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +61,7 @@ from geochat.data_builders.scene.features import Feature, SyntheticWorldError, d
 from geochat.data_builders.scene.layout import layout_scene
 from geochat.data_builders.scene.paint import paint_scene
 from geochat.data_builders.scene.recipes import SCENES
-from geochat.fileio import new_file_mode
+from geochat.fileio import atomic_path
 from geochat.georef import Georef
 
 DEFAULT_CRS = "EPSG:32633"
@@ -339,24 +336,6 @@ def build_world(
 # ---------------------------------------------------------------- writing
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renames it to ``path`` on success.
-
-    The file gets the mode ``open()`` would give (``mkstemp`` makes it ``0o600``).
-    """
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    os.close(descriptor)
-    try:
-        yield Path(temporary)
-        os.chmod(temporary, new_file_mode())
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def write_tif(world: World, path: Path) -> None:
     """Writes the image as an RGB GeoTIFF with the world's CRS and transform."""
     profile = {
@@ -371,7 +350,7 @@ def write_tif(world: World, path: Path) -> None:
         "compress": "deflate",
         "predictor": 2,
     }
-    with _atomic(path) as temporary, rasterio.open(temporary, "w", **profile) as dataset:
+    with atomic_path(path) as temporary, rasterio.open(temporary, "w", **profile) as dataset:
         dataset.write(np.moveaxis(world.image, -1, 0))  # [3, H, W]
         dataset.update_tags(generator=GENERATOR, scene=world.scene, seed=str(world.seed))
 
@@ -473,7 +452,7 @@ def write_osm(world: World, data: OsmData, path: Path, file_format: str) -> None
         )
     )
     meta = {"version": 1, "changeset": 1, "uid": 1, "user": OSM_USER, "timestamp": OSM_TIMESTAMP}
-    with _atomic(path) as temporary:
+    with atomic_path(path) as temporary:
         writer = osmium.SimpleWriter(
             osmium.io.File(str(temporary), file_format), header=header, overwrite=True
         )
@@ -548,7 +527,7 @@ def write_world(world: World, out_dir: str | Path) -> WorldFiles:
     data = osm_data(world)
     write_osm(world, data, files.osm, "osm")
     write_osm(world, data, files.pbf, "pbf")
-    with _atomic(files.truth) as temporary:
+    with atomic_path(files.truth) as temporary:
         temporary.write_text(json.dumps(truth_collection(world, data.feature_ids)))
     return files
 
@@ -700,7 +679,7 @@ def generate_worlds(
         {key: str(value) if isinstance(value, Path) else value for key, value in job.items()}
         for job in jobs
     ]
-    with _atomic(directory / "worlds.json") as temporary:
+    with atomic_path(directory / "worlds.json") as temporary:
         temporary.write_text(json.dumps({"generator": GENERATOR, "worlds": manifest}, indent=1))
     return files
 

@@ -129,3 +129,36 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path that replaces ``path`` when the ``with`` block ends without error.
+
+    For writers that open a file by name (rasterio, PIL, osmium): the block writes the
+    temporary file, then it is flushed to disk, given :func:`new_file_mode` and renamed over
+    ``path``. The temporary file lies in the folder of ``path`` (created if needed) and is
+    named ``.<name>.<random>.tmp``, so a writer that picks its format from the suffix must be
+    told the format. On an error it is removed and ``path`` is left as it was.
+
+    Args:
+        path: The file to write.
+
+    Yields:
+        The temporary path (an empty file exists there).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, new_file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -27,11 +27,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from geochat.modeling.tokenizer import MAX_LOCATION
+from geochat.grammar.tags import COORDINATE_TAGS, GRAMMAR_SCALE
 from geochat.training.collator import IGNORE_INDEX
 
-# Tags whose content is coordinates on the 0..1000 grid (a <seg> holds grid runs instead).
-COORDINATE_TAGS = (("<box>", "</box>"), ("<quad>", "</quad>"))
 # Frequencies of the patch-position code, in half periods across a view: coarse to fine.
 POSITION_FREQUENCIES = (1, 2, 4)
 
@@ -66,11 +64,11 @@ class CoordinateTargets:
         if not sigma > 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         self.sigma = float(sigma)
-        ids = [_single_token_id(tokenizer, str(v)) for v in range(MAX_LOCATION + 1)]
+        ids = [_single_token_id(tokenizer, str(v)) for v in range(GRAMMAR_SCALE + 1)]
         self.coordinate_ids = torch.tensor(ids)  # [1001]: the token of each value
         vocab = max(max(ids), len(tokenizer)) + 1
         self.value_of_id = torch.full((vocab,), -1, dtype=torch.long)  # [V]: value or -1
-        self.value_of_id[self.coordinate_ids] = torch.arange(MAX_LOCATION + 1)
+        self.value_of_id[self.coordinate_ids] = torch.arange(GRAMMAR_SCALE + 1)
         tags = [[_single_token_id(tokenizer, tag) for tag in pair] for pair in COORDINATE_TAGS]
         self.open_ids = torch.tensor([opening for opening, _ in tags])
         self.close_ids = torch.tensor([closing for _, closing in tags])
@@ -87,7 +85,7 @@ class CoordinateTargets:
 
     def soft_targets(self, values: torch.Tensor) -> torch.Tensor:
         """``[K, 1001]``: a Gaussian over the coordinate values around each of ``values [K]``."""
-        grid = torch.arange(MAX_LOCATION + 1, device=values.device, dtype=torch.float32)
+        grid = torch.arange(GRAMMAR_SCALE + 1, device=values.device, dtype=torch.float32)
         weights = torch.exp(-0.5 * ((grid[None, :] - values[:, None].float()) / self.sigma) ** 2)
         return weights / weights.sum(-1, keepdim=True)
 

@@ -24,6 +24,7 @@ import torch
 import yaml
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
+from geochat.fileio import atomic_write_text
 from geochat.modeling import (
     FINAL_DIR,
     GeoChatForConditionalGeneration,
@@ -322,5 +323,5 @@ def save_final_extras(final: Path, processor: GeoChatProcessor, recipe: Recipe) 
     # The resolved recipe says how the model was made; Trainer's pickled arguments are dropped
     # so that a shipped model holds no pickle.
     (final / "training_args.bin").unlink(missing_ok=True)
-    (final / RECIPE_FILE).write_text(yaml.safe_dump(recipe.document(), sort_keys=False))
+    atomic_write_text(final / RECIPE_FILE, yaml.safe_dump(recipe.document(), sort_keys=False))
     print(f"wrote the trained model to {final}")

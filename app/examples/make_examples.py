@@ -8,13 +8,12 @@ georeferenced GeoTIFF (UTM zone 33N), whose answers download as lon/lat GeoJSON.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 
 from geochat.data_builders.synthetic import World, build_world, write_tif
+from geochat.fileio import atomic_path
 
 HERE = Path(__file__).parent
 JPEG_QUALITY = 85
@@ -22,13 +21,10 @@ JPEG_QUALITY = 85
 
 def _write_picture(world: World, path: Path, **options: object) -> None:
     """Writes the world's image with PIL (format from the suffix), atomically."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(descriptor)
-    try:
-        Image.fromarray(world.image).save(temporary, **options)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        Image.fromarray(world.image).save(
+            temporary, format=Image.registered_extensions()[path.suffix], **options
+        )
 
 
 # name -> build_world arguments: each example is a synthetic world, so its truth is known.

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from geochat import categories, geometry
 from geochat.data_builders.build_summary import bump
 from geochat.data_builders.shards import write_json
+from geochat.fileio import atomic_path
 from geochat.records import Record, check_record, write_jsonl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -222,23 +223,33 @@ class ImageStore:
     def _place(self, source: Path, target: Path) -> None:
         if target.is_file() and target.stat().st_size == source.stat().st_size:
             return  # already there from an earlier, interrupted run
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A fresh unused name next to the target: os.link refuses an existing file.
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(descriptor)
-        os.unlink(temporary)
-        try:
-            if self.link:
-                try:
-                    os.link(source, temporary)
-                except OSError:
-                    shutil.copyfile(source, temporary)
-            else:
-                shutil.copyfile(source, temporary)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        if self.link and _link(source, target):
+            return
+        with atomic_path(target) as temporary:
+            shutil.copyfile(source, temporary)
+
+
+def _link(source: Path, target: Path) -> bool:
+    """Hard-links ``source`` at ``target`` atomically; False where the file system cannot.
+
+    The link shares the source's inode, so its permissions are the source's: changing them
+    would change the source's too.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh unused name next to the target: os.link refuses an existing file.
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(descriptor)
+    os.unlink(temporary)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        return False
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
 
 
 class ConversionWarning(UserWarning):

@@ -12,16 +12,11 @@ from collections import Counter
 
 import numpy as np
 
+from geochat import prompts
 from geochat.data_builders.tasks.common import Sample, Turn
 from geochat.data_builders.tasks.language import counted, indefinite, join_list, pick, sentence
 from geochat.data_builders.tasks.scene import Scene
 
-QUESTIONS = (
-    "Describe this image.",
-    "Write a short caption for this image.",
-    "What does this aerial image show?",
-    "Give a one-sentence description of the scene.",
-)
 OPENINGS = (
     "an aerial view of {place}",
     "a satellite image of {place}",
@@ -38,7 +33,7 @@ def caption_turn(scene: Scene, rng: np.random.Generator) -> Turn:
     mentions = [_mention(scene, c) for c in _mention_order(scene) if c != scene.scene_class]
     if mentions:
         text += f" with {join_list(mentions)}"
-    return Turn(pick(rng, QUESTIONS), sentence(text))
+    return Turn(pick(rng, prompts.CAPTION_QUESTIONS), sentence(text))
 
 
 def generate(scene: Scene, rng: np.random.Generator, count: int) -> list[Sample]:

@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from geochat import prompts
 from geochat.data_builders.tasks.common import Sample, Turn
 from geochat.data_builders.tasks.language import pick, shuffled
 from geochat.data_builders.tasks.scene import Scene
-
-OPEN_QUESTIONS = (
-    "What kind of area is shown in this image?",
-    "Classify this scene.",
-    "What is the main land use in this image?",
-    "What type of landscape is this?",
-)
-CHOICE_QUESTIONS = (
-    "Which land cover dominates this image? Choose from: {choices}.",
-    "Classify the scene as one of: {choices}.",
-)
 
 
 def classify_turn(scene: Scene, rng: np.random.Generator) -> Turn | None:
@@ -31,10 +21,12 @@ def classify_turn(scene: Scene, rng: np.random.Generator) -> Turn | None:
     if label is None:
         return None
     if rng.random() < 0.5:
-        question = pick(rng, OPEN_QUESTIONS)
+        question = pick(rng, prompts.CLASSIFY_OPEN_QUESTIONS)
     else:
         classes = [c for c in scene.options.land_cover if c in scene.vocabulary.plurals]
-        question = pick(rng, CHOICE_QUESTIONS).format(choices=", ".join(shuffled(rng, classes)))
+        question = pick(rng, prompts.CLASSIFY_CHOICE_QUESTIONS).format(
+            choices=", ".join(shuffled(rng, classes))
+        )
     return Turn(question, label, scene.members[label])
 
 

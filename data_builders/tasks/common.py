@@ -9,17 +9,10 @@ from typing import TypeVar
 import numpy as np
 
 from geochat.data_builders.tasks.expressions import Expression
-from geochat.data_builders.tasks.language import indefinite, pick, shuffled
+from geochat.data_builders.tasks.language import pick, shuffled
 from geochat.data_builders.tasks.scene import Scene
 
 Item = TypeVar("Item")
-
-# Geometry forms of answers and how questions name them (singular, plural).
-FORM_NOUNS = {
-    "box": ("bounding box", "bounding boxes"),
-    "quad": ("oriented bounding box", "oriented bounding boxes"),
-    "mask": ("segmentation mask", "segmentation mask"),
-}
 
 
 @dataclass(frozen=True)
@@ -58,12 +51,6 @@ class Sample:
 
 # generate(scene, rng, count) -> at most `count` samples of one task family.
 TaskGenerator = Callable[[Scene, np.random.Generator, int], list[Sample]]
-
-
-def form_words(form: str, plural: bool) -> dict[str, str]:
-    """Template fields naming a geometry form: ``noun`` ("bounding boxes") and ``a_noun``."""
-    noun = FORM_NOUNS[form][1 if plural else 0]
-    return {"noun": noun, "a_noun": noun if plural else indefinite(noun)}
 
 
 def pick_varied(

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from geochat.data_builders.tasks.common import Sample, Turn, form_words
+from geochat import prompts
+from geochat.data_builders.tasks.common import Sample, Turn
 from geochat.data_builders.tasks.language import join_list, pick
 from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import format_ref
 
-QUESTIONS = (
-    "Describe the image and give the {noun} of each kind of object.",
-    "What objects are in this image? Answer with their {noun}.",
-    "Ground every object in this image with {noun}.",
-    "List what you see, with {noun}.",
-)
 OPENINGS = ("The image shows {items}.", "This image contains {items}.", "I can see {items}.")
 FORMS = ("box", "quad")
 
@@ -30,7 +25,7 @@ def ground_turn(scene: Scene, rng: np.random.Generator) -> Turn | None:
     if not scene.objects or len(scene.objects) > scene.options.max_boxes:
         return None
     form = pick(rng, FORMS)
-    question = pick(rng, QUESTIONS).format(**form_words(form, plural=True))
+    question = pick(rng, prompts.GROUND_QUESTIONS).format(**prompts.form_words(form, plural=True))
     items = []
     for category in scene.categories:
         members = scene.members[category]

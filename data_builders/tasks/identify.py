@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from geochat import geometry
+from geochat import geometry, prompts
 from geochat.data_builders.tasks.common import Sample, Turn
 from geochat.data_builders.tasks.language import indefinite, pick, sentence, shuffled
 from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import format_region
 
-QUESTIONS = (
-    "What is in the region {region}?",
-    "What is the object at {region}?",
-    "Identify the object in {region}.",
-    "What can you see in {region}?",
-)
 MAX_SHARED_IOU = 0.5
 
 
@@ -32,7 +26,7 @@ def identify_turn(scene: Scene, rng: np.random.Generator, index: int, form: str)
         answer = scene.objects[index].category
     else:
         answer = sentence(indefinite(scene.describe(index)))
-    return Turn(pick(rng, QUESTIONS).format(region=region), answer, (index,))
+    return Turn(pick(rng, prompts.IDENTIFY_QUESTIONS).format(region=region), answer, (index,))
 
 
 def identifiable(scene: Scene) -> list[int]:

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from geochat import prompts
 from geochat.data_builders.tasks.common import Sample, Turn, draw
 from geochat.data_builders.tasks.expressions import FAR_FACTOR, NEAR_FRACTION
 from geochat.data_builders.tasks.language import MASS_NOUNS, join_list, number_words, pick, sentence
 from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import NONE
-
-FORM_REQUESTS = {"box": "Answer with bounding boxes.", "mask": "Answer with a segmentation mask."}
 
 
 @dataclass(frozen=True)
@@ -159,8 +158,9 @@ def reason_turn(
     scene: Scene, rng: np.random.Generator, rule: ReasonRule, targets: tuple[int, ...]
 ) -> Turn:
     """Asks a rule's question; answers with a one-sentence reason, then the geometry."""
-    form = "mask" if len(targets) > scene.options.max_boxes else pick(rng, tuple(FORM_REQUESTS))
-    question = f"{pick(rng, rule.questions)} {FORM_REQUESTS[form]}"
+    forms = tuple(prompts.FORM_REQUESTS)
+    form = "mask" if len(targets) > scene.options.max_boxes else pick(rng, forms)
+    question = prompts.reason(pick(rng, rule.questions), form)
     if not targets:
         return Turn(question, f"{sentence(f'I see no {_nouns(scene, rule)} in this image')} {NONE}")
     names, plural = _targets_phrase(scene, rule, targets)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from geochat import prompts
 from geochat.data_builders.tasks.common import (
     Sample,
     Turn,
     absent_phrase,
     count_absent,
-    form_words,
     pick_varied,
 )
 from geochat.data_builders.tasks.expressions import referring_expressions
@@ -23,20 +23,7 @@ from geochat.data_builders.tasks.language import pick, sentence
 from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import NONE
 
-QUESTIONS = {
-    "box": (
-        "Locate {phrase}.",
-        "Where {be} {phrase}?",
-        "Give the {noun} of {phrase}.",
-        "Find {phrase} and answer with {a_noun}.",
-    ),
-    "quad": (
-        "Give the {noun} of {phrase}.",
-        "Locate {phrase} with {a_noun}.",
-        "Where {be} {phrase}? Answer with {a_noun}.",
-    ),
-}
-FORMS = tuple(QUESTIONS)
+FORMS = tuple(prompts.REFER_QUESTIONS)
 
 
 def locate_turn(
@@ -57,8 +44,8 @@ def locate_turn(
         form: ``"box"`` or ``"quad"``.
         plural: Whether the phrase is plural (for "is"/"are" and "box"/"boxes").
     """
-    fields = {"phrase": phrase, "be": "are" if plural else "is", **form_words(form, plural)}
-    question = sentence(pick(rng, QUESTIONS[form]).format(**fields))
+    fields = {"phrase": phrase, "be": "are" if plural else "is", **prompts.form_words(form, plural)}
+    question = sentence(pick(rng, prompts.REFER_QUESTIONS[form]).format(**fields))
     answer = scene.geometry_text(targets, form) if targets else NONE
     return Turn(question, answer, targets)
 

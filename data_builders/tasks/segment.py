@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geochat import prompts
 from geochat.data_builders.tasks.common import (
     Sample,
     Turn,
@@ -21,20 +22,13 @@ from geochat.data_builders.tasks.language import pick
 from geochat.data_builders.tasks.scene import Scene
 from geochat.grammar import NONE
 
-QUESTIONS = (
-    "Segment {phrase}.",
-    "Give a segmentation mask of {phrase}.",
-    "Which pixels belong to {phrase}?",
-    "Outline {phrase} with a mask.",
-)
-
 
 def segment_turn(
     scene: Scene, rng: np.random.Generator, phrase: str, targets: tuple[int, ...]
 ) -> Turn:
     """Asks for a phrase's mask; answers with the text-mask of its objects, or ``<none>``."""
     answer = scene.geometry_text(targets, "mask") if targets else NONE
-    return Turn(pick(rng, QUESTIONS).format(phrase=phrase), answer, targets)
+    return Turn(pick(rng, prompts.SEGMENT_QUESTIONS).format(phrase=phrase), answer, targets)
 
 
 def generate(scene: Scene, rng: np.random.Generator, count: int) -> list[Sample]:

@@ -14,30 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from geochat import prompts
 from geochat.data_builders.tasks.common import Sample, Turn, count_absent, draw, pick_varied
 from geochat.data_builders.tasks.expressions import Expression, referring_expressions
 from geochat.data_builders.tasks.language import indefinite, pick, shuffled
 from geochat.data_builders.tasks.scene import Scene
 
 YES, NO = "Yes", "No"
-PRESENCE_QUESTIONS = (
-    "Is there {a_category} in this image?",
-    "Are there any {plural} in the image?",
-    "Does this image contain {a_category}?",
-    "Can you see {a_category} here?",
-)
-COUNT_QUESTIONS = (
-    "How many {plural} are there?",
-    "Count the {plural} in this image.",
-    "What is the number of {plural} in the image?",
-    "How many {plural} can you see?",
-)
 NEGATIVE_SHARE = 0.5  # presence questions are balanced, so "yes" alone scores at chance
 
 
 def presence_turn(scene: Scene, rng: np.random.Generator, category: str) -> Turn:
     """Asks whether a category is in the tile; the answer names its objects when it is."""
-    question = pick(rng, PRESENCE_QUESTIONS).format(
+    question = pick(rng, prompts.PRESENCE_QUESTIONS).format(
         a_category=indefinite(category), plural=scene.vocabulary.plurals[category]
     )
     targets = scene.members.get(category, ())
@@ -48,7 +37,9 @@ def count_turn(
     scene: Scene, rng: np.random.Generator, plural: str, targets: tuple[int, ...]
 ) -> Turn:
     """Asks for the number of objects named by a plural noun phrase; the answer is the integer."""
-    return Turn(pick(rng, COUNT_QUESTIONS).format(plural=plural), str(len(targets)), targets)
+    return Turn(
+        pick(rng, prompts.COUNT_QUESTIONS).format(plural=plural), str(len(targets)), targets
+    )
 
 
 def countable_expressions(scene: Scene) -> list[Expression]:

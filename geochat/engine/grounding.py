@@ -22,13 +22,44 @@ import torch
 from transformers import LogitsProcessor
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-_NUMBER = r"(1000|[1-9][0-9]{0,2}|0)"
+from geochat.grammar.tags import BOX, GRAMMAR_SCALE, GRID_SIDES, NONE, QUAD, REF, SEG
+
+
+def integer_pattern(largest: int) -> str:
+    """A regex group matching the integers 0..``largest`` written without leading zeros."""
+    digits = str(largest)
+    # Numbers of as many digits as `largest`: below it from the first smaller digit on, or it.
+    longest = []
+    for place, digit in enumerate(digits):
+        lowest = 1 if place == 0 else 0
+        if int(digit) > lowest:
+            tail = len(digits) - place - 1
+            rest = f"[0-9]{{{tail}}}" if tail > 1 else "[0-9]" * tail
+            longest.append(f"{digits[:place]}[{lowest}-{int(digit) - 1}]{rest}")
+    longest.insert(0, digits)
+    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 2 else []
+    shorter += ["[1-9]"] if len(digits) == 2 else []
+    return "(" + "|".join([*longest, *shorter, "0"] if largest else ["0"]) + ")"
+
+
+def _tag(pair: tuple[str, str], content: str) -> str:
+    return f"{pair[0]}{content}{pair[1]}"
+
+
+def _grid(side: int, row: str) -> str:
+    return rf"{side}\|{row}(;{row}){{{side - 1}}}"
+
+
+_NUMBER = integer_pattern(GRAMMAR_SCALE)
 _BOX = rf"\[{_NUMBER}(,{_NUMBER}){{3}}\]"
 _QUAD = rf"\[{_NUMBER}(,{_NUMBER}){{7}}\]"
-_ROW = r"[01]\*[0-9]{1,2}(,[01]\*[0-9]{1,2})*"
-_SEG = rf"<seg>(16\|{_ROW}(;{_ROW}){{15}}|32\|{_ROW}(;{_ROW}){{31}})</seg>"
-_GEOMETRY = rf"(<box>\[{_BOX}(,{_BOX})*\]</box>|<quad>\[{_QUAD}(,{_QUAD})*\]</quad>|{_SEG}|<none>)"
-_GROUNDED = rf"(<ref>[^<>]+</ref>)?{_GEOMETRY}"
+_COUNT = f"[0-9]{{1,{len(str(max(GRID_SIDES)))}}}"
+_ROW = rf"[01]\*{_COUNT}(,[01]\*{_COUNT})*"
+_SEG = _tag(SEG, "(" + "|".join(_grid(side, _ROW) for side in GRID_SIDES) + ")")
+_BOXES = _tag(BOX, rf"\[{_BOX}(,{_BOX})*\]")
+_QUADS = _tag(QUAD, rf"\[{_QUAD}(,{_QUAD})*\]")
+_GEOMETRY = f"({_BOXES}|{_QUADS}|{_SEG}|{NONE})"
+_GROUNDED = rf"({_tag(REF, '[^<>]+')})?{_GEOMETRY}"
 _TEXT = r"[^<]*"
 GROUNDING_REGEX = rf"{_TEXT}({_GROUNDED}{_TEXT})+"
 

@@ -53,11 +53,9 @@ from geochat.grammar.core import (
     read_numbers,
 )
 from geochat.grammar.rows import read_rows
+from geochat.grammar.tags import BOX, DEFAULT_GRID, GRID_SIDES, NONE, QUAD, REF, SEG
 from geochat.grammar.textmask import MAX_GRID, decode_runs, downsample, encode_runs, upsample
 
-NONE = "<none>"
-GRID_SIDES = (16, 32)
-DEFAULT_GRID = 16  # each row of a 16 x 16 grid is a few runs; SAM refines the rest
 SCALE = geometry.GRAMMAR_SCALE
 
 
@@ -222,14 +220,14 @@ class CanonicalDialect(TagDialect):
 
     name = "canonical"
     SYNTAX = TagSyntax(
-        phrase=("<ref>", "</ref>"),
-        geometry={"<box>": "</box>", "<quad>": "</quad>", "<seg>": "</seg>"},
+        phrase=REF,
+        geometry=dict((BOX, QUAD, SEG)),
         none=NONE,
     )
     readers: Mapping[str, ContentReader] = {
-        "<box>": read_boxes,
-        "<quad>": _read_quads,
-        "<seg>": _read_seg,
+        BOX[0]: read_boxes,
+        QUAD[0]: _read_quads,
+        SEG[0]: _read_seg,
     }
 
     def write(self, objects: list[ObjectLike], width: float, height: float) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from geochat.grammar.tags import ALL_TAGS, GRAMMAR_SCALE
+
 BOS_TOKEN = "<|im_start|>"
 END_OF_UTTERANCE_TOKEN = "<end_of_utterance>"  # ends every turn; the eos token
 PAD_TOKEN = "<|pad|>"
@@ -37,18 +39,6 @@ SPECIAL_TOKENS = (
     GLOBAL_IMAGE_TOKEN,
     *TILE_TOKENS,
 )
-GRAMMAR_TAGS = (
-    "<ref>",
-    "</ref>",
-    "<box>",
-    "</box>",
-    "<quad>",
-    "</quad>",
-    "<seg>",
-    "</seg>",
-    "<none>",
-)
-MAX_LOCATION = 1000  # grammar v1 coordinates run 0..1000 per axis
 BYTE_ALPHABET_SIZE = 256
 
 
@@ -112,10 +102,10 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_strings_of(texts, SPECIAL_TOKENS + GRAMMAR_TAGS), trainer)
-    tokenizer.add_tokens([AddedToken(tag, normalized=False) for tag in GRAMMAR_TAGS])
+    tokenizer.train_from_iterator(_strings_of(texts, SPECIAL_TOKENS + ALL_TAGS), trainer)
+    tokenizer.add_tokens([AddedToken(tag, normalized=False) for tag in ALL_TAGS])
     if loc_tokens:
-        numbers = [str(value) for value in range(MAX_LOCATION + 1)]
+        numbers = [str(value) for value in range(GRAMMAR_SCALE + 1)]
         tokenizer.add_tokens([AddedToken(n, single_word=True, normalized=False) for n in numbers])
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,

@@ -6,6 +6,9 @@ import stat
 import pytest
 
 from geochat import fileio
+from geochat.app.ui import write_geojson
+from geochat.data_builders.shards import write_json
+from geochat.data_builders.synthetic import build_world, write_tif
 from geochat.fileio import atomic_folder, atomic_write_bytes, atomic_write_text, atomic_writer
 
 
@@ -87,3 +90,38 @@ def test_a_failed_folder_leaves_nothing_and_an_existing_one_is_kept(tmp_path):
     with pytest.raises(FileExistsError), atomic_folder(tmp_path / "kept"):
         pass
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_atomic_path_gives_the_mode_open_would_give(tmp_path, umask, mask):
+    umask(mask)
+    with fileio.atomic_path(tmp_path / "sub" / "image.png") as temporary:
+        temporary.write_bytes(b"png")
+    assert (tmp_path / "sub" / "image.png").read_bytes() == b"png"
+    assert mode_of(tmp_path / "sub" / "image.png") == 0o666 & ~mask
+
+
+def test_atomic_path_keeps_the_old_file_on_an_error(tmp_path):
+    target = tmp_path / "a.tif"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), fileio.atomic_path(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+def test_the_project_writers_give_normal_permissions(tmp_path, umask):
+    """Each writer that uses the helpers gives its files the mode open() would give."""
+    umask(0o022)
+    written = [
+        write_geojson({"type": "FeatureCollection", "features": []}, tmp_path, "answer"),
+    ]
+    write_json(tmp_path / "manifest.json", {"a": 1})
+    written.append(tmp_path / "manifest.json")
+    write_tif(
+        build_world(seed=0, width=32, height=32, gsd=1.0, scene="suburban"), tmp_path / "w.tif"
+    )
+    written.append(tmp_path / "w.tif")
+    for path in written:
+        assert mode_of(path) == 0o644, path

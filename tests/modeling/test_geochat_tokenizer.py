@@ -1,9 +1,10 @@
 import pytest
 from transformers import AutoTokenizer
 
+from geochat.grammar.tags import ALL_TAGS
 from geochat.modeling import train_tokenizer
 from geochat.modeling.factory import TINY_CORPUS
-from geochat.modeling.tokenizer import GRAMMAR_TAGS, IMAGE_TOKEN, SPECIAL_TOKENS
+from geochat.modeling.tokenizer import IMAGE_TOKEN, SPECIAL_TOKENS
 
 ANSWER = "<ref>the ship</ref><box>[[12,345,1000,7]]</box> seen in 2024"
 
@@ -23,7 +24,7 @@ def test_digits_are_split_one_per_token(tokenizer):
     assert all(len(piece) == 1 for piece in pieces if any(c.isdigit() for c in piece))
 
 
-@pytest.mark.parametrize("token", SPECIAL_TOKENS + GRAMMAR_TAGS)
+@pytest.mark.parametrize("token", SPECIAL_TOKENS + ALL_TAGS)
 def test_special_tokens_and_grammar_tags_are_single_tokens(tokenizer, token):
     assert len(tokenizer(f"a{token}b", add_special_tokens=False)["input_ids"]) == 3
 
@@ -56,7 +57,7 @@ def test_training_is_deterministic(tokenizer):
 
 
 def test_grammar_tags_are_not_learned_as_merges(tokenizer):
-    assert not any("box" in piece for piece in tokenizer.get_vocab() if piece not in GRAMMAR_TAGS)
+    assert not any("box" in piece for piece in tokenizer.get_vocab() if piece not in ALL_TAGS)
 
 
 def test_loc_tokens_make_coordinates_single_tokens_and_keep_the_text(tokenizer):

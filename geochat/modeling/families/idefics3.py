@@ -11,6 +11,7 @@ from __future__ import annotations
 from PIL import Image
 from transformers import BatchFeature
 
+from geochat import prompts
 from geochat.modeling.families.base import Family, Modules, no_frame
 from geochat.modeling.modeling import GeoChatForConditionalGeneration
 from geochat.modeling.processing import GeoChatProcessor, load_processor
@@ -32,11 +33,11 @@ IDEFICS3 = Family(
     input_frame=no_frame,
     image_token_id=lambda config: config.image_token_id,
     dialect="canonical",
-    task_prompts={  # the first question of each task in data_builders/tasks
-        "refer": "Locate {phrase}.",
-        "ground": "Describe the image and give the boxes of each kind of object.",
-        "identify": "What is in the region {region}?",
-        "caption": "Describe this image.",
+    task_prompts={  # the first question of each task the data builders write
+        "refer": prompts.LOCATE,
+        "ground": prompts.GROUND_QUESTIONS[0].format(**prompts.form_words("box", plural=True)),
+        "identify": prompts.IDENTIFY_QUESTIONS[0],
+        "caption": prompts.DESCRIBE,
     },
     modules=Modules(
         vision_tower=("model.vision_model",),

@@ -1,0 +1,50 @@
+"""The questions the engine, API and UI ask are questions the data builders write."""
+
+import pytest
+
+from geochat import prompts
+from geochat.app.ui import EXAMPLES, TASKS
+from geochat.data_builders.tasks.language import indefinite
+from geochat.modeling.families.idefics3 import IDEFICS3
+
+
+def written(templates, **fields) -> set[str]:
+    """Every question the builders can write from ``templates`` with these fields."""
+    return {template.format(**fields) for template in templates}
+
+
+@pytest.mark.parametrize("form", ["box", "quad"])
+def test_locate_asks_a_referring_question_of_its_form(form):
+    fields = {"phrase": "the pier", "be": "is", **prompts.form_words(form, plural=False)}
+    assert prompts.locate("the pier", form) in written(prompts.REFER_QUESTIONS[form], **fields)
+
+
+def test_where_segment_count_and_reason_are_training_questions():
+    box = {"phrase": "the water", "be": "is", **prompts.form_words("box", plural=False)}
+    assert prompts.where("the water") in written(prompts.REFER_QUESTIONS["box"], **box)
+    assert prompts.segment("the road") in written(prompts.SEGMENT_QUESTIONS, phrase="the road")
+    assert prompts.count("ships") in written(prompts.COUNT_QUESTIONS, plural="ships")
+    for form, request in prompts.FORM_REQUESTS.items():
+        assert prompts.reason("Where can a boat land?", form).endswith(f"? {request}")
+
+
+@pytest.mark.parametrize("form", sorted(prompts.FORM_NOUNS))
+def test_form_words_use_the_article_of_the_builders(form):
+    singular = prompts.form_words(form, plural=False)
+    assert singular["a_noun"] == indefinite(singular["noun"])
+
+
+def test_the_ui_asks_training_questions():
+    fields = {"target": "ships"}
+    questions = [question for _, question in EXAMPLES] + [t.format(**fields) for _, t in TASKS]
+    assert "Where is the water?" in questions
+    assert "Locate all ships." in questions
+    assert prompts.DESCRIBE in prompts.CAPTION_QUESTIONS
+
+
+def test_the_family_prompts_are_questions_the_builders_write():
+    ground = written(prompts.GROUND_QUESTIONS, **prompts.form_words("box", plural=True))
+    assert IDEFICS3.task_prompts["ground"] in ground
+    assert IDEFICS3.task_prompts["refer"] in prompts.REFER_QUESTIONS["box"]
+    assert IDEFICS3.task_prompts["identify"] in prompts.IDENTIFY_QUESTIONS
+    assert IDEFICS3.task_prompts["caption"] in prompts.CAPTION_QUESTIONS
