@@ -300,3 +300,11 @@ def find_shards(source: str | Path | Sequence[str | Path], split: str | None = N
 def image_path(record: Record, jsonl_path: str | Path) -> Path:
     """Resolves a record's image path, which is relative to the JSONL file that holds it."""
     return Path(jsonl_path).parent / record["image"]
+
+
+def record_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one line of a records file."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **RecordModel.model_json_schema(),
+    }
