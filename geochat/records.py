@@ -197,12 +197,20 @@ def record_problems(record: Any) -> list[str]:
     return []
 
 
+_NO_VALUE = {"missing", "extra_forbidden"}  # errors whose value says nothing more
+
+
 def _problem(detail: Any) -> str:
     """One validation error as ``field.path: message``."""
     where = ".".join(str(part) for part in detail["loc"])
     message = detail["msg"].removeprefix("Value error, ")
+    value = detail.get("input")
     if detail["type"] == "model_type":  # pydantic names the class; the reader wrote JSON
-        message = f"must be a JSON object, got {type(detail['input']).__name__}"
+        message = f"must be a JSON object, got {type(value).__name__}"
+    elif detail["type"] == "literal_error":
+        message = f"{value!r} is not one of {detail['ctx']['expected']}"
+    elif detail["type"] not in _NO_VALUE and isinstance(value, str | int | float | None):
+        message += f" (got {value!r})"
     return f"{where}: {message}" if where else f"a record {message}"
 
 

@@ -63,9 +63,9 @@ def test_non_dict_and_missing_keys():
         ({"id": ""}, "id: String should have at least 1 character"),
         ({"id": 7}, "id: Input should be a valid string"),
         ({"width": 0}, "width: Input should be greater than 0"),
-        ({"height": 4.0}, "height: Input should be a valid integer"),
+        ({"height": 4.0}, "height: Input should be a valid integer (got 4.0)"),
         ({"width": True}, "width: Input should be a valid integer"),  # regression: bool is an int
-        ({"task": "detect"}, "task: Input should be 'caption'"),
+        ({"task": "detect"}, "task: 'detect' is not one of 'caption', 'vqa'"),
         ({"objects": None}, "objects: Input should be a valid list"),  # regression: TypeError
         ({"objects": {"category": "ship"}}, "objects: Input should be a valid list"),
         ({"objects": ["ship"]}, "objects.0: must be a JSON object, got str"),
@@ -130,7 +130,8 @@ def test_conversation_problems(turns, message):
 
 
 def test_check_record_raises_with_the_id_and_every_problem():
-    with pytest.raises(RecordError, match=r"record tile-0001: width: .*; task: Input"):
+    expected = r"record tile-0001: width: .* \(got -1\); task: 'nope' is not one of"
+    with pytest.raises(RecordError, match=expected):
         check_record(make_record(width=-1, task="nope"))
     with pytest.raises(RecordError, match=r"record \?: a record must be a JSON object, got str"):
         check_record("not a record")
@@ -166,7 +167,7 @@ def test_iter_jsonl_skips_blank_lines_and_reports_the_bad_line(tmp_path):
 def test_iter_records_validates_unless_told_not_to(tmp_path):
     path = tmp_path / "shard.jsonl"
     write_jsonl(path, [make_record(task="nope")])
-    with pytest.raises(RecordError, match="task: Input should be"):
+    with pytest.raises(RecordError, match="task: 'nope' is not one of"):
         list(iter_records(path))
     assert next(iter_records(path, validate=False))["task"] == "nope"
 
