@@ -27,7 +27,9 @@ from pydantic import (
     StrictStr,
     ValidationError,
     field_validator,
+    with_config,
 )
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
 from geochat.fileio import atomic_writer
 
@@ -81,15 +83,15 @@ Hbb = Annotated[
 ]
 
 
-class Rle(BaseModel):
+# A dict, not a model: geochat.geometry and pycocotools read masks as dicts.
+@with_config(ConfigDict(extra="forbid", use_attribute_docstrings=True))
+class Rle(TypedDict):
     """A COCO run-length encoded mask (decode with ``pycocotools.mask.decode``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    size: list[Annotated[StrictInt, Field(ge=0)]] = Field(
-        min_length=2, max_length=2, description="[height, width] in pixels."
-    )
-    counts: StrictStr = Field(description="Compressed COCO counts.")
+    size: Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=2, max_length=2)]
+    """[height, width] in pixels."""
+    counts: StrictStr
+    """Compressed COCO counts."""
 
 
 class GeoObject(BaseModel):
