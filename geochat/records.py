@@ -50,9 +50,9 @@ IMAGE_PLACEHOLDER = "<image>"
 Record = dict[str, Any]
 """A record as read from JSONL: a plain dict that :class:`RecordModel` has validated."""
 
-FINITE = {"strict": True, "allow_inf_nan": False}  # a coordinate: no bool, string, nan or inf
+_FINITE = {"strict": True, "allow_inf_nan": False}  # a coordinate: no bool, string, nan or inf
 
-Coordinate = Annotated[float, Field(**FINITE)]
+Coordinate = Annotated[float, Field(**_FINITE)]
 Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2, description="[x, y]")]
 Quad = Annotated[
     list[Point],
@@ -64,7 +64,7 @@ Quad = Annotated[
     ),
 ]
 Phrase = Annotated[StrictStr, Field(description="The phrase an answer gave the object.")]
-Score = Annotated[float, Field(**FINITE, description="A confidence, e.g. SAM's predicted IoU.")]
+Score = Annotated[float, Field(**_FINITE, description="A confidence, e.g. SAM's predicted IoU.")]
 
 
 def _ordered(box: list[float]) -> list[float]:
@@ -167,7 +167,7 @@ class RecordModel(BaseModel):
         description="Alternating human and gpt turns; the first one holds '<image>'.",
     )
     objects: list[TruthObject] = Field(default_factory=list, description="Truth in pixels.")
-    gsd: Annotated[float, Field(**FINITE, gt=0)] | None = Field(
+    gsd: Annotated[float, Field(**_FINITE, gt=0)] | None = Field(
         default=None, description="Metres per pixel."
     )
     georef: Georef | None = None
