@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geochat.imagery import ImagerySettings
+from geochat.records import Hbb, Phrase, Quad, Rle, Score
 
 
 class ErrorDetail(BaseModel):
@@ -29,24 +30,20 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class Rle(BaseModel):
-    """A COCO run-length encoded mask (decode with ``pycocotools.mask.decode``)."""
-
-    size: tuple[int, int] = Field(description="[height, width] in pixels.")
-    counts: str
-
-
 class DetectedObject(BaseModel):
-    """One object of an answer, in pixels of the original image."""
+    """One object of an answer, in pixels of the original image.
 
-    phrase: str | None = Field(description="The phrase the answer gave the object, if any.")
+    Its geometry fields are those of :class:`geochat.records.GeoObject`, the one object type.
+    """
+
+    phrase: Phrase | None = Field(description="The phrase the answer gave the object, if any.")
     kind: Literal["hbb", "quad", "mask"] = Field(description="The geometry the model answered.")
-    hbb: list[float] | None = Field(description="[x0, y0, x1, y1]; null for an empty mask.")
-    quad: list[list[float]] | None = Field(
+    hbb: Hbb | None = Field(description="[x0, y0, x1, y1]; null for an empty mask.")
+    quad: Quad | None = Field(
         default=None, description="Four [x, y] corners, clockwise from the top-most one."
     )
     mask: Rle | None = Field(default=None, description="Full-resolution mask.")
-    score: float | None = Field(default=None, description="SAM's predicted IoU when refined.")
+    score: Score | None = Field(default=None, description="SAM's predicted IoU when refined.")
     refined: bool = Field(default=False, description="Whether SAM made the mask.")
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field, StrictStr
 
-@dataclass
-class TileObject:
-    """One visible object of a tile, in the tile's pixel coordinates.
+from geochat.records import Hbb, Quad, Rle, TruthObject
+
+
+class TileObject(TruthObject):
+    """One visible object of a tile, in the tile's pixel coordinates: a record's truth object.
+
+    The OSM pipeline always knows its tags and all three geometries, so here they are required.
 
     Attributes:
         category: Category name from the tag table (e.g. ``"swimming pool"``).
@@ -22,18 +27,18 @@ class TileObject:
             ``area_m2`` is always present when the tile has a ground sample distance.
     """
 
-    category: str
-    tags: dict[str, str]
-    hbb: list[float]
-    quad: list[list[float]]
-    mask: dict[str, Any]
-    id: str | None = None
-    truncated: bool = False
-    attributes: dict[str, Any] = field(default_factory=dict)
+    tags: dict[StrictStr, StrictStr]
+    hbb: Hbb
+    quad: Quad
+    mask: Rle
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
     def to_record_object(self) -> dict[str, Any]:
         """Returns the object as it is stored in a record's ``objects`` list."""
-        return asdict(self)
+        return self.model_dump(exclude=_ANSWER_ONLY)
+
+
+_ANSWER_ONLY = {"phrase", "score", "source_category"}  # what OSM truth never has
 
 
 @dataclass

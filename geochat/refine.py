@@ -53,7 +53,7 @@ MASK_PROMPT_LOGIT = 8.0
 MASK_THRESHOLD = 0.0
 
 
-class GroundedObject(Protocol):
+class ObjectGeometry(Protocol):
     """What :meth:`Refiner.refine` reads of a parsed answer's object (see ``geochat.grammar``).
 
     Attributes:
@@ -218,7 +218,7 @@ class Refiner:
 
     @torch.inference_mode()
     def refine(
-        self, image: Image.Image | np.ndarray, objects: Sequence[GroundedObject | Any]
+        self, image: Image.Image | np.ndarray, objects: Sequence[ObjectGeometry | Any]
     ) -> list[RefinedMask | None]:
         """Returns SAM's mask for each object, in the objects' order.
 
@@ -228,7 +228,7 @@ class Refiner:
         Args:
             image: A PIL image or an ``[H, W, 3]`` uint8 RGB array.
             objects: Parsed answer objects (kind ``hbb``, ``quad``, ``mask`` or ``none``; see
-                :class:`GroundedObject`) or plain pixel boxes ``[x0, y0, x1, y1]``.
+                :class:`ObjectGeometry`) or plain pixel boxes ``[x0, y0, x1, y1]``.
 
         Returns:
             One :class:`RefinedMask` per object at the image's size, None for kind ``none``.

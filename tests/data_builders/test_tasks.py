@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from shapely import affinity
 from shapely.geometry import Point, box
 
@@ -24,7 +25,7 @@ from geochat.data_builders.tasks.scene import Scene, load_vocabulary
 from geochat.data_builders.tile import Tile, TileObject
 from geochat.geometry import canonical_quad, mask_to_rle, min_area_rect, rasterize, rle_to_mask
 from geochat.grammar import NONE, format_mask, parse
-from geochat.records import TASKS, check_record
+from geochat.records import TASKS, TruthObject, check_record
 
 SIZE = 256
 TOLERANCE = SIZE / 2000 + 1e-6  # grammar quantisation: half a step of 1000 per axis
@@ -515,3 +516,16 @@ def test_curriculum_single_object_stage():
         assert re.fullmatch(r"[a-z ]+|Yes|No", answers(record)[0])
     assert generate_records(rich_tile(), np.random.default_rng(0), stages["single_object"]) == []
     assert list(stages)[-1] == "full" and stages["full"] == TaskOptions()
+
+
+def test_a_tile_object_is_a_record_truth_object_with_every_geometry():
+    obj = make_object("building", box(2, 3, 10, 12), tags={"building": "yes"})
+    stored = obj.to_record_object()
+    assert sorted(stored) == [
+        "attributes", "category", "hbb", "id", "mask", "quad", "tags", "truncated"
+    ]  # fmt: skip
+    assert TruthObject.model_validate(stored).hbb == [2.0, 3.0, 10.0, 12.0]
+    with pytest.raises(ValidationError, match="mask"):
+        TileObject(category="building", tags={}, hbb=[0.0, 0.0, 1.0, 1.0], quad=obj.quad)
+    with pytest.raises(ValidationError, match="x1 must be >= x0"):
+        TileObject(**{**stored, "hbb": [10.0, 3.0, 2.0, 12.0]})

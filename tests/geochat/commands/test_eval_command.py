@@ -114,7 +114,8 @@ def test_missing_or_invalid_records_fail_with_a_message(files, tmp_path, capsys)
     invalid = tmp_path / "invalid.jsonl"
     write_jsonl(invalid, [{**RECORDS[0], "task": "dance"}])
     assert run_eval(invalid, files[1]) == 2
-    assert "unknown task 'dance'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "invalid.jsonl:1: record refer-1: task: 'dance' is not one of 'caption'" in err
 
 
 def test_an_iou_out_of_range_is_a_usage_error(files, capsys):
