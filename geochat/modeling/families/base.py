@@ -163,16 +163,26 @@ def render(
     Raises:
         ValueError: When the checkpoint has no chat template.
     """
+    images = None if image is None else [image]
+    return processor(images=images, text=chat_text(processor, messages), return_tensors="pt")
+
+
+def chat_text(
+    processor: ProcessorMixin, messages: list[dict[str, str]], add_generation_prompt: bool = True
+) -> str:
+    """Messages rendered by the processor's chat template (`<image>` as an image part).
+
+    Raises:
+        ValueError: When the checkpoint has no chat template.
+    """
     if not processor.chat_template:
         raise ValueError(
             "the checkpoint has no chat template (chat_template.jinja or chat_template.json); "
             "save its processor with one"
         )
-    text = processor.apply_chat_template(
-        content_parts(messages), add_generation_prompt=True, tokenize=False
+    return processor.apply_chat_template(
+        content_parts(messages), add_generation_prompt=add_generation_prompt, tokenize=False
     )
-    images = None if image is None else [image]
-    return processor(images=images, text=text, return_tensors="pt")
 
 
 def pad_to_square(image: Image.Image, fill: tuple[int, ...]) -> Image.Image:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from geochat import cli
-from geochat.commands.eval import score
+from geochat.metrics import score
 from geochat.records import write_jsonl
 
 WIDTH, HEIGHT = 200, 100
