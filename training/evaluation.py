@@ -1,8 +1,9 @@
 """Periodic evaluation with geochat's metrics, beside the validation loss.
 
 The model answers validation records through the engine's batched path (the one ``geochat
-eval`` and users run, :func:`geochat.predict.predict_records`), and their scores (Acc@0.5, gIoU, counting and VQA
-accuracy...) are logged at each evaluation like the loss is (JSONL log, tensorboard).
+eval`` and users run, :func:`geochat.predict.predict_records`), and their scores (Acc@0.5,
+gIoU, counting and VQA accuracy...) are logged at each evaluation like the loss is (JSONL log,
+tensorboard).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Any
 
 import torch
 from transformers import Trainer
-
 from transformers.processing_utils import ProcessorMixin
 
 from geochat.engine import TransformersAssistant

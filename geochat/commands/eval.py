@@ -7,9 +7,10 @@ Usage::
                  [--no-ablation] [--trivial-from TRAIN_BUILD] [--bootstrap 500]
                  [--device cuda]
 
-The second form runs the model on the records first (batched, greedy; :mod:`geochat.predict`, through the engine)
-and, unless ``--no-ablation``, again with every image blanked: the **image-ablation gap**, the
-drop of each metric without the image, shows whether the model reads its images at all.
+The second form runs the model on the records first (batched, greedy, through the engine:
+:mod:`geochat.predict`) and, unless ``--no-ablation``, again with every image blanked: the
+**image-ablation gap**, the drop of each metric without the image, shows whether the model
+reads its images at all.
 ``--trivial-from`` adds the **trivial-answer baseline**: the best constant answer of each
 question template, learned from a training build (:mod:`geochat.evaluation`). ``--limit``
 takes records spread evenly over the build's worlds (or images) with ``--seed``, and every
