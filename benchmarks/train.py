@@ -17,10 +17,11 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from geochat.modeling import tiny
+from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.training.collator import ChatCollator
 from geochat.training.data import RecordDataset
 from geochat.training.recipe import load_recipe
-from geochat.training.trainer import PART_TARGETS
+from geochat.training.trainer import lora_targets
 
 
 def nano_model():
@@ -32,9 +33,8 @@ def nano_model():
 def variant(name: str):
     model, processor = nano_model()
     if name != "full":
-        config = LoraConfig(
-            r=16, lora_alpha=32, use_dora=name == "dora", target_modules=PART_TARGETS["llm"]
-        )
+        targets = lora_targets(model, IDEFICS3.modules, ["llm"])
+        config = LoraConfig(r=16, lora_alpha=32, use_dora=name == "dora", target_modules=targets)
         model = get_peft_model(model, config)
     return model.train(), processor
 

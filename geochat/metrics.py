@@ -67,6 +67,8 @@ from geochat import geometry
 from geochat.geometry import RLE, GeometryError
 from geochat.grammar import GrammarError, parse
 
+Answer = str | list[str]  # a reply, or for multi_turn one per gpt turn
+
 MASK_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 SHORT_ANSWER_WORDS = 5  # multi_turn references up to this many words are scored by exact match
 GEOMETRY_KINDS = ("hbb", "quad", "mask")
@@ -969,3 +971,71 @@ def summarize_bench(scores: Iterable[BenchScore], iou_threshold: float = 0.5) ->
         if rows:
             summary[table] = rows
     return summary
+
+
+def score(
+    records: Iterable[Mapping[str, Any]],
+    predictions: Mapping[str, Answer],
+    iou_threshold: float = 0.5,
+    resamples: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Scores predictions against records.
+
+    Args:
+        records: Valid records (:func:`geochat.records.iter_records`).
+        predictions: ``{record id: answer}`` (a string, or for ``multi_turn``
+            a list with one answer per gpt turn).
+        iou_threshold: IoU at which a box or quad counts as found.
+        resamples: Bootstrap draws over worlds for the ``intervals``; 0 for none.
+        seed: Seed of the bootstrap draws.
+
+    Returns:
+        A JSON-ready report: ``iou_threshold``, the ``records`` and ``predictions`` counts,
+        ``missing_predictions`` and ``unknown_predictions`` (ids), ``skipped`` turns and
+        ``notes`` (each with ``id``, ``turn`` and a reason), and ``tasks``:
+        ``{task: {family: {"n", "missing", "with_problems", <metrics>}}}`` from
+        :func:`geochat.metrics.summarize`, ``by_category`` from
+        :func:`geochat.metrics.summarize_by_category`, ``groups`` (worlds or images scored)
+        and, with ``resamples``, ``intervals`` (``{task: {family: {metric: [low, high]}}}``);
+        for GeoChat-Bench records also ``geochat_bench``, the benchmark's tables
+        (:func:`geochat.metrics.summarize_bench`).
+    """
+    # Imported here: geochat.evaluation builds on this module.
+    from geochat.evaluation import bootstrap_intervals
+
+    samples, skipped, missing, record_ids, bench = [], [], [], [], []
+    for record in records:
+        record_ids.append(record["id"])
+        answer = predictions.get(record["id"])
+        if answer is None:
+            missing.append(record["id"])
+        record_scores, record_skipped = score_record(record, answer)
+        samples += record_scores
+        skipped += record_skipped
+        try:
+            bench_score = score_bench_record(record, answer, iou_threshold)
+        except (TruthError, GeometryError) as error:
+            skipped.append(Skipped(record["id"], 0, f"{BENCH_DATASET}: {error}"))
+            continue
+        if bench_score is not None:
+            bench.append(bench_score)
+    extra = {BENCH_DATASET: summarize_bench(bench, iou_threshold)} if bench else {}
+    return {
+        "iou_threshold": iou_threshold,
+        "records": len(record_ids),
+        "predictions": len(predictions),
+        "missing_predictions": missing,
+        "unknown_predictions": sorted(set(predictions) - set(record_ids)),
+        "skipped": [{"id": s.record_id, "turn": s.turn, "reason": s.reason} for s in skipped],
+        "notes": [
+            {"id": s.record_id, "turn": s.turn, "note": note} for s in samples for note in s.notes
+        ],
+        "groups": len({s.group for s in samples}),
+        "tasks": summarize(samples, iou_threshold),
+        "by_category": summarize_by_category(samples, iou_threshold),
+        "intervals": (
+            bootstrap_intervals(samples, iou_threshold, resamples, seed) if resamples else {}
+        ),
+        **extra,
+    }

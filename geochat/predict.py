@@ -1,9 +1,12 @@
-"""Batched answers of a model to records, for evaluation at scale.
+"""Batched answers of a model to records, through the engine, for evaluation at scale.
 
 Each gpt turn of a record is one prompt: the reference conversation up to that turn, with the
-record's image. Prompts are generated greedily in batches (left padding), and the answers go
-back to their records in the form :mod:`geochat.commands.eval` scores: a string for a
-single-turn record, a list (one answer per gpt turn) for ``multi_turn``.
+record's image. Prompts go through the engine's batched path
+(:meth:`geochat.engine.TransformersAssistant.chat_batch`), the one users run, so any backbone
+family can be evaluated: its answers, read in its own dialect, are rewritten in geochat's
+canonical grammar for scoring. They go back to their records in the form
+:func:`geochat.metrics.score` reads: a string for a single-turn record, a list (one answer per
+gpt turn) for ``multi_turn``.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor
+from geochat.engine import Reply, TransformersAssistant
+from geochat.modeling.families import to_canonical
 from geochat.modeling.processing import conversation_to_messages
 from geochat.records import Record, image_path
 
@@ -49,44 +52,26 @@ def _open_image(record: Record, jsonl_path: Path, blank: bool) -> Image.Image:
     return Image.new("RGB", image.size, BLANK_GREY) if blank else image
 
 
-@torch.inference_mode()
-def generate_batch(
-    model: GeoChatForConditionalGeneration,
-    processor: GeoChatProcessor,
-    conversations: list[list[dict[str, str]]],
-    images: list[Image.Image],
-    max_new_tokens: int,
-) -> list[str]:
-    """Greedy answers to a batch of conversations, each with one image."""
-    texts = [
-        processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        for messages in conversations
-    ]
-    processor.tokenizer.padding_side = "left"  # generation continues every row at its end
-    inputs = processor(
-        images=[[image] for image in images], text=texts, padding=True, return_tensors="pt"
-    ).to(model.device)
-    # transformers types generate's self as a protocol that its models' read-only device and
-    # dtype properties do not satisfy.
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)  # type: ignore[misc]
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+def canonical_answer(assistant: TransformersAssistant, reply: Reply) -> str:
+    """The reply's text with its geometry in the canonical grammar (as the records write it)."""
+    text = reply.text.strip()
+    if assistant.backbone.dialect == "canonical" or reply.image_size is None:
+        return text
+    return to_canonical(text, reply.parsed.objects, *reply.image_size)
 
 
 def predict_records(
-    model: GeoChatForConditionalGeneration,
-    processor: GeoChatProcessor,
+    assistant: TransformersAssistant,
     records: Sequence[Record],
     jsonl_paths: Sequence[Path],
     batch_size: int = 16,
     max_new_tokens: int = 128,
     blank_images: bool = False,
 ) -> dict[str, str | list[str]]:
-    """Answers every record; returns ``{record id: answer}`` as ``geochat eval`` reads it.
+    """Answers every record greedily; returns ``{record id: answer}`` as ``geochat eval`` reads it.
 
     Args:
-        model: The model (eval mode).
-        processor: Its processor.
+        assistant: The model behind the engine (``geochat.engine.load``).
         records: The records.
         jsonl_paths: For each record, the JSONL file it came from (its image path is relative).
         batch_size: Prompts generated together.
@@ -98,14 +83,16 @@ def predict_records(
     progress = tqdm(total=len(prompts), desc="answering", unit="prompt", disable=None)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        images = [
-            _open_image(records[p.record_index], jsonl_paths[p.record_index], blank_images)
+        conversations = [
+            (
+                _open_image(records[p.record_index], jsonl_paths[p.record_index], blank_images),
+                p.messages,
+            )
             for p in batch
         ]
-        texts = generate_batch(
-            model, processor, [p.messages for p in batch], images, max_new_tokens
-        )
-        answers.update({(p.record_index, p.turn): t for p, t in zip(batch, texts, strict=True)})
+        replies = assistant.chat_batch(conversations, max_new_tokens=max_new_tokens)
+        for prompt, reply in zip(batch, replies, strict=True):
+            answers[(prompt.record_index, prompt.turn)] = canonical_answer(assistant, reply)
         progress.update(len(batch))
     progress.close()
     predictions: dict[str, str | list[str]] = {}

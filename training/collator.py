@@ -1,9 +1,11 @@
 """Model inputs from records: the chat template, image tokens, and labels on assistant turns only.
 
-Each conversation is cut into pieces at the turn boundaries that the chat template draws: the
-prompt pieces (system and user turns, with the image) are context, the answer pieces (what the
-assistant writes, through its ``<end_of_utterance>``) are learned. Answer pieces are tokenised on
-their own, exactly as the model will produce them after ``Assistant:`` when it generates.
+Each conversation is cut into pieces at the turn boundaries that the model's own chat template
+draws (any backbone family, :mod:`geochat.modeling.families`): the prompt pieces (system and
+user turns, with the image) are context, the answer pieces (what the assistant writes, through
+its end-of-turn token: ``<end_of_utterance>``, ``<|im_end|>``, ``</s>``) are learned. Answer
+pieces are tokenised on their own, exactly as the model will produce them when it generates.
+Geometry in the answers is written in the family's dialect (:func:`target_messages`).
 
 Truncation never cuts through an image's tokens (the piece with the image is kept whole or the
 example is refused) nor through a geometry tag: a too-long answer is cut at the last tag or word
@@ -18,10 +20,13 @@ from typing import Any
 
 import torch
 from PIL import Image
+from transformers.processing_utils import ProcessorMixin
 
-from geochat.modeling import GeoChatProcessor, conversation_to_messages
+from geochat.modeling import conversation_to_messages
+from geochat.modeling.families import Family, dialect_for, to_dialect
+from geochat.modeling.families.batching import IGNORE_INDEX, SEQUENCE_PADDING, batch_inputs
+from geochat.modeling.families.idefics3 import IDEFICS3
 
-IGNORE_INDEX = -100  # label of tokens that are not learned (PyTorch's cross-entropy default)
 # A geometry tag with its content, or a run of non-space characters: the units an answer may
 # be cut between.
 _ANSWER_ATOM = re.compile(r"<(ref|box|quad|seg)>.*?</\1>|\S+", re.DOTALL)
@@ -46,39 +51,70 @@ class EncodedExample:
     Attributes:
         input_ids: Token ids ``[T]``.
         labels: ``[T]``, the token id where learned, else ``IGNORE_INDEX``.
-        pixel_values: ``[tiles, 3, H, W]`` or None for a text-only conversation.
-        pixel_attention_mask: ``[tiles, H, W]`` or None.
+        extras: The processor's other outputs for the prompt, batch of one: the image tensors
+            in the family's layout (``pixel_values``, ``pixel_attention_mask``,
+            ``image_grid_thw``...) and per-token ones (``mm_token_type_ids [1, T]``); empty
+            for a text-only conversation of a family without per-token extras.
     """
 
     input_ids: list[int]
     labels: list[int]
-    pixel_values: torch.Tensor | None
-    pixel_attention_mask: torch.Tensor | None
+    extras: dict[str, torch.Tensor]
 
 
-def conversation_pieces(processor: GeoChatProcessor, conversations: list[dict]) -> list[Piece]:
+def target_messages(
+    conversations: list[dict],
+    image: Image.Image | None,
+    processor: ProcessorMixin,
+    family: Family,
+    dialect: str | None = None,
+) -> list[dict[str, str]]:
+    """A record's conversation as chat messages, geometry written in the model's dialect.
+
+    Records write geometry in the canonical grammar over the image's pixels; a family that
+    reads and writes another dialect learns its own (Qwen2.5-VL: pixels of the image as its
+    processor resizes it).
+
+    Args:
+        conversations: A record's ``[{"from": ..., "value": ...}, ...]``.
+        image: The record's image (its size is the geometry's frame), or None.
+        processor: The model's processor (the resized frame).
+        family: The model's family.
+        dialect: A dialect that replaces the family's; None keeps the family's.
+    """
+    messages = conversation_to_messages(conversations)
+    name = dialect or family.dialect
+    if image is None or name == "canonical":
+        return messages
+    target = dialect_for(name, family.input_frame(processor, image))
+    return [
+        {**m, "content": to_dialect(m["content"], image.width, image.height, target)}
+        for m in messages
+    ]
+
+
+def conversation_pieces(
+    processor: ProcessorMixin, messages: list[dict[str, str]], family: Family = IDEFICS3
+) -> list[Piece]:
     """Cuts a rendered conversation into context and learned pieces at assistant turns.
 
     Args:
         processor: Its chat template renders the messages.
-        conversations: A record's ``[{"from": ..., "value": ...}, ...]``.
+        messages: ``[{"role", "content": str}]`` (``<image>`` where the image goes).
+        family: The model's family, whose renderer draws the turns as at inference.
 
     Returns:
         Pieces whose texts join to the full rendering.
     """
-    messages = conversation_to_messages(conversations)
-
-    def render(turns: list[dict], prompt: bool) -> str:
-        return processor.apply_chat_template(turns, add_generation_prompt=prompt, tokenize=False)
-
-    full = render(messages, prompt=False)
+    render = family.chat_text
+    full = render(processor, messages, add_generation_prompt=False)
     pieces, cursor = [], 0
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(render(messages[:index], prompt=True))
-        end = len(render(messages[: index + 1], prompt=False))
-        # The newline after <end_of_utterance> is template glue, not something to learn.
+        start = len(render(processor, messages[:index], add_generation_prompt=True))
+        end = len(render(processor, messages[: index + 1], add_generation_prompt=False))
+        # The newline after the end-of-turn token is template glue, not something to learn.
         end -= len(full[:end]) - len(full[:end].rstrip("\n"))
         pieces += [Piece(full[cursor:start], False), Piece(full[start:end], True)]
         cursor = end
@@ -87,7 +123,7 @@ def conversation_pieces(processor: GeoChatProcessor, conversations: list[dict]) 
     return [piece for piece in pieces if piece.text]
 
 
-def _cut_answer(processor: GeoChatProcessor, text: str, budget: int) -> list[int]:
+def _cut_answer(processor: ProcessorMixin, text: str, budget: int) -> list[int]:
     """Token ids of the longest prefix of an answer that fits ``budget`` and ends on an atom."""
     encoding = processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ends = {match.end() for match in _ANSWER_ATOM.finditer(text)}
@@ -99,44 +135,52 @@ def _cut_answer(processor: GeoChatProcessor, text: str, budget: int) -> list[int
 
 
 def encode_example(
-    processor: GeoChatProcessor,
+    processor: ProcessorMixin,
     conversations: list[dict],
     image: Image.Image | None,
     max_length: int,
+    family: Family = IDEFICS3,
+    dialect: str | None = None,
 ) -> EncodedExample:
     """Tokenises one conversation with its image and labels its assistant turns.
+
+    The prompt (every turn before the first answer, with the image) goes through the family's
+    own input builder, exactly as the engine builds it at inference.
 
     Args:
         processor: The model's processor.
         conversations: A record's conversations; ``<image>`` may appear in the first piece only.
         image: The record's image, or None for a text-only conversation.
         max_length: Maximum number of tokens.
+        family: The model's family (chat template, image processing, dialect).
+        dialect: A dialect that replaces the family's; None keeps the family's.
 
     Returns:
         The encoded example.
 
     Raises:
         ExampleTooLongError: When the first piece (with the image's tokens) exceeds max_length.
-        ValueError: When ``<image>`` appears after the first turn or without an image.
+        ValueError: When ``<image>`` appears after the first turn or without an image, or the
+            conversation has no answer to learn.
     """
-    pieces = conversation_pieces(processor, conversations)
+    messages = target_messages(conversations, image, processor, family, dialect)
+    pieces = conversation_pieces(processor, messages, family)
     first, rest = pieces[0], pieces[1:]
-    if any(processor.image_token in piece.text for piece in rest):
+    image_token = str(processor.image_token)
+    if any(image_token in piece.text for piece in rest):
         raise ValueError("the <image> placeholder may only appear in the first user turn")
-    if image is not None:
-        prompt = processor(images=[[image]], text=[first.text], return_tensors="pt")
-        pixel_values = prompt["pixel_values"][0]  # [tiles, 3, H, W]
-        pixel_attention_mask = prompt["pixel_attention_mask"][0]  # [tiles, H, W]
-    else:
-        if processor.image_token in first.text:
-            raise ValueError("the conversation has an <image> placeholder but no image was given")
-        prompt = processor.tokenizer([first.text], return_tensors="pt")
-        pixel_values = pixel_attention_mask = None
-    input_ids = prompt["input_ids"][0].tolist()
+    if image is None and image_token in first.text:
+        raise ValueError("the conversation has an <image> placeholder but no image was given")
+    answers = [index for index, m in enumerate(messages) if m["role"] == "assistant"]
+    if not answers:
+        raise ValueError("the conversation has no gpt turn to learn")
+    prompt = dict(family.build_inputs(processor, image, messages[: answers[0]]))
+    input_ids = prompt.pop("input_ids")[0].tolist()
+    prompt.pop("attention_mask", None)
     if len(input_ids) > max_length:
         raise ExampleTooLongError(
             f"the prompt with its image needs {len(input_ids)} tokens, more than max_length "
-            f"{max_length}: raise max_length or lower the processor's tiles per side"
+            f"{max_length}: raise max_length or lower the processor's image size or tiles"
         )
     labels = [IGNORE_INDEX] * len(input_ids)
     for piece in rest:
@@ -149,26 +193,61 @@ def encode_example(
                 break
         input_ids += ids
         labels += ids if piece.learned else [IGNORE_INDEX] * len(ids)
-    return EncodedExample(input_ids, labels, pixel_values, pixel_attention_mask)
+    return EncodedExample(input_ids, labels, _extend_token_extras(prompt, len(input_ids)))
+
+
+def _extend_token_extras(extras: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
+    """The prompt's extras, per-token ones (``mm_token_type_ids``) extended with 0 (text).
+
+    Image tensors are kept as they are.
+    """
+    extended = {}
+    for key, value in extras.items():
+        if key in SEQUENCE_PADDING:
+            value = torch.nn.functional.pad(value, (0, length - value.shape[1]), value=0)
+        extended[key] = value
+    return extended
 
 
 class ChatCollator:
-    """Batches records for the trainer: pads tokens, labels and image tiles.
+    """Batches records for the trainer: pads tokens and labels, stacks the images.
 
-    The dataset yields ``{"record": dict, "image": PIL image | None}``. Images with fewer tiles
-    than the batch's largest are padded with all-zero tiles, which Idefics3 skips.
+    The dataset yields ``{"record": dict, "image": PIL image | None}``. Images are stacked in
+    the family's layout (:func:`geochat.modeling.families.batching.batch_inputs`).
+
+    Args:
+        processor: The model's processor.
+        max_length: Maximum number of tokens of an example.
+        family: The model's family.
+        dialect: A dialect that replaces the family's; None keeps the family's.
     """
 
-    def __init__(self, processor: GeoChatProcessor, max_length: int = 2048):
+    def __init__(
+        self,
+        processor: ProcessorMixin,
+        max_length: int = 2048,
+        family: Family = IDEFICS3,
+        dialect: str | None = None,
+    ):
         self.processor = processor
         self.max_length = max_length
-        self.pad_token_id = processor.tokenizer.pad_token_id
+        self.family = family
+        self.dialect = dialect
+        tokenizer = processor.tokenizer
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Encodes and pads a list of dataset items into a batch of tensors."""
         encoded = [
             encode_example(
-                self.processor, item["record"]["conversations"], item["image"], self.max_length
+                self.processor,
+                item["record"]["conversations"],
+                item["image"],
+                self.max_length,
+                self.family,
+                self.dialect,
             )
             for item in examples
         ]
@@ -176,30 +255,14 @@ class ChatCollator:
 
 
 def pad_batch(encoded: list[EncodedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pads token sequences and zero-pads image tiles to the longest in the batch."""
-    length = max(len(example.input_ids) for example in encoded)
-    batch = {
-        "input_ids": torch.full((len(encoded), length), pad_token_id, dtype=torch.long),
-        "attention_mask": torch.zeros((len(encoded), length), dtype=torch.long),
-        "labels": torch.full((len(encoded), length), IGNORE_INDEX, dtype=torch.long),
-    }
-    for row, example in enumerate(encoded):
-        size = len(example.input_ids)
-        batch["input_ids"][row, :size] = torch.tensor(example.input_ids)
-        batch["attention_mask"][row, :size] = 1
-        batch["labels"][row, :size] = torch.tensor(example.labels)
-    with_images = [example for example in encoded if example.pixel_values is not None]
-    if with_images:
-        tiles = max(example.pixel_values.shape[0] for example in with_images)
-        _, channels, height, width = with_images[0].pixel_values.shape
-        # [B, tiles, 3, H, W]; rows without an image (or with fewer tiles) stay all zero.
-        pixel_values = torch.zeros((len(encoded), tiles, channels, height, width))
-        pixel_mask = torch.zeros((len(encoded), tiles, height, width), dtype=torch.bool)
-        for row, example in enumerate(encoded):
-            if example.pixel_values is not None:
-                count = example.pixel_values.shape[0]
-                pixel_values[row, :count] = example.pixel_values
-                pixel_mask[row, :count] = example.pixel_attention_mask.bool()
-        batch["pixel_values"] = pixel_values
-        batch["pixel_attention_mask"] = pixel_mask
-    return batch
+    """Right-pads tokens and labels to the longest example; stacks the images by family."""
+    rows = [
+        {
+            "input_ids": torch.tensor([example.input_ids]),
+            "attention_mask": torch.ones((1, len(example.input_ids)), dtype=torch.long),
+            "labels": torch.tensor([example.labels]),
+            **example.extras,
+        }
+        for example in encoded
+    ]
+    return dict(batch_inputs(rows, pad_token_id, padding_side="right"))

@@ -1,7 +1,9 @@
 """Periodic evaluation with geochat's metrics, beside the validation loss.
 
-The model answers validation records, and their scores (Acc@0.5, gIoU, counting and VQA
-accuracy...) are logged at each evaluation like the loss is (JSONL log, tensorboard).
+The model answers validation records through the engine's batched path (the one ``geochat
+eval`` and users run, :func:`geochat.predict.predict_records`), and their scores (Acc@0.5,
+gIoU, counting and VQA accuracy...) are logged at each evaluation like the loss is (JSONL log,
+tensorboard).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from typing import Any
 
 import torch
 from transformers import Trainer
+from transformers.processing_utils import ProcessorMixin
 
-from geochat.commands.eval import score
-from geochat.modeling import GeoChatProcessor
+from geochat.engine import TransformersAssistant
+from geochat.metrics import score
+from geochat.modeling.families import Backbone, Family
 from geochat.predict import predict_records
 from geochat.training.data import RecordDataset
 
@@ -21,6 +25,7 @@ class GenerationEval:
     """Answers a fixed set of validation records and scores them per task.
 
     Args:
+        family: The model's backbone family (its prompt and dialect).
         processor: The model's processor.
         dataset: Validation records; the first ``limit`` are used, the same ones every time.
         limit: How many records to answer.
@@ -30,12 +35,14 @@ class GenerationEval:
 
     def __init__(
         self,
-        processor: GeoChatProcessor,
+        family: Family,
+        processor: ProcessorMixin,
         dataset: RecordDataset,
         limit: int = 64,
         max_new_tokens: int = 96,
         batch_size: int = 16,
     ):
+        self.family = family
         self.processor = processor
         self.records = [record for record, _ in dataset.items[:limit]]
         self.paths = [path for _, path in dataset.items[:limit]]
@@ -46,8 +53,10 @@ class GenerationEval:
         """``{"<task>/<family>/<metric>": value}`` for every numeric metric."""
         was_training = model.training
         model.eval()
+        backbone = Backbone(self.family, model, self.processor, self.family.dialect)
+        assistant = TransformersAssistant(backbone, "training")
         predictions = predict_records(
-            model, self.processor, self.records, self.paths, self.batch_size, self.max_new_tokens
+            assistant, self.records, self.paths, self.batch_size, self.max_new_tokens
         )
         model.train(was_training)
         report = score(self.records, predictions)

@@ -2,7 +2,8 @@
 
 vLLM serves plain LoRA adapters (``--enable-lora``) but refuses DoRA adapters and adapters
 with ``modules_to_save`` (a fully trained connector): those are merged into the base weights,
-which gives a checkpoint any backend can serve.
+which gives a checkpoint any backend can serve. The base loads with its family's classes
+(:mod:`geochat.modeling.families`, by its ``model_type``), so every family merges.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig
 
-from geochat.modeling import GeoChatForConditionalGeneration, GeoChatProcessor
+from geochat.modeling.families import family_of
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -58,14 +60,18 @@ def merge_adapter(
     base = base or config.get("base_model_name_or_path")
     if not base:
         raise MergeError(f"{adapter_dir}: the adapter names no base model; pass --base")
-    model = GeoChatForConditionalGeneration.from_pretrained(base, dtype=dtype)
+    try:
+        family = family_of(base)
+    except (OSError, ValueError) as error:
+        raise MergeError(f"{adapter_dir}: base model {base}: {error}") from error
+    model = family.model_class.from_pretrained(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     output_dir = Path(output_dir)
     merged.save_pretrained(output_dir)
-    has_processor = (Path(adapter_dir) / "processor_config.json").is_file()
-    GeoChatProcessor.from_pretrained(adapter_dir if has_processor else base).save_pretrained(
-        output_dir
-    )
+    # Training saves the processor beside the adapter (with its imagery settings).
+    has_processor = (Path(adapter_dir) / "tokenizer_config.json").is_file()
+    source = adapter_dir if has_processor else base
+    family.load_processor(source, AutoConfig.from_pretrained(base)).save_pretrained(output_dir)
     print(f"merged {adapter_dir} into {base}; wrote {output_dir}")
     return output_dir
 

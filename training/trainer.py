@@ -8,7 +8,13 @@ Stages:
     pretrain: every weight learns (a model trained from scratch).
     align: only the connector (compressor and projector) learns; vision and LLM are frozen.
     finetune: LoRA or DoRA adapters (peft) on the chosen parts; optionally the connector fully.
-    qlora: finetune on a 4-bit base (bitsandbytes; meant for CUDA).
+    qlora: finetune on a 4-bit base (bitsandbytes; meant for CUDA); the vision tower, the
+        connector and the head stay unquantised.
+
+A ``model.path`` checkpoint of any backbone family trains (geochat/Idefics3/SmolVLM, Qwen2.5-VL,
+Qwen3-VL, LLaVA; :mod:`geochat.modeling.families`, chosen by its ``model_type``): the family
+names the modules of each part (adapter targets, what is frozen or kept unquantised), its chat
+template draws the turns and its dialect writes the answers' geometry (:mod:`.collator`).
 """
 
 from __future__ import annotations
@@ -22,17 +28,13 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import TrainerCallback, TrainingArguments, set_seed
+from transformers import PreTrainedModel, TrainerCallback, TrainingArguments, set_seed
+from transformers.processing_utils import ProcessorMixin
 
 from geochat.fileio import atomic_write_text
-from geochat.modeling import (
-    FINAL_DIR,
-    GeoChatForConditionalGeneration,
-    GeoChatProcessor,
-    last_complete_checkpoint,
-    tiny,
-)
-from geochat.modeling import load_pretrained as load_geochat
+from geochat.modeling import FINAL_DIR, last_complete_checkpoint, tiny
+from geochat.modeling.families import Family, Modules, family_of, load_backbone
+from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
 from geochat.training.collator import ChatCollator
@@ -48,12 +50,8 @@ from geochat.training.recipe import AUTO, Recipe, RecipeError
 
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "log.jsonl"
-# peft target modules per part of the model, as regular expressions over module names.
-PART_TARGETS = {
-    "llm": r"model\.text_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)",
-    "vision": r"model\.vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc\d)",
-    "connector": r"model\.connector\.modality_projection\.proj",
-}
+# The family's part (`Modules.parts`) that each recipe part (`peft.parts`) names.
+PARTS = {"llm": "language_model", "vision": "vision_tower", "connector": "connector"}
 # A Hugging Face hub id: a name, optionally under an owner (`HuggingFaceTB/SmolVLM-256M-Instruct`).
 HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
 
@@ -67,50 +65,82 @@ def _records_text(source: str | Path | Sequence[str | Path]) -> list[str]:
     return texts
 
 
-def build_model(recipe: Recipe) -> tuple[GeoChatForConditionalGeneration, GeoChatProcessor]:
-    """Creates (``model.tiny``) or loads (``model.path``) the model and its processor."""
+def build_model(recipe: Recipe) -> tuple[PreTrainedModel, ProcessorMixin, Family]:
+    """Creates (``model.tiny``) or loads (``model.path``) the model, its processor and family."""
     spec = recipe.model
     if spec.tiny is not None:
         options = dict(spec.tiny)
         if spec.tokenizer is not None:
             corpus = _records_text(recipe.data.train)
             options["tokenizer"] = train_tokenizer(corpus, **spec.tokenizer)
-        return tiny(seed=recipe.training.get("seed", 0), **options)
-    if recipe.stage == "qlora":
-        return _load_4bit(spec.path)
-    return load_geochat(spec.path, dtype=_dtype(spec.dtype))
+        return (*tiny(seed=recipe.training.get("seed", 0), **options), IDEFICS3)
+    try:
+        family = family_of(spec.path)
+        if recipe.stage == "qlora":
+            return (*_load_4bit(spec.path, family), family)
+        backbone = load_backbone(spec.path, dtype=_dtype(spec.dtype))
+    except ValueError as error:
+        raise RecipeError(f"model.path: {error}") from error
+    return backbone.model, backbone.processor, family
 
 
 def _dtype(name: str | None) -> torch.dtype | None:
     return getattr(torch, name) if name else None
 
 
-def _load_4bit(path: str) -> tuple[GeoChatForConditionalGeneration, GeoChatProcessor]:
-    from peft import prepare_model_for_kbit_training
+def quantization_config() -> Any:
+    """QLoRA's 4-bit NF4 settings (the skipped modules are the family's, see `_load_4bit`)."""
     from transformers import BitsAndBytesConfig
 
-    quantization = BitsAndBytesConfig(
+    return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
-        # The vision tower and connector stay in 16 bits; only the LLM is quantised.
-        llm_int8_skip_modules=["vision_model", "connector", "lm_head"],
     )
-    model = GeoChatForConditionalGeneration.from_pretrained(
+
+
+def _load_4bit(path: str, family: Family) -> tuple[PreTrainedModel, ProcessorMixin]:
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoConfig
+
+    quantization = quantization_config()
+    # Full module paths (transformers matches them from the start of a name): the vision
+    # tower, the connector and the head stay in 16 bits; only the LLM is quantised.
+    quantization.llm_int8_skip_modules = family.modules.quantization_skip()
+    model = family.model_class.from_pretrained(
         path, quantization_config=quantization, dtype=torch.bfloat16
     )
-    return prepare_model_for_kbit_training(model), GeoChatProcessor.from_pretrained(path)
+    processor = family.load_processor(path, AutoConfig.from_pretrained(path))
+    return prepare_model_for_kbit_training(model), processor
 
 
-def apply_stage(model: GeoChatForConditionalGeneration, recipe: Recipe) -> torch.nn.Module:
+def lora_targets(model: torch.nn.Module, modules: Modules, parts: Sequence[str]) -> list[str]:
+    """The linear layers (4-bit ones included) of the recipe's parts, by full module name.
+
+    Args:
+        model: The model.
+        modules: Its family's module names.
+        parts: Recipe parts: any of ``llm``, ``vision``, ``connector``.
+    """
+    wanted = {PARTS[part] for part in parts}
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and modules.part_of(name) in wanted
+    ]
+
+
+def apply_stage(model: PreTrainedModel, recipe: Recipe, family: Family) -> torch.nn.Module:
     """Sets what learns for the recipe's stage; returns the model to train (peft-wrapped or not)."""
     if recipe.stage == "pretrain":
         model.requires_grad_(True)
         return model
+    connector = family.modules.connector
     if recipe.stage == "align":
         model.requires_grad_(False)
-        model.model.connector.requires_grad_(True)
+        for name in connector:
+            model.get_submodule(name).requires_grad_(True)
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -120,8 +150,8 @@ def apply_stage(model: GeoChatForConditionalGeneration, recipe: Recipe) -> torch
         lora_alpha=peft.alpha,
         lora_dropout=peft.dropout,
         use_dora=peft.method == "dora",
-        target_modules="|".join(f"({PART_TARGETS[part]})" for part in peft.parts),
-        modules_to_save=["connector"] if peft.train_connector else None,
+        target_modules=lora_targets(model, family.modules, peft.parts),
+        modules_to_save=list(connector) if peft.train_connector else None,
     )
     return get_peft_model(model, config)
 
@@ -201,7 +231,7 @@ def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
     return train, RecordDataset(val_source, "val", data.tasks, limit=data.val_limit)
 
 
-def build_loss(recipe: Recipe, processor: GeoChatProcessor) -> TrainingLoss | None:
+def build_loss(recipe: Recipe, processor: ProcessorMixin) -> TrainingLoss | None:
     """The recipe's loss when it is not the model's own cross-entropy, else None.
 
     Raises:
@@ -286,18 +316,18 @@ def train(
         raise RecipeError(f"data.train: no training records in {recipe.data.train}")
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training.get("seed", 0))
-    model, processor = build_model(recipe)
+    model, processor, family = build_model(recipe)
     if imagery is not None:
         processor.imagery = imagery.to_dict()
-    trainable = apply_stage(model, recipe)
+    trainable = apply_stage(model, recipe, family)
     generation_eval = None
     if val_set is not None and recipe.data.generate_eval:
-        generation_eval = GenerationEval(processor, val_set, recipe.data.generate_eval)
+        generation_eval = GenerationEval(family, processor, val_set, recipe.data.generate_eval)
     trainer = GeoChatTrainer(
         model=trainable,
         generation_eval=generation_eval,
         args=training_arguments(recipe, output_dir, val_set is not None),
-        data_collator=ChatCollator(processor, recipe.data.max_length),
+        data_collator=ChatCollator(processor, recipe.data.max_length, family),
         # Saved with every checkpoint, so a checkpoint loads (and evaluates) on its own.
         processing_class=processor,
         train_dataset=train_set,
@@ -317,7 +347,7 @@ def train(
     return final
 
 
-def save_final_extras(final: Path, processor: GeoChatProcessor, recipe: Recipe) -> None:
+def save_final_extras(final: Path, processor: ProcessorMixin, recipe: Recipe) -> None:
     """Writes the processor and the resolved recipe beside the final model (main process only)."""
     processor.save_pretrained(str(final))
     # The resolved recipe says how the model was made; Trainer's pickled arguments are dropped

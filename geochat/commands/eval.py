@@ -5,10 +5,12 @@ Usage::
     geochat eval --records R.jsonl --predictions P.jsonl [--out metrics.json] [--iou 0.5]
     geochat eval --model M --data DIR [--split test] [--out-dir DIR] [--limit N] [--seed S]
                  [--no-ablation] [--trivial-from TRAIN_BUILD] [--bootstrap 500]
+                 [--device cuda]
 
-The second form runs the model on the records first (batched, greedy; :mod:`geochat.predict`)
-and, unless ``--no-ablation``, again with every image blanked: the **image-ablation gap**, the
-drop of each metric without the image, shows whether the model reads its images at all.
+The second form runs the model on the records first (batched, greedy, through the engine:
+:mod:`geochat.predict`) and, unless ``--no-ablation``, again with every image blanked: the
+**image-ablation gap**, the drop of each metric without the image, shows whether the model
+reads its images at all.
 ``--trivial-from`` adds the **trivial-answer baseline**: the best constant answer of each
 question template, learned from a training build (:mod:`geochat.evaluation`). ``--limit``
 takes records spread evenly over the build's worlds (or images) with ``--seed``, and every
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +42,9 @@ from rich.markup import escape
 from rich.table import Table
 from tqdm import tqdm
 
-from geochat.evaluation import (
-    RESAMPLES,
-    bootstrap_intervals,
-    fit_trivial_answers,
-    sample_records,
-)
+from geochat.evaluation import RESAMPLES, fit_trivial_answers, sample_records
 from geochat.fileio import atomic_write_text
-from geochat.geometry import GeometryError
-from geochat.metrics import (
-    BENCH_DATASET,
-    Skipped,
-    TruthError,
-    score_bench_record,
-    score_record,
-    summarize,
-    summarize_bench,
-    summarize_by_category,
-)
+from geochat.metrics import BENCH_DATASET, Answer, score
 from geochat.records import (
     Record,
     RecordError,
@@ -67,7 +54,6 @@ from geochat.records import (
     write_jsonl,
 )
 
-Answer = str | list[str]
 BENCH_TABLE_WIDTH = 120
 
 
@@ -98,70 +84,6 @@ def read_predictions(path: str | Path) -> dict[str, Answer]:
             raise PredictionError(f"{where}: id {row['id']!r} appears twice")
         predictions[row["id"]] = answer
     return predictions
-
-
-def score(
-    records: Iterable[Record],
-    predictions: Mapping[str, Answer],
-    iou_threshold: float = 0.5,
-    resamples: int = 0,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Scores predictions against records.
-
-    Args:
-        records: Valid records (:func:`geochat.records.iter_records`).
-        predictions: ``{record id: answer}`` (see the module docs for the answer's form).
-        iou_threshold: IoU at which a box or quad counts as found.
-        resamples: Bootstrap draws over worlds for the ``intervals``; 0 for none.
-        seed: Seed of the bootstrap draws.
-
-    Returns:
-        A JSON-ready report: ``iou_threshold``, the ``records`` and ``predictions`` counts,
-        ``missing_predictions`` and ``unknown_predictions`` (ids), ``skipped`` turns and
-        ``notes`` (each with ``id``, ``turn`` and a reason), and ``tasks``:
-        ``{task: {family: {"n", "missing", "with_problems", <metrics>}}}`` from
-        :func:`geochat.metrics.summarize`, ``by_category`` from
-        :func:`geochat.metrics.summarize_by_category`, ``groups`` (worlds or images scored)
-        and, with ``resamples``, ``intervals`` (``{task: {family: {metric: [low, high]}}}``);
-        for GeoChat-Bench records also ``geochat_bench``, the benchmark's tables
-        (:func:`geochat.metrics.summarize_bench`).
-    """
-    samples, skipped, missing, record_ids, bench = [], [], [], [], []
-    for record in records:
-        record_ids.append(record["id"])
-        answer = predictions.get(record["id"])
-        if answer is None:
-            missing.append(record["id"])
-        record_scores, record_skipped = score_record(record, answer)
-        samples += record_scores
-        skipped += record_skipped
-        try:
-            bench_score = score_bench_record(record, answer, iou_threshold)
-        except (TruthError, GeometryError) as error:
-            skipped.append(Skipped(record["id"], 0, f"{BENCH_DATASET}: {error}"))
-            continue
-        if bench_score is not None:
-            bench.append(bench_score)
-    extra = {BENCH_DATASET: summarize_bench(bench, iou_threshold)} if bench else {}
-    return {
-        "iou_threshold": iou_threshold,
-        "records": len(record_ids),
-        "predictions": len(predictions),
-        "missing_predictions": missing,
-        "unknown_predictions": sorted(set(predictions) - set(record_ids)),
-        "skipped": [{"id": s.record_id, "turn": s.turn, "reason": s.reason} for s in skipped],
-        "notes": [
-            {"id": s.record_id, "turn": s.turn, "note": note} for s in samples for note in s.notes
-        ],
-        "groups": len({s.group for s in samples}),
-        "tasks": summarize(samples, iou_threshold),
-        "by_category": summarize_by_category(samples, iou_threshold),
-        "intervals": (
-            bootstrap_intervals(samples, iou_threshold, resamples, seed) if resamples else {}
-        ),
-        **extra,
-    }
 
 
 def _format(value: Any) -> str:
@@ -346,6 +268,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a training build: add the best-constant-answer-per-question baseline learned on it",
     )
     run.add_argument("--out-dir", type=Path, default=Path("eval"), help="predictions and metrics")
+    run.add_argument(
+        "--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1 (default cpu)"
+    )
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--max-new-tokens", type=int, default=128)
     run.add_argument("--no-ablation", action="store_true", help="skip the blank-image run")
@@ -395,7 +320,8 @@ def _write_markdown(path: Path, tables: list[tuple[str, list[dict[str, Any]]]]) 
 
 
 def _run_model(args: argparse.Namespace, console: Console) -> int:
-    from geochat.modeling import load_pretrained, resolve_checkpoint
+    from geochat.engine import load_transformers
+    from geochat.modeling import resolve_checkpoint
     from geochat.predict import predict_records
 
     try:
@@ -408,8 +334,8 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
         return 2
     try:
         model_path = resolve_checkpoint(args.model)  # a run folder: its final/ or checkpoint
-        model, processor = load_pretrained(model_path)
-    except (OSError, ValueError) as error:
+        assistant = load_transformers(model_path, device=args.device)
+    except (OSError, ValueError, RuntimeError) as error:
         print(f"geochat eval: {error}", file=sys.stderr)
         return 2
     print(f"evaluating {model_path}")
@@ -428,7 +354,7 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
     reports = {}
     for name, blank in runs.items():
         predictions = predict_records(
-            model, processor, records, paths, args.batch_size, args.max_new_tokens, blank
+            assistant, records, paths, args.batch_size, args.max_new_tokens, blank
         )
         write_jsonl(
             args.out_dir / f"{name}.jsonl",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,22 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from geochat.engine.assistant import Assistant, GenerationStats, Request
+from geochat.engine.assistant import (
+    Assistant,
+    GenerationStats,
+    Reply,
+    Request,
+    _reply,
+    _request,
+)
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
-from geochat.imagery import ImagerySettings
+from geochat.imagery import ImagerySettings, ImageSource, LoadedImage
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
+from geochat.modeling.families.batching import batch_inputs
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
+
+NO_EXTRAS = (None, False, None)  # a batch call: no constraint, no streaming, no processors
 
 
 class _CountingStreamer(TextIteratorStreamer):
@@ -134,6 +144,70 @@ class TransformersAssistant(Assistant):
         stats.prompt_tokens = inputs["input_ids"].shape[1]
         stats.preprocess_s += time.perf_counter() - started
         return self._generation(inputs, request)
+
+    @torch.inference_mode()
+    def chat_batch(
+        self,
+        conversations: Sequence[tuple[ImageSource | LoadedImage | None, list[dict[str, str]]]],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> list[Reply]:
+        """Answers many conversations in one `generate` call (left-padded), e.g. for evaluation.
+
+        Each conversation is prepared as :meth:`chat` prepares it (image reading with
+        `self.imagery`, `<image>` placement, the family's prompt and dialect), so a batched
+        answer is read exactly as a single one.
+
+        Args:
+            conversations: `(image, messages)` pairs, as :meth:`chat` takes them.
+            max_new_tokens: Most tokens to generate for each.
+            temperature: 0 decodes greedily; above 0 samples at that temperature.
+
+        Returns:
+            One `Reply` per conversation, in order; `timings` are the whole batch's.
+
+        Raises:
+            ImageError: For an unreadable image. ValueError: For malformed messages.
+        """
+        started = time.perf_counter()
+        requests = [
+            _request(image, self.imagery, messages, None, max_new_tokens, temperature, *NO_EXTRAS)
+            for image, messages in conversations
+        ]
+        if not requests:
+            return []
+        rows = []
+        for request in requests:
+            image = None if request.image is None else request.image.image
+            prepared = self.backbone.inputs(image, request.messages)
+            request.dialect = dialect_for(self.backbone.dialect, prepared.frame)
+            request.stats.prompt_tokens = prepared.inputs["input_ids"].shape[1]
+            rows.append(prepared.inputs)
+        pad = self._pad_token_id()
+        inputs = batch_inputs(rows, pad, "left").to(self.model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        preprocess_s = time.perf_counter() - started
+        # Backbone.model is typed PreTrainedModel, which declares no generate (see _generate).
+        output = self.model.generate(  # type: ignore[operator]
+            **inputs, **_sampling(temperature), max_new_tokens=max_new_tokens, pad_token_id=pad
+        )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # [B, new]
+        texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ends = self._end_tokens()
+        replies = []
+        for request, tokens, text in zip(requests, new_tokens.tolist(), texts, strict=True):
+            stops = [index for index, token in enumerate(tokens) if token in ends]
+            request.stats.completion_tokens = stops[0] + 1 if stops else len(tokens)
+            request.stats.preprocess_s += preprocess_s
+            replies.append(_reply(text, request, started))
+        return replies
+
+    def _pad_token_id(self) -> int:
+        """The tokenizer's pad token, else the first end token (generation masks either)."""
+        pad = self.processor.tokenizer.pad_token_id
+        return pad if pad is not None else self._end_tokens()[0]
 
     def _generation(self, inputs: BatchFeature, request: Request) -> Generator[str, None, None]:
         """Runs `generate` in a thread and yields its text; closing stops the thread."""

@@ -344,3 +344,21 @@ def test_chat_command_errors_are_one_sentence(checkpoints, png, tmp_path, capsys
     assert code == 2
     assert last.startswith("geochat chat: ") and message in last
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batched_answers_equal_single_answers(assistants, name):
+    assistant = assistants[name]
+    small = image().resize((150, 60))
+    conversations = [
+        (image(), QUESTION),
+        (small, [{"role": "user", "content": "Describe the harbour and every ship in it."}]),
+    ]
+
+    replies = assistant.chat_batch(conversations, max_new_tokens=5)
+
+    for (picture, messages), reply in zip(conversations, replies, strict=True):
+        single = assistant.chat(picture, messages, max_new_tokens=5)
+        assert reply.text == single.text
+        assert reply.image_size == picture.size
+        assert reply.completion_tokens == single.completion_tokens

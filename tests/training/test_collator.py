@@ -2,7 +2,7 @@ import pytest
 from PIL import Image
 
 from geochat.grammar import parse
-from geochat.modeling import tiny
+from geochat.modeling import conversation_to_messages, tiny
 from geochat.training.collator import (
     IGNORE_INDEX,
     ChatCollator,
@@ -33,7 +33,7 @@ def learned_text(processor, example):
 
 
 def test_pieces_join_to_the_rendering_and_mark_only_answers(processor):
-    pieces = conversation_pieces(processor, CONVERSATION)
+    pieces = conversation_pieces(processor, conversation_to_messages(CONVERSATION))
     roles = ["user", "assistant"] * 2
     messages = [
         {"role": r, "content": turn["value"]} for r, turn in zip(roles, CONVERSATION, strict=True)
@@ -55,7 +55,7 @@ def test_labels_cover_assistant_turns_only(processor):
         if token == image_token:
             assert label == IGNORE_INDEX
     # The image is resized to 2 x 2 tiles of 32 px (each side rounded up), plus the global view.
-    assert example.pixel_values.shape[0] == 5
+    assert example.extras["pixel_values"].shape[1] == 5  # [1, tiles, 3, H, W]
 
 
 @pytest.mark.parametrize("cut", range(1, 40, 3))

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-import geochat.training.trainer
 from geochat.cli import main as geochat
 from geochat.training import cli
 
@@ -41,7 +40,7 @@ def no_model_loads(monkeypatch):
     def refuse(recipe):
         raise AssertionError("the model was loaded before the inputs were checked")
 
-    monkeypatch.setattr(geochat.training.trainer, "build_model", refuse)
+    monkeypatch.setattr("geochat.training.trainer.build_model", refuse)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:
@@ -141,7 +140,7 @@ def test_a_cached_hub_model_passes_the_check_offline(squares, tmp_path, monkeypa
         loaded.append(recipe)
         raise ModelLoadingError  # the check passed; nothing needs to train
 
-    monkeypatch.setattr(geochat.training.trainer, "build_model", stop_at_loading)
+    monkeypatch.setattr("geochat.training.trainer.build_model", stop_at_loading)
     args = ["smolvlm-lora", f"data.train={squares}", "--out", str(tmp_path / "run")]
     with pytest.raises(ModelLoadingError):
         cli.main(args)

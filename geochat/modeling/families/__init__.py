@@ -23,7 +23,14 @@ from PIL import Image
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
-from geochat.grammar import DIALECTS, Dialect, Qwen25VLDialect, get_dialect, parse
+from geochat.grammar import (
+    DIALECTS,
+    Dialect,
+    GroundedObject,
+    Qwen25VLDialect,
+    get_dialect,
+    parse,
+)
 from geochat.modeling.families.base import Family, ModelInputs, Modules, content_parts
 from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.families.llava import LLAVA
@@ -142,25 +149,62 @@ def dialect_for(name: str, frame: tuple[int, int] | None = None) -> Dialect:
     return get_dialect(name)
 
 
-def to_dialect(text: str, width: int, height: int, dialect: Dialect) -> str:
-    """Rewrites the canonical geometry in a message (e.g. a region) in another dialect.
+def to_dialect(
+    text: str, width: int, height: int, dialect: Dialect, source: str | Dialect = "canonical"
+) -> str:
+    """Rewrites the geometry in a message (e.g. a region, a training target) in another dialect.
 
     Text outside geometry tags is kept; phrases (`<ref>`) are left as written.
 
     Args:
-        text: A message in geochat's canonical grammar.
+        text: A message whose geometry is in `source`.
         width: Width of the image in pixels.
         height: Height of the image in pixels.
         dialect: The dialect to write.
+        source: The dialect the message is written in.
     """
-    parsed = parse(text, width, height)
+    objects = parse(text, width, height, source).objects
+    return rewrite_geometry(text, objects, width, height, dialect, phrases=False)
+
+
+def to_canonical(text: str, objects: list[GroundedObject], width: int, height: int) -> str:
+    """A model's answer with its geometry rewritten in the canonical grammar.
+
+    `objects` were parsed from `text` in the model's dialect; their phrases (e.g. Qwen's JSON
+    labels) are written as `<ref>`. This is the form `geochat eval` scores.
+    """
+    return rewrite_geometry(text, objects, width, height, get_dialect("canonical"), phrases=True)
+
+
+def rewrite_geometry(
+    text: str,
+    objects: list[GroundedObject],
+    width: int,
+    height: int,
+    dialect: Dialect,
+    phrases: bool,
+) -> str:
+    """Replaces each geometry span of `text` by its objects written in `dialect`.
+
+    Args:
+        text: The text the objects were parsed from.
+        objects: `parse(text, ...).objects`, in pixels of a `width x height` image.
+        width: Width of the image in pixels.
+        height: Height of the image in pixels.
+        dialect: The dialect to write.
+        phrases: Write the objects' phrases too (False when the text keeps them as written).
+    """
     spans: dict[tuple[int, int], list] = {}
-    for item in parsed.objects:
+    for item in objects:
         if item.kind != "none":
             spans.setdefault(item.span, []).append(item)
     pieces, position = [], 0
-    for (start, end), objects in sorted(spans.items()):
-        plain = [{"kind": o.kind, "hbb": o.hbb, "quad": o.quad, "mask": o.mask} for o in objects]
+    for (start, end), found in sorted(spans.items()):
+        plain = [
+            {"kind": o.kind, "hbb": o.hbb, "quad": o.quad, "mask": o.mask}
+            | ({"phrase": o.phrase} if phrases and o.phrase else {})
+            for o in found
+        ]
         pieces += [text[position:start], dialect.format(plain, width, height)]
         position = end
     return "".join([*pieces, text[position:]])
@@ -230,6 +274,8 @@ __all__ = [
     "load_backbone",
     "looks_like_hub_id",
     "model_type_of",
+    "rewrite_geometry",
     "supported",
+    "to_canonical",
     "to_dialect",
 ]

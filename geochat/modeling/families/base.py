@@ -83,52 +83,10 @@ P = TypeVar("P", bound=ProcessorMixin)
 ProcessorLoader = Callable[[str | Path, PretrainedConfig], P]
 # input_frame(processor, image) -> (width, height) the model will see, or None
 FrameOf = Callable[[P, Image.Image], tuple[int, int] | None]
+# chat_text(processor, messages, add_generation_prompt) -> the rendered prompt
+TextRenderer = Callable[[P, list[dict[str, str]], bool], str]
 # build_inputs(processor, image or None, messages) -> inputs (messages as the engine writes them)
 InputBuilder = Callable[[P, Image.Image | None, list[dict[str, str]]], BatchFeature]
-
-
-@dataclass(frozen=True)
-class Family(Generic[P]):
-    """One backbone family: how its checkpoints load, are prompted and write geometry.
-
-    Attributes:
-        name: What users call it ("Qwen2.5-VL").
-        model_types: The `model_type` values of its `config.json`.
-        model_class: The transformers class that loads its weights (`from_pretrained` with
-            `dtype`, then `.to(device)`).
-        load_processor: Builds its processor from the checkpoint folder and checks it against
-            the model's config.
-        build_inputs: Renders messages (strings; `<image>` at the head of the first user turn)
-            with the checkpoint's chat template and processes them with the image.
-        input_frame: The size the processor will resize an image to, or None when the dialect
-            does not need it.
-        image_token_id: Reads the image token's id from the model's config.
-        dialect: Its native coordinate dialect, a name in `geochat.grammar.DIALECTS`.
-        task_prompts: The prompt of each task it was trained on (`refer`, `ground`,
-            `identify`, ...), with `{phrase}` and `{region}` (a region in its dialect) places.
-        modules: The names of its vision tower, connector, LLM and head.
-        vllm_architecture: `architectures[0]` that vLLM serves it with.
-        pads_to_square: Whether the image is padded to a centred square before processing
-            (LLaVA's and GeoChat's `expand2square`).
-    """
-
-    name: str
-    model_types: tuple[str, ...]
-    model_class: type[PreTrainedModel]
-    load_processor: ProcessorLoader[P]
-    build_inputs: InputBuilder[P]
-    input_frame: FrameOf[P]
-    image_token_id: Callable[[PretrainedConfig], int]
-    dialect: str
-    task_prompts: Mapping[str, str]
-    modules: Modules
-    vllm_architecture: str
-    pads_to_square: bool = False
-
-
-def no_frame(processor: ProcessorMixin, image: Image.Image) -> None:
-    """`Family.input_frame` of families whose dialect does not depend on the resized size."""
-    return None
 
 
 def content_parts(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -157,10 +115,10 @@ def content_parts(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
     return converted
 
 
-def render(
-    processor: ProcessorMixin, image: Image.Image | None, messages: list[dict[str, str]]
-) -> BatchFeature:
-    """Renders messages with the processor's chat template and processes them with the image.
+def chat_text(
+    processor: ProcessorMixin, messages: list[dict[str, str]], add_generation_prompt: bool = True
+) -> str:
+    """Messages rendered by the processor's chat template (`<image>` as an image part).
 
     Raises:
         ValueError: When the checkpoint has no chat template.
@@ -170,11 +128,68 @@ def render(
             "the checkpoint has no chat template (chat_template.jinja or chat_template.json); "
             "save its processor with one"
         )
-    text = processor.apply_chat_template(
-        content_parts(messages), add_generation_prompt=True, tokenize=False
+    return processor.apply_chat_template(
+        content_parts(messages), add_generation_prompt=add_generation_prompt, tokenize=False
     )
+
+
+@dataclass(frozen=True)
+class Family(Generic[P]):
+    """One backbone family: how its checkpoints load, are prompted and write geometry.
+
+    Attributes:
+        name: What users call it ("Qwen2.5-VL").
+        model_types: The `model_type` values of its `config.json`.
+        model_class: The transformers class that loads its weights (`from_pretrained` with
+            `dtype`, then `.to(device)`).
+        load_processor: Builds its processor from the checkpoint folder and checks it against
+            the model's config.
+        build_inputs: Renders messages (strings; `<image>` at the head of the first user turn)
+            with the checkpoint's chat template and processes them with the image.
+        input_frame: The size the processor will resize an image to, or None when the dialect
+            does not need it.
+        image_token_id: Reads the image token's id from the model's config.
+        dialect: Its native coordinate dialect, a name in `geochat.grammar.DIALECTS`.
+        task_prompts: The prompt of each task it was trained on (`refer`, `ground`,
+            `identify`, ...), with `{phrase}` and `{region}` (a region in its dialect) places.
+        modules: The names of its vision tower, connector, LLM and head.
+        vllm_architecture: `architectures[0]` that vLLM serves it with.
+        pads_to_square: Whether the image is padded to a centred square before processing
+            (LLaVA's and GeoChat's `expand2square`).
+        chat_text: Renders messages with the chat template as `build_inputs` does (training
+            cuts this text into context and answers).
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    model_class: type[PreTrainedModel]
+    load_processor: ProcessorLoader[P]
+    build_inputs: InputBuilder[P]
+    input_frame: FrameOf[P]
+    image_token_id: Callable[[PretrainedConfig], int]
+    dialect: str
+    task_prompts: Mapping[str, str]
+    modules: Modules
+    vllm_architecture: str
+    pads_to_square: bool = False
+    chat_text: TextRenderer[P] = chat_text
+
+
+def no_frame(processor: ProcessorMixin, image: Image.Image) -> None:
+    """`Family.input_frame` of families whose dialect does not depend on the resized size."""
+    return None
+
+
+def render(
+    processor: ProcessorMixin, image: Image.Image | None, messages: list[dict[str, str]]
+) -> BatchFeature:
+    """Renders messages with the processor's chat template and processes them with the image.
+
+    Raises:
+        ValueError: When the checkpoint has no chat template.
+    """
     images = None if image is None else [image]
-    return processor(images=images, text=text, return_tensors="pt")
+    return processor(images=images, text=chat_text(processor, messages), return_tensors="pt")
 
 
 def pad_to_square(image: Image.Image, fill: tuple[int, ...]) -> Image.Image:

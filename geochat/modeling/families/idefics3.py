@@ -24,6 +24,15 @@ def build_inputs(
     return processor.build_chat_inputs(image, messages).inputs
 
 
+def chat_text(
+    processor: GeoChatProcessor, messages: list[dict[str, str]], add_generation_prompt: bool = True
+) -> str:
+    """Geochat's chat template over string messages, as `build_chat_inputs` renders them."""
+    return processor.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
+
+
 IDEFICS3 = Family(
     name="Idefics3 (geochat, SmolVLM)",
     model_types=("geochat", "idefics3"),
@@ -45,4 +54,5 @@ IDEFICS3 = Family(
         language_model=("model.text_model",),
     ),
     vllm_architecture="GeoChatForConditionalGeneration",
+    chat_text=chat_text,
 )

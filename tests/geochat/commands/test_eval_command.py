@@ -5,7 +5,7 @@ import json
 import pytest
 
 from geochat import cli
-from geochat.commands.eval import score
+from geochat.metrics import score
 from geochat.records import write_jsonl
 
 WIDTH, HEIGHT = 200, 100
@@ -233,3 +233,32 @@ def test_model_run_without_a_model_fails_with_a_message(files, tmp_path, capsys,
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_model_run_evaluates_another_family_through_the_engine(tmp_path, capsys):
+    # A tiny random Qwen2.5-VL checkpoint: its answers, in its dialect, are read by the engine.
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    data = Path(__file__).parents[2] / "data" / "backbones" / "data.py"
+    spec = importlib.util.spec_from_file_location("backbones_data", data)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build(tmp_path / "models", ["qwen2_5_vl"])["qwen2_5_vl"]
+    for record in RECORDS:
+        Image.new("RGB", (WIDTH, HEIGHT), (30, 90, 30)).save(tmp_path / record["image"])
+    write_jsonl(tmp_path / "test.jsonl", [{**r, "split": "test"} for r in RECORDS])
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(model), "--data", str(tmp_path / "test.jsonl")]
+    argv += ["--out-dir", str(out), "--max-new-tokens", "4", "--batch-size", "3"]
+
+    code = cli.main([*argv, "--device", "cpu", "--bootstrap", "0"])
+
+    assert code == 0, capsys.readouterr().err
+    for name in ("predictions", "blank"):
+        rows = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert {row["id"] for row in rows} == {record["id"] for record in RECORDS}
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["records"] == len(RECORDS) and not report["missing_predictions"]
