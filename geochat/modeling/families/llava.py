@@ -37,7 +37,8 @@ def build_inputs(
     """Pads the image to a square (`expand2square`), then renders and processes."""
     if image is not None:
         mean = processor.image_processor.image_mean
-        image = pad_to_square(image, tuple(round(BYTE_MAX * value) for value in mean))
+        # int(), not round(): LLaVA's and GeoChat's fill truncates (CLIP's mean -> 122, 116, 104)
+        image = pad_to_square(image, tuple(int(BYTE_MAX * value) for value in mean))
     return render(processor, image, messages)
 
 
