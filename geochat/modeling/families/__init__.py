@@ -218,6 +218,7 @@ def _check_image_token(
 
 __all__ = [
     "FAMILIES",
+    "FRAME_DIALECTS",
     "Backbone",
     "Family",
     "ModelInputs",

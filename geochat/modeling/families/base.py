@@ -18,6 +18,7 @@ from transformers import BatchFeature, PretrainedConfig, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
 IMAGE_PLACE = "<image>"  # where the engine's messages put the image (DESIGN.md, "The record")
+BYTE_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class Family:
         vllm_architecture: `architectures[0]` that vLLM serves it with.
         pads_to_square: Whether the image is padded to a centred square before processing
             (LLaVA's and GeoChat's `expand2square`).
+        vllm_content_format: How vLLM's server hands messages to the chat template
+            (`--chat-template-content-format`): "openai" (lists of image and text parts, as
+            `build_inputs` renders them) or "string" (the image placeholder, a newline, then
+            the text: geochat's own template), so both backends see the same prompt tokens.
     """
 
     name: str
@@ -122,6 +127,7 @@ class Family:
     modules: Modules
     vllm_architecture: str
     pads_to_square: bool = False
+    vllm_content_format: str = "openai"
 
 
 def no_frame(processor: ProcessorMixin, image: Image.Image) -> None:
@@ -188,3 +194,13 @@ def pad_to_square(image: Image.Image, fill: tuple[int, ...]) -> Image.Image:
     square = Image.new(image.mode, (side, side), fill)
     square.paste(image, ((side - width) // 2, (side - height) // 2))
     return square
+
+
+def square_image(processor: ProcessorMixin, image: Image.Image) -> Image.Image:
+    """The image padded as LLaVA and GeoChat pad it: centred on a square of the mean colour.
+
+    The colour is `int(255 * mean)` of the processor's `image_mean`: LLaVA's fill truncates
+    (CLIP's mean gives 122, 116, 104).
+    """
+    mean = processor.image_processor.image_mean
+    return pad_to_square(image, tuple(int(BYTE_MAX * value) for value in mean))

@@ -44,4 +44,5 @@ IDEFICS3 = Family(
         language_model=("model.text_model",),
     ),
     vllm_architecture="GeoChatForConditionalGeneration",
+    vllm_content_format="string",
 )
