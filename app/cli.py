@@ -314,7 +314,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         vllm_launch.check_model(model)
         adapters = [vllm_launch.read_adapter(spec) for spec in args.lora]
         python = vllm_launch.find_vllm_python()
-        env = vllm_launch.server_environment(dict(os.environ), model)
+        content_format, dialect = vllm_launch.served_family(model)
+        env = vllm_launch.server_environment(dict(os.environ), model, dialect)
         device = vllm_launch.check_plugin(python, env)
     except vllm_launch.ServeError as error:
         print(f"geochat serve: {error}", file=sys.stderr)
@@ -330,6 +331,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         max_model_len=args.max_model_len,
         extra=extra,
         dtype=args.dtype or (vllm_launch.CPU_DTYPE if device == "cpu" else None),
+        content_format=content_format,
     )
     served = ", ".join([name, *(adapter.name for adapter in adapters)])
     print(f"geochat serve: {served} at http://{args.host}:{args.port}/v1 (vLLM under {python})")

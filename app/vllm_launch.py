@@ -32,6 +32,7 @@ PLUGIN_VALUE = "geochat.app.vllm_plugin:register"
 CHECKOUT = Path(__file__).resolve().parents[1]
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 CONSTRAIN_MIDDLEWARE = "geochat.app.vllm_middleware.ConstrainField"
+DIALECT_ENV = "GEOCHAT_SERVED_DIALECT"  # the served family's dialect, for the middleware
 # vLLM 0.32 accepts only these values for --max-lora-rank.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_CONFIG = "adapter_config.json"
@@ -203,15 +204,19 @@ def server_command(
     max_model_len: int | None,
     extra: list[str],
     dtype: str | None = None,
+    content_format: str = "string",
 ) -> list[str]:
     """The command line of vLLM's OpenAI server for a geochat checkpoint.
 
-    The chat template gets string contents (`<image>`, a newline, then the text), the form our
-    records and the transformers engine use, so both backends see the same prompt tokens.
-    `extra` (vLLM's own flags) comes last, so it overrides ours.
+    The chat template gets contents in the family's form (`content_format`, see
+    :func:`served_family`): strings (`<image>`, a newline, then the text) for geochat's own
+    template, part lists for the chat templates of Qwen and LLaVA, the forms the transformers
+    engine renders, so both backends see the same prompt tokens. `extra` (vLLM's own flags)
+    comes last, so it overrides ours.
     """
     command = [python, "-m", SERVER_MODULE, "--model", model, "--served-model-name", name]
-    command += ["--host", host, "--port", str(port), "--chat-template-content-format", "string"]
+    command += ["--host", host, "--port", str(port)]
+    command += ["--chat-template-content-format", content_format]
     command += ["--middleware", CONSTRAIN_MIDDLEWARE]  # reads geochat's "constrain" field
     if max_model_len is not None:
         command += ["--max-model-len", str(max_model_len)]
@@ -226,13 +231,31 @@ def server_command(
     return command + extra
 
 
-def server_environment(base: dict[str, str], model: str) -> dict[str, str]:
+def served_family(model: str) -> tuple[str, str]:
+    """The chat-template content format and the coordinate dialect of a served checkpoint.
+
+    Read from its family (`geochat.modeling.families`, by config.json's `model_type`); a model
+    whose config cannot be read here or whose family geochat does not know is served as
+    geochat's own models are ("string", "canonical").
+    """
+    # Imported here: the families bring torch, which the rest of this module does without.
+    from geochat.modeling.families import family_of
+
+    try:
+        family = family_of(model)
+    except (OSError, ValueError):
+        return "string", "canonical"
+    return family.vllm_content_format, family.dialect
+
+
+def server_environment(base: dict[str, str], model: str, dialect: str = "canonical") -> dict:
     """The server's environment: `base` plus our defaults and the geochat plugin enabled.
 
     A local checkpoint needs no model hub, so `HF_HUB_OFFLINE` defaults to 1 for it; when
-    `VLLM_PLUGINS` restricts vLLM's plugins, geochat's is added to the list.
+    `VLLM_PLUGINS` restricts vLLM's plugins, geochat's is added to the list. `dialect` (the
+    served family's) tells the middleware which regex `"constrain": "grounding"` means.
     """
-    env = {**SERVER_ENV, **base}
+    env = {**SERVER_ENV, **base, DIALECT_ENV: dialect}
     if Path(model).exists():
         env.setdefault("HF_HUB_OFFLINE", "1")
     plugins = env.get("VLLM_PLUGINS")

@@ -56,9 +56,10 @@ def load(
             keeps the saved one.
         max_tiles_per_side: Tiles along an image's longest edge for transformers (1..6); None
             keeps the checkpoint's setting (Idefics3 family only).
-        dialect: The coordinate dialect the model writes, a name in `geochat.grammar.DIALECTS`,
-            for transformers; None takes its family's (`geochat.modeling.families`, chosen by
-            the checkpoint's `model_type`).
+        dialect: The coordinate dialect the model writes, a name in `geochat.grammar.DIALECTS`;
+            None takes its family's (`geochat.modeling.families`, chosen by the checkpoint's
+            `model_type`; for vllm, read from the served checkpoint folder when it is readable
+            here, else the canonical grammar).
 
     Raises:
         FileNotFoundError: When the model folder is missing (the bundled one included) or holds
@@ -72,15 +73,16 @@ def load(
             raise ValueError("vllm_url is for backend='vllm'")
         return load_transformers(_model_folder(model), device, dtype, max_tiles_per_side, dialect)
     if backend == "vllm":
-        if dtype is not None or max_tiles_per_side is not None or dialect is not None:
+        if dtype is not None or max_tiles_per_side is not None:
             raise ValueError(
-                "dtype, max_tiles_per_side and dialect are for backend='transformers' (dtype and "
-                "tiles are the vLLM server's settings: geochat serve)"
+                "dtype and max_tiles_per_side are for backend='transformers' (they are the vLLM "
+                "server's settings: geochat serve)"
             )
         # Imported here: httpx is needed only by this backend (the `app` extra).
         from geochat.engine.vllm_backend import DEFAULT_VLLM_URL, VLLMAssistant
 
-        return VLLMAssistant(vllm_url or DEFAULT_VLLM_URL, None if model is None else str(model))
+        name = None if model is None else str(model)
+        return VLLMAssistant(vllm_url or DEFAULT_VLLM_URL, name, dialect=dialect)
     raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
 
 

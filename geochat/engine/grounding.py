@@ -66,6 +66,42 @@ GROUNDING_REGEX = rf"{_TEXT}({_GROUNDED}{_TEXT})+"
 # vLLM's spelling of constrain="grounding" (its OpenAI server's request field and value).
 STRUCTURED_OUTPUTS = {"regex": GROUNDING_REGEX}
 
+# Native dialects of the backbone families (geochat.modeling.families), as their models write
+# them (geochat.grammar's `write`): a served family is constrained to its own format.
+# GeoChat: `<p>phrase</p> {<x0><y0><x1><y1>|<θ>}` joined by `<delim>`; values 0-100 of the
+# padded square, a rotated box's corners a little beyond it (negative or above 100), θ -45..45.
+_GC_VALUE = r"-?(0|[1-9][0-9]{0,2})"
+_GC_BOX = rf"\{{<{_GC_VALUE}><{_GC_VALUE}><{_GC_VALUE}><{_GC_VALUE}>\|<-?(0|[1-9][0-9]?)>\}}"
+_GC_GROUP = rf"(<p>[^<>{{}}]*</p> )?{_GC_BOX}(<delim>{_GC_BOX})*"
+_GC_TEXT = r"[^<{]*"
+# Qwen2.5-VL / Qwen3-VL: a ```json fenced list, one `{"bbox_2d": [...], "label": ...}` a line
+# (pixels of the resized image for Qwen2.5-VL, 0-1000 for Qwen3-VL: both fit 0..99999).
+_QW_VALUE = r"(0|[1-9][0-9]{0,4})"
+_QW_ITEM = (
+    rf'\t\{{"bbox_2d": \[{_QW_VALUE}, {_QW_VALUE}, {_QW_VALUE}, {_QW_VALUE}\]'
+    r'(, "label": "[^"\\\n]*")?\}'
+)
+_QW_JSON = rf"```json\n\[(\n{_QW_ITEM}(,\n{_QW_ITEM})*)?\n\]\n```"
+DIALECT_REGEXES = {
+    "canonical": GROUNDING_REGEX,
+    "geochat": rf"{_GC_TEXT}({_GC_GROUP}{_GC_TEXT})+",
+    "qwen25vl": _QW_JSON,
+    "qwen3vl": _QW_JSON,
+}
+
+
+def grounding_regex(dialect: str) -> str:
+    """The regex of a grounded answer in a dialect, for vLLM's structured outputs.
+
+    Raises:
+        ValueError: For a dialect without one (geochat constrains its families' dialects).
+    """
+    if dialect not in DIALECT_REGEXES:
+        raise ValueError(
+            f"no grounding constraint for the {dialect!r} dialect; known: {sorted(DIALECT_REGEXES)}"
+        )
+    return DIALECT_REGEXES[dialect]
+
 
 def constraint_of(constrain: str | None, structured_outputs: object = None) -> str | None:
     """The constraint a chat request asks for, whichever server's spelling it uses.

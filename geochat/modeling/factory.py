@@ -40,7 +40,7 @@ TINY_CORPUS = (
 )
 
 
-def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
     """The id of one token (transformers types the lookup for one token or a list)."""
     found = tokenizer.convert_tokens_to_ids(token)
     if not isinstance(found, int):
@@ -107,9 +107,9 @@ def tiny(
     if missing:
         raise ValueError(f"the tokenizer lacks the special tokens {missing}; use train_tokenizer")
     ids = {
-        "bos_token_id": _token_id(tokenizer, BOS_TOKEN),
-        "eos_token_id": _token_id(tokenizer, END_OF_UTTERANCE_TOKEN),
-        "pad_token_id": _token_id(tokenizer, PAD_TOKEN),
+        "bos_token_id": token_id(tokenizer, BOS_TOKEN),
+        "eos_token_id": token_id(tokenizer, END_OF_UTTERANCE_TOKEN),
+        "pad_token_id": token_id(tokenizer, PAD_TOKEN),
     }
     vision_config = Idefics3VisionConfig(
         hidden_size=vision_hidden,
@@ -139,7 +139,7 @@ def tiny(
         scale_factor=factor,
         vision_config=vision_config,
         text_config=text_config,
-        image_token_id=_token_id(tokenizer, IMAGE_TOKEN),
+        image_token_id=token_id(tokenizer, IMAGE_TOKEN),
         pad_token_id=ids["pad_token_id"],
     )
     torch.manual_seed(seed)

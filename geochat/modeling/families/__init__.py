@@ -264,6 +264,7 @@ def _check_image_token(
 
 __all__ = [
     "FAMILIES",
+    "FRAME_DIALECTS",
     "Backbone",
     "Family",
     "ModelInputs",

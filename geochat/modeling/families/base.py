@@ -18,6 +18,7 @@ from transformers import BatchFeature, PretrainedConfig, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
 
 IMAGE_PLACE = "<image>"  # where the engine's messages put the image (DESIGN.md, "The record")
+BYTE_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,10 @@ class Family(Generic[P]):
             (LLaVA's and GeoChat's `expand2square`).
         chat_text: Renders messages with the chat template as `build_inputs` does (training
             cuts this text into context and answers).
+        vllm_content_format: How vLLM's server hands messages to the chat template
+            (`--chat-template-content-format`): "openai" (lists of image and text parts, as
+            `build_inputs` renders them) or "string" (the image placeholder, a newline, then
+            the text: geochat's own template), so both backends see the same prompt tokens.
     """
 
     name: str
@@ -173,6 +178,7 @@ class Family(Generic[P]):
     vllm_architecture: str
     pads_to_square: bool = False
     chat_text: TextRenderer[P] = chat_text
+    vllm_content_format: str = "openai"
 
 
 def no_frame(processor: ProcessorMixin, image: Image.Image) -> None:
@@ -205,3 +211,13 @@ def pad_to_square(image: Image.Image, fill: tuple[int, ...]) -> Image.Image:
     square = Image.new(image.mode, (side, side), fill)
     square.paste(image, ((side - width) // 2, (side - height) // 2))
     return square
+
+
+def square_image(processor: ProcessorMixin, image: Image.Image) -> Image.Image:
+    """The image padded as LLaVA and GeoChat pad it: centred on a square of the mean colour.
+
+    The colour is `int(255 * mean)` of the processor's `image_mean`: LLaVA's fill truncates
+    (CLIP's mean gives 122, 116, 104).
+    """
+    mean = processor.image_processor.image_mean
+    return pad_to_square(image, tuple(int(BYTE_MAX * value) for value in mean))

@@ -55,4 +55,5 @@ IDEFICS3 = Family(
     ),
     vllm_architecture="GeoChatForConditionalGeneration",
     chat_text=chat_text,
+    vllm_content_format="string",
 )

@@ -21,9 +21,7 @@ from transformers import (
     PretrainedConfig,
 )
 
-from geochat.modeling.families.base import Family, Modules, no_frame, pad_to_square, render
-
-BYTE_MAX = 255
+from geochat.modeling.families.base import Family, Modules, no_frame, render, square_image
 
 
 def load_processor(folder: str | Path, config: PretrainedConfig) -> LlavaProcessor:
@@ -35,10 +33,7 @@ def build_inputs(
     processor: LlavaProcessor, image: Image.Image | None, messages: list[dict[str, str]]
 ) -> BatchFeature:
     """Pads the image to a square (`expand2square`), then renders and processes."""
-    if image is not None:
-        mean = processor.image_processor.image_mean
-        image = pad_to_square(image, tuple(round(BYTE_MAX * value) for value in mean))
-    return render(processor, image, messages)
+    return render(processor, None if image is None else square_image(processor, image), messages)
 
 
 LLAVA = Family(

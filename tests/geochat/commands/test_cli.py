@@ -8,7 +8,7 @@ import pytest
 
 from geochat import cli
 
-VERBS = ("api", "app", "build", "chat", "eval", "merge", "serve", "train")
+VERBS = ("api", "app", "build", "chat", "convert", "eval", "merge", "serve", "train")
 
 
 def test_help_says_what_every_verb_does(capsys):
