@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from geochat.engine.assistant import Assistant, GenerationStats, Request
+from geochat.engine.assistant import Assistant, GenerationStats, NativeInput, Request
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
 from geochat.imagery import ImagerySettings
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
@@ -102,6 +103,7 @@ class TransformersAssistant(Assistant):
         trained = getattr(backbone.processor, "imagery", None)
         if trained:
             self.imagery = ImagerySettings.from_dict(trained)
+        self.native_input = _native_input(backbone.processor)
         if max_tiles_per_side is not None:
             if backbone.family is not IDEFICS3:
                 raise ValueError(
@@ -178,6 +180,17 @@ class TransformersAssistant(Assistant):
     def _end_tokens(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id
         return [token for token in np.atleast_1d(eos).tolist() if token is not None]
+
+
+def _native_input(processor: Any) -> NativeInput | None:
+    """The processor's declared native input, else its tile size at no particular GSD."""
+    declared = getattr(processor, "native_input", None)
+    if declared:
+        return NativeInput.from_dict(declared)
+    sizes = getattr(getattr(processor, "image_processor", None), "max_image_size", None)
+    if isinstance(sizes, dict) and "longest_edge" in sizes:
+        return NativeInput(int(sizes["longest_edge"]), None, declared=False)
+    return None
 
 
 def _sampling(temperature: float) -> dict[str, object]:
