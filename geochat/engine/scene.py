@@ -22,6 +22,7 @@ Counts and presence are then answered from the merged objects, for the whole sce
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from shapely.geometry.base import BaseGeometry
 from geochat import imagery
 from geochat.draw import UNNAMED
 from geochat.engine.assistant import Assistant, NativeInput, Reply
-from geochat.geometry import min_area_rect, quad_iou, quad_to_polygon, rle_to_mask
+from geochat.geometry import min_area_rect, quad_to_polygon, rle_to_mask
 from geochat.georef import Georef
 from geochat.grammar.core import GroundedObject
 from geochat.imagery import ImageError, ImagerySettings, LoadedImage
@@ -52,6 +53,7 @@ DEFAULT_BATCH_SIZE = 8
 MERGE_IOU = 0.5
 EDGE_TOLERANCE = 1.5  # tile pixels: geometry this close to an inner tile edge is cut by it
 CUT_OVERLAP = 0.1  # a cut piece joins another that covers this share of the smaller one
+COVERED = 0.9  # a whole view holding this share of every piece of its cluster is the object
 OVERVIEW_SIDE = 1024  # longest side of the overview image
 
 
@@ -66,17 +68,25 @@ class Tile:
     Attributes:
         window: ``(col_off, row_off, width, height)`` in scene pixels.
         size: ``(width, height)`` of the tile the model sees.
+        core: ``(x0, y0, x1, y1)`` in scene pixels: the part of the window nearer its centre
+            than any other window's (the cores of a plan tile the scene without overlap).
     """
 
     window: tuple[int, int, int, int]
     size: tuple[int, int]
+    core: tuple[float, float, float, float]
 
     def to_scene(self) -> Affine:
         """The transform from tile pixels to scene pixels."""
         col, row, width, height = self.window
-        return Affine.translation(col, row) * Affine.scale(
+        return Affine.translation(col, row) @ Affine.scale(
             width / self.size[0], height / self.size[1]
         )
+
+    def points_to_scene(self, points: np.ndarray) -> np.ndarray:
+        """Tile pixel points ``[N, 2]`` in scene pixels ``[N, 2]``."""
+        col, row, width, height = self.window
+        return points * [width / self.size[0], height / self.size[1]] + [col, row]
 
 
 @dataclass
@@ -233,12 +243,20 @@ def plan_scene(
     window = max(1, round(native.image_size * scale))  # scene pixels per tile side
     stride = max(1, round(window * (1 - overlap)))
     tiles = []
-    for row in _starts(height, window, stride):
-        for col in _starts(width, window, stride):
+    rows, cols = _starts(height, window, stride), _starts(width, window, stride)
+    for row, (y0, y1) in zip(rows, _cores(rows, window, height), strict=True):
+        for col, (x0, x1) in zip(cols, _cores(cols, window, width), strict=True):
             w, h = min(window, width - col), min(window, height - row)
             size = (max(1, round(w / scale)), max(1, round(h / scale)))
-            tiles.append(Tile((col, row, w, h), size))
+            tiles.append(Tile((col, row, w, h), size, (x0, y0, x1, y1)))
     return ScenePlan(width, height, scene_gsd, target, tiles, notes)
+
+
+def _cores(starts: list[int], window: int, length: int) -> list[tuple[float, float]]:
+    """Each window's core along one axis: up to the midpoints between window centres."""
+    centres = [start + min(window, length - start) / 2 for start in starts]
+    bounds = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), float(length)]
+    return list(itertools.pairwise(bounds))
 
 
 def _starts(length: int, window: int, stride: int) -> list[int]:
@@ -267,7 +285,7 @@ def read_tile(
         return None
     tile_georef = None
     if georef is not None:
-        tile_georef = Georef(georef.crs, tuple(georef.affine * tile.to_scene())[:6])
+        tile_georef = Georef(georef.crs, tuple(georef.affine @ tile.to_scene())[:6])
     image = Image.fromarray(rgb, mode="RGB")
     return LoadedImage(image, width, height, tile_georef, f"window {list(tile.window)}", resolved)
 
@@ -282,7 +300,8 @@ class _Piece:
 
     phrase: str | None
     kind: str
-    polygon: BaseGeometry
+    polygon: BaseGeometry  # clipped to its window when cut
+    core: BaseGeometry  # clipped to its tile's core when cut
     quad: np.ndarray | None
     cut: bool
     centrality: float  # distance from the object's centre to its tile's nearest edge, in px
@@ -377,8 +396,7 @@ def run_scene(
 def _piece(obj: GroundedObject, tile: Tile, plan: ScenePlan) -> _Piece:
     """A tile's box or quad in scene pixels, and whether an inner tile edge cuts it."""
     corners = np.asarray(obj.quad, dtype=np.float64)  # [4, 2] tile pixels
-    to_scene = tile.to_scene()
-    scene_corners = np.array([to_scene * (x, y) for x, y in corners])  # [4, 2]
+    scene_corners = tile.points_to_scene(corners)  # [4, 2]
     x0, y0 = corners.min(axis=0)
     x1, y1 = corners.max(axis=0)
     width, height = tile.size
@@ -392,15 +410,14 @@ def _piece(obj: GroundedObject, tile: Tile, plan: ScenePlan) -> _Piece:
     )
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     centrality = min(cx, cy, width - cx, height - cy)
-    return _Piece(
-        obj.phrase,
-        obj.kind,
-        quad_to_polygon(scene_corners),
-        scene_corners,
-        cut,
-        centrality,
-        tile.window,
-    )
+    polygon = core = quad_to_polygon(scene_corners)
+    if cut:
+        # A tile sees nothing beyond its window: the part of a cut piece's box (or rectangle)
+        # past the edge is the box's shape, not the object's, so it is clipped there. Its core
+        # part, where no other tile sees better, is what it adds to the merged object.
+        polygon = polygon.intersection(_window_box(tile.window))
+        core = polygon.intersection(shapely_box(*tile.core))
+    return _Piece(obj.phrase, obj.kind, polygon, core, scene_corners, cut, centrality, tile.window)
 
 
 def merge_pieces(pieces: Sequence[_Piece], merge_iou: float = MERGE_IOU) -> list[SceneObject]:
@@ -423,15 +440,17 @@ def _clusters(group: list[_Piece], merge_iou: float) -> list[list[_Piece]]:
             i = parent[i]
         return i
 
-    polygons = [p.polygon for p in group]
-    iou = quad_iou([p.quad for p in group], [p.quad for p in group]) if group else None
-    areas = shapely.area(np.array(polygons, dtype=object)) if group else None
+    polygons = np.array([p.polygon for p in group], dtype=object)
+    # Rotated IoU of the polygons themselves (never their axis-aligned hulls), [N, N].
+    overlap = shapely.area(shapely.intersection(polygons[:, None], polygons[None, :]))
+    areas = shapely.area(polygons)
+    union = areas[:, None] + areas[None, :] - overlap
+    iou = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
     for i in range(len(group)):
         for j in range(i + 1, len(group)):
             same = iou[i, j] >= merge_iou
             if not same and (group[i].cut or group[j].cut) and group[i].window != group[j].window:
-                overlap = polygons[i].intersection(polygons[j]).area
-                same = overlap >= CUT_OVERLAP * min(areas[i], areas[j])
+                same = overlap[i, j] >= CUT_OVERLAP * min(areas[i], areas[j])
             if same:
                 parent[root(i)] = root(j)
     clusters: dict[int, list[_Piece]] = {}
@@ -447,11 +466,13 @@ def _merged(cluster: list[_Piece]) -> SceneObject:
     # A whole view that covers every cut piece already is the object; else the union is.
     best = max(whole, key=lambda p: p.centrality) if whole else None
     if best is not None and all(
-        p.polygon.intersection(best.polygon).area >= 0.9 * p.polygon.area for p in cluster
+        p.polygon.intersection(best.polygon).area >= COVERED * p.polygon.area for p in cluster
     ):
         quad = best.quad
     else:
-        union = shapely.union_all([p.polygon for p in cluster])
+        union = shapely.union_all([p.core for p in cluster])
+        if union.is_empty:
+            union = shapely.union_all([p.polygon for p in cluster])
         if first.kind == "hbb":
             x0, y0, x1, y1 = union.bounds
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
