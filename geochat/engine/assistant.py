@@ -232,6 +232,30 @@ class Assistant(ABC):
         text = "".join(deltas)
         return _reply(text, request, started)
 
+    def chat_batch(
+        self,
+        images: Sequence[ImageSource | LoadedImage],
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> list[Reply]:
+        """Answers one conversation about each of several images (scene tiles, evaluation).
+
+        Arguments as for :meth:`chat`. This answers one image at a time; a backend that can
+        generate several answers together (transformers) overrides it.
+
+        Returns:
+            One `Reply` per image, in order.
+        """
+        options = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "logits_processor": logits_processor,
+        }
+        return [self.chat(image, messages, **options) for image in images]
+
     @abstractmethod
     def close(self) -> None:
         """Frees what the backend holds open (connections); the assistant is unusable after."""

@@ -42,7 +42,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geochat import imagery
 from geochat.draw import UNNAMED
-from geochat.engine.assistant import Assistant, NativeInput, Reply
+from geochat.engine.assistant import Assistant, NativeInput
 from geochat.geometry import min_area_rect, quad_to_polygon, rle_to_mask
 from geochat.georef import Georef
 from geochat.grammar.core import GroundedObject
@@ -368,13 +368,13 @@ def run_scene(
         for start in range(0, len(plan.tiles), batch_size):
             batch = plan.tiles[start : start + batch_size]
             loaded = [(tile, read_tile(dataset, resolved, tile, georef)) for tile in batch]
-            for tile, image in loaded:
-                if image is None:
-                    skipped += 1
-                    continue
-                reply = assistant.chat(image, messages, max_new_tokens=max_new_tokens)
-                assert isinstance(reply, Reply)
-                run += 1
+            valid = [(tile, image) for tile, image in loaded if image is not None]
+            skipped += len(loaded) - len(valid)
+            replies = assistant.chat_batch(
+                [image for _, image in valid], messages, max_new_tokens=max_new_tokens
+            )
+            run += len(valid)
+            for (tile, _), reply in zip(valid, replies, strict=True):
                 problems += [f"window {list(tile.window)}: {p}" for p in reply.parsed.problems]
                 for obj in reply.parsed.objects:
                     if obj.kind == "mask":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import (
     BatchFeature,
+    LogitsProcessor,
     LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
@@ -29,9 +30,17 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from geochat.engine.assistant import Assistant, GenerationStats, NativeInput, Request
+from geochat.engine.assistant import (
+    Assistant,
+    GenerationStats,
+    NativeInput,
+    Reply,
+    Request,
+    _reply,
+    _request,
+)
 from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
-from geochat.imagery import ImagerySettings
+from geochat.imagery import ImagerySettings, ImageSource, LoadedImage
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
 from geochat.modeling.families.idefics3 import IDEFICS3
@@ -117,22 +126,79 @@ class TransformersAssistant(Assistant):
         """Nothing to free: the model goes with the assistant."""
 
     def _generate(self, request: Request) -> Generator[str, None, None]:
-        stats = request.stats
-        started = time.perf_counter()
         if request.constrain == "grounding" and self.backbone.dialect != "canonical":
             raise ValueError(
                 f"constrain='grounding' holds answers to geochat's grammar, but this model writes "
                 f"the {self.backbone.dialect!r} dialect"
             )
+        return self._generation(self._inputs(request), request)
+
+    def _inputs(self, request: Request) -> BatchFeature:
+        """The model inputs of a request, on the model's device; fills the request's stats."""
+        started = time.perf_counter()
         image = None if request.image is None else request.image.image
         prepared = self.backbone.inputs(image, request.messages)
         request.dialect = dialect_for(self.backbone.dialect, prepared.frame)
         inputs = prepared.inputs.to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        stats.prompt_tokens = inputs["input_ids"].shape[1]
-        stats.preprocess_s += time.perf_counter() - started
-        return self._generation(inputs, request)
+        request.stats.prompt_tokens = inputs["input_ids"].shape[1]
+        request.stats.preprocess_s += time.perf_counter() - started
+        return inputs
+
+    def chat_batch(
+        self,
+        images: Sequence[ImageSource | LoadedImage],
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> list[Reply]:
+        """Answers one conversation about each image, generating same-shaped inputs together.
+
+        Images of one size give inputs of one shape (the same prompt, the same image tokens):
+        those are stacked and generated in one call, without padding, so each answer is the one
+        :meth:`chat` gives (greedy decoding). Inputs of other shapes form their own batches.
+        """
+        started = time.perf_counter()
+        requests = [
+            _request(
+                image, self.imagery, messages, None, max_new_tokens, temperature, None, False,
+                logits_processor,
+            )
+            for image in images
+        ]  # fmt: skip
+        inputs = [self._inputs(request) for request in requests]
+        texts: list[str] = [""] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for index, item in enumerate(inputs):
+            shapes = tuple((key, tuple(value.shape)) for key, value in item.items())
+            groups.setdefault(shapes, []).append(index)
+        for indices in groups.values():
+            batch = {key: torch.cat([inputs[i][key] for i in indices]) for key in inputs[0]}
+            answers = self._batch_texts(batch, requests[indices[0]])
+            for index, (text, tokens) in zip(indices, answers, strict=True):
+                texts[index] = text
+                requests[index].stats.completion_tokens = tokens
+        return [_reply(text, r, started) for text, r in zip(texts, requests, strict=True)]
+
+    @torch.inference_mode()
+    def _batch_texts(
+        self, batch: dict[str, torch.Tensor], request: Request
+    ) -> Iterator[tuple[str, int]]:
+        """Generates a stacked batch; yields each row's answer and its tokens (to its end)."""
+        prompt = batch["input_ids"].shape[1]
+        output = self.model.generate(
+            **batch,
+            **_sampling(request.temperature),
+            max_new_tokens=request.max_new_tokens,
+            logits_processor=LogitsProcessorList(request.logits_processors),
+        )
+        ends = set(self._end_tokens())
+        for row in output[:, prompt:].tolist():
+            stop = next((k + 1 for k, token in enumerate(row) if token in ends), len(row))
+            yield self.processor.tokenizer.decode(row[:stop], skip_special_tokens=True), stop
 
     def _generation(self, inputs: BatchFeature, request: Request) -> Generator[str, None, None]:
         """Runs `generate` in a thread and yields its text; closing stops the thread."""

@@ -339,3 +339,23 @@ def test_geochat_nano_answers_a_whole_synthetic_scene(world, tmp_path):
     frame = shapely.transform(shapely.box(0, 0, SIZE, SIZE), georef.pixel_to_lonlat)
     for feature in collection["features"]:
         assert frame.buffer(1e-6).contains(shape(feature["geometry"]))
+
+
+def test_a_batch_gives_the_answers_one_at_a_time_gives():
+    """Same-sized tiles are generated together; another size is its own batch."""
+    from PIL import Image
+
+    from geochat.engine import load
+
+    assistant = load()  # the bundled geochat-nano: a real model, greedy decoding
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for w, h in [(128, 128), (128, 128), (96, 128), (128, 128)]
+    ]
+    messages = [{"role": "user", "content": "Where are the buildings?"}]
+    batched = assistant.chat_batch(images, messages, max_new_tokens=24)
+    alone = [assistant.chat(image, messages, max_new_tokens=24) for image in images]
+    assert [reply.text for reply in batched] == [reply.text for reply in alone]
+    assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in alone]
+    assert [r.image_size for r in batched] == [(128, 128), (128, 128), (96, 128), (128, 128)]
