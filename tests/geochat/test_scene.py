@@ -359,3 +359,16 @@ def test_a_batch_gives_the_answers_one_at_a_time_gives():
     assert [reply.text for reply in batched] == [reply.text for reply in alone]
     assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in alone]
     assert [r.image_size for r in batched] == [(128, 128), (128, 128), (96, 128), (128, 128)]
+
+
+def test_the_native_input_is_declared_in_the_processor_config_and_kept_on_save(tmp_path):
+    from geochat.engine import DEFAULT_MODEL
+    from geochat.engine.transformers_backend import _native_input
+    from geochat.modeling import GeoChatProcessor
+
+    processor = GeoChatProcessor.from_pretrained(DEFAULT_MODEL)
+    assert _native_input(processor) == NativeInput(128, (0.3, 0.3))  # 128 px tiles at 0.3 m
+    processor.save_pretrained(tmp_path)
+    assert _native_input(GeoChatProcessor.from_pretrained(tmp_path)) == NativeInput(128, (0.3, 0.3))
+    processor.native_input = None  # an older checkpoint: its tile size, the scene's own GSD
+    assert _native_input(processor) == NativeInput(128, None, declared=False)
