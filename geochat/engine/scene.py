@@ -123,7 +123,8 @@ class SceneObject:
         geometry: Its polygon in scene pixels.
         hbb: ``[x0, y0, x1, y1]`` in scene pixels.
         quad: Four corners in scene pixels (boxes and quads), else None.
-        score: A confidence where the model gives one, else None.
+        score: A confidence where the model gives one; None (the grammar carries none yet, so
+            no backend does).
         windows: The tile windows that saw it.
         mask: Always None: a merged mask is its polygon (``geometry``).
     """
@@ -306,7 +307,6 @@ class _Piece:
     cut: bool
     centrality: float  # distance from the object's centre to its tile's nearest edge, in px
     window: tuple[int, int, int, int]
-    score: float | None = None
 
 
 def run_scene(
@@ -479,14 +479,13 @@ def _merged(cluster: list[_Piece]) -> SceneObject:
         else:
             quad = min_area_rect(union)
     polygon = quad_to_polygon(quad)
-    scores = [p.score for p in cluster if p.score is not None]
     return SceneObject(
         first.phrase,
         first.kind,
         polygon,
         list(polygon.bounds),
         np.asarray(quad, dtype=float).tolist(),
-        max(scores) if scores else None,
+        None,  # the grammar carries no confidence
         windows,
     )
 

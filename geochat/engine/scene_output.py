@@ -85,7 +85,8 @@ def _json(document: Any) -> bytes:
 def _properties(obj: SceneObject, result: SceneResult) -> dict[str, Any]:
     return {
         "phrase": obj.phrase,
-        "category": find_in_phrase(obj.phrase) if obj.phrase else None,
+        # An unnamed object answers the question, so the question's category is its own.
+        "category": find_in_phrase(obj.phrase or result.question),
         "kind": obj.kind,
         "score": obj.score,
         "windows": [list(window) for window in obj.windows],
