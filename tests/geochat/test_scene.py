@@ -8,6 +8,7 @@ merge gets right or wrong therefore shows against the truth in map coordinates.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Generator
 
@@ -16,6 +17,7 @@ import pyogrio
 import pytest
 import rasterio
 import shapely
+from PIL import Image
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import shape
@@ -308,8 +310,6 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_a_png_without_gsd_is_read_at_the_models_size_and_says_so(tmp_path, capsys, monkeypatch):
-    from PIL import Image
-
     Image.new("RGB", (300, 200), (80, 90, 100)).save(tmp_path / "plain.png")
     answer = format_ref("car", format_hbbs([[10, 10, 30, 30]], 128, 128))
     code, out, err = _cli(
@@ -343,8 +343,6 @@ def test_geochat_nano_answers_a_whole_synthetic_scene(world, tmp_path):
 
 def test_a_batch_gives_the_answers_one_at_a_time_gives():
     """Same-sized tiles are generated together; another size is its own batch."""
-    from PIL import Image
-
     from geochat.engine import load
 
     assistant = load()  # the bundled geochat-nano: a real model, greedy decoding
@@ -372,3 +370,22 @@ def test_the_native_input_is_declared_in_the_processor_config_and_kept_on_save(t
     assert _native_input(GeoChatProcessor.from_pretrained(tmp_path)) == NativeInput(128, (0.3, 0.3))
     processor.native_input = None  # an older checkpoint: its tile size, the scene's own GSD
     assert _native_input(processor) == NativeInput(128, None, declared=False)
+
+
+def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
+    path = _tif(tmp_path / "grey.tif", np.full((3, 400, 300), 90, np.uint8))
+    result = run_scene(_Fixed("<none>"), path, "Where?", native=TILE)
+    reads = []
+    original = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):
+        reads.append((kwargs.get("window"), kwargs.get("out_shape")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    monkeypatch.setattr("geochat.engine.scene_output.OVERVIEW_SIDE", 100)
+    files = scene_files(result, path)
+    whole = [shape for window, shape in reads if window is None]
+    assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
+    with Image.open(io.BytesIO(files["overview.png"])) as overview:
+        assert overview.size == (75, 100)
