@@ -262,7 +262,8 @@ def pixel_geometry(obj: ParsedObject) -> BaseGeometry | None:
     return geometry
 
 
-def _geojson_geometry(geometry: BaseGeometry) -> dict[str, Any]:
+def geojson_geometry(geometry: BaseGeometry) -> dict[str, Any]:
+    """A shapely geometry as a GeoJSON geometry dict, rings wound as RFC 7946 asks."""
     # Exterior rings counter-clockwise, holes clockwise, in the coordinates' own axes.
     return json.loads(shapely.to_geojson(shapely.orient_polygons(geometry)))
 
@@ -270,7 +271,7 @@ def _geojson_geometry(geometry: BaseGeometry) -> dict[str, Any]:
 def _feature(obj: ParsedObject, geometry: BaseGeometry, **properties: Any) -> dict[str, Any]:
     return {
         "type": "Feature",
-        "geometry": _geojson_geometry(geometry),
+        "geometry": geojson_geometry(geometry),
         "properties": {"phrase": obj.phrase, "kind": obj.kind, **properties},
     }
 
@@ -291,7 +292,7 @@ def to_geojson(objects: Iterable[ParsedObject], georef: Georef) -> dict[str, Any
         if geometry is None:
             continue
         lonlat = shapely.transform(geometry, georef.pixel_to_lonlat)
-        features_out.append(_feature(obj, lonlat, pixel_geometry=_geojson_geometry(geometry)))
+        features_out.append(_feature(obj, lonlat, pixel_geometry=geojson_geometry(geometry)))
     return {"type": "FeatureCollection", "features": features_out}
 
 

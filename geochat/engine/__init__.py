@@ -14,7 +14,7 @@
 Backends: ``transformers`` (embedded, CPU or GPU; :mod:`.transformers_backend`) and ``vllm``
 (a client of an OpenAI-compatible vLLM server; :mod:`.vllm_backend`). Images:
 :func:`load_image` (:mod:`geochat.imagery`). Constrained grounding: :data:`GROUNDING_REGEX`
-(:mod:`.grounding`).
+(:mod:`.grounding`). Whole scenes of any size: :mod:`.scene` (files: :mod:`.scene_output`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from geochat.engine.assistant import Assistant, BackendError, Reply, prepare_messages
+from geochat.engine.assistant import Assistant, BackendError, NativeInput, Reply, prepare_messages
 from geochat.engine.grounding import GROUNDING_REGEX
 from geochat.engine.transformers_backend import TransformersAssistant, load_transformers
 from geochat.imagery import ImageError, LoadedImage, load_image
@@ -106,6 +106,7 @@ __all__ = [
     "BackendError",
     "ImageError",
     "LoadedImage",
+    "NativeInput",
     "Reply",
     "TransformersAssistant",
     "load",

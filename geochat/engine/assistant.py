@@ -101,6 +101,58 @@ class Request:
     dialect: str | Dialect = "canonical"
 
 
+@dataclass(frozen=True)
+class NativeInput:
+    """The input a model was trained on: what scene inference resamples and tiles to.
+
+    Saved as ``native_input`` in a checkpoint's processor config (``{"image_size": 128,
+    "gsd": [0.3, 0.3]}``).
+
+    Attributes:
+        image_size: Side of the square tile the model sees, in pixels.
+        gsd: ``(low, high)`` metres per pixel the model was trained on; None when unknown
+            (scenes are then read at their own GSD).
+        declared: Whether the checkpoint declares it (False: inferred from its image size).
+    """
+
+    image_size: int
+    gsd: tuple[float, float] | None = None
+    declared: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.image_size) < 1:
+            raise ValueError(f"native image_size must be >= 1, got {self.image_size}")
+        if self.gsd is not None:
+            low, high = (float(value) for value in self.gsd)
+            if not 0 < low <= high:
+                raise ValueError(f"native gsd range needs 0 < low <= high, got {self.gsd}")
+            object.__setattr__(self, "gsd", (low, high))
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> NativeInput:
+        """Reads ``{"image_size": int, "gsd": [low, high] | null}``.
+
+        Raises:
+            ValueError: for unknown keys or bad values.
+        """
+        unknown = set(document) - {"image_size", "gsd"}
+        if unknown or "image_size" not in document:
+            raise ValueError(f"native_input needs image_size (and gsd), got {document!r}")
+        gsd = document.get("gsd")
+        return cls(int(document["image_size"]), None if gsd is None else tuple(gsd))
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``128 px at 0.3 m (declared by the model)``."""
+        if self.gsd is None:
+            gsd = "at the scene's own GSD"
+        elif self.gsd[0] == self.gsd[1]:
+            gsd = f"at {self.gsd[0]:g} m"
+        else:
+            gsd = f"at {self.gsd[0]:g}-{self.gsd[1]:g} m"
+        how = "declared by the model" if self.declared else "the model declares no native input"
+        return f"{self.image_size} px {gsd} ({how})"
+
+
 class Assistant(ABC):
     """A grounded vision-language assistant behind one of the backends.
 
@@ -111,11 +163,14 @@ class Assistant(ABC):
         imagery: How images become the model's input by default: the settings the checkpoint
             was trained with (its processor config), else the defaults. Callers put a user's
             choice over them with ``assistant.imagery.updated(...)``.
+        native_input: The tile size and GSD the model was trained on (scene inference), None
+            when the backend cannot tell.
     """
 
     model_name: str
     backend: str
     imagery: ImagerySettings = ImagerySettings()
+    native_input: NativeInput | None = None
 
     def chat(
         self,
@@ -176,6 +231,36 @@ class Assistant(ABC):
             return self._stream(deltas, request, started)
         text = "".join(deltas)
         return _reply(text, request, started)
+
+    def chat_batch(
+        self,
+        conversations: Sequence[tuple[ImageSource | LoadedImage | None, list[dict[str, str]]]],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> list[Reply]:
+        """Answers many conversations (scene tiles, evaluation records).
+
+        Arguments as for :meth:`chat`, one `(image, messages)` pair a conversation. This answers
+        one at a time; a backend that can generate several answers together (transformers)
+        overrides it.
+
+        Returns:
+            One `Reply` per conversation, in order.
+        """
+        replies = []
+        for image, messages in conversations:
+            reply = self.chat(
+                image,
+                messages,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                logits_processor=logits_processor,
+            )
+            assert isinstance(reply, Reply)  # not streamed
+            replies.append(reply)
+        return replies
 
     @abstractmethod
     def close(self) -> None:

@@ -16,11 +16,13 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import (
     BatchFeature,
+    LogitsProcessor,
     LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
@@ -31,6 +33,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from geochat.engine.assistant import (
     Assistant,
     GenerationStats,
+    NativeInput,
     Reply,
     Request,
     _reply,
@@ -42,8 +45,6 @@ from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
 from geochat.modeling.families.batching import batch_inputs
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
-
-NO_EXTRAS = (None, False, None)  # a batch call: no constraint, no streaming, no processors
 
 
 class _CountingStreamer(TextIteratorStreamer):
@@ -115,6 +116,7 @@ class TransformersAssistant(Assistant):
         trained = getattr(backbone.processor, "imagery", None)
         if trained:
             self.imagery = ImagerySettings.from_dict(trained)
+        self.native_input = _native_input(backbone.processor)
         if max_tiles_per_side is not None:
             if not isinstance(backbone.processor, GeoChatProcessor):
                 raise ValueError(
@@ -128,22 +130,25 @@ class TransformersAssistant(Assistant):
         """Nothing to free: the model goes with the assistant."""
 
     def _generate(self, request: Request) -> Generator[str, None, None]:
-        stats = request.stats
-        started = time.perf_counter()
         if request.constrain == "grounding" and self.backbone.dialect != "canonical":
             raise ValueError(
                 f"constrain='grounding' holds answers to geochat's grammar, but this model writes "
                 f"the {self.backbone.dialect!r} dialect"
             )
+        return self._generation(self._inputs(request), request)
+
+    def _inputs(self, request: Request) -> BatchFeature:
+        """The model inputs of a request, on the model's device; fills the request's stats."""
+        started = time.perf_counter()
         image = None if request.image is None else request.image.image
         prepared = self.backbone.inputs(image, request.messages)
         request.dialect = dialect_for(self.backbone.dialect, prepared.frame)
         inputs = prepared.inputs.to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        stats.prompt_tokens = inputs["input_ids"].shape[1]
-        stats.preprocess_s += time.perf_counter() - started
-        return self._generation(inputs, request)
+        request.stats.prompt_tokens = inputs["input_ids"].shape[1]
+        request.stats.preprocess_s += time.perf_counter() - started
+        return inputs
 
     @torch.inference_mode()
     def chat_batch(
@@ -152,8 +157,9 @@ class TransformersAssistant(Assistant):
         *,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
     ) -> list[Reply]:
-        """Answers many conversations in one `generate` call (left-padded), e.g. for evaluation.
+        """Answers many conversations in one `generate` call (left-padded): evaluation, scenes.
 
         Each conversation is prepared as :meth:`chat` prepares it (image reading with
         `self.imagery`, `<image>` placement, the family's prompt and dialect), so a batched
@@ -163,6 +169,7 @@ class TransformersAssistant(Assistant):
             conversations: `(image, messages)` pairs, as :meth:`chat` takes them.
             max_new_tokens: Most tokens to generate for each.
             temperature: 0 decodes greedily; above 0 samples at that temperature.
+            logits_processor: Applied to every row (e.g. one that forces a scripted answer).
 
         Returns:
             One `Reply` per conversation, in order; `timings` are the whole batch's.
@@ -172,7 +179,17 @@ class TransformersAssistant(Assistant):
         """
         started = time.perf_counter()
         requests = [
-            _request(image, self.imagery, messages, None, max_new_tokens, temperature, *NO_EXTRAS)
+            _request(
+                image,
+                self.imagery,
+                messages,
+                None,
+                max_new_tokens,
+                temperature,
+                None,
+                False,
+                logits_processor,
+            )
             for image, messages in conversations
         ]
         if not requests:
@@ -191,7 +208,11 @@ class TransformersAssistant(Assistant):
         preprocess_s = time.perf_counter() - started
         # Backbone.model is typed PreTrainedModel, which declares no generate (see _generate).
         output = self.model.generate(  # type: ignore[operator]
-            **inputs, **_sampling(temperature), max_new_tokens=max_new_tokens, pad_token_id=pad
+            **inputs,
+            **_sampling(temperature),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            logits_processor=LogitsProcessorList(logits_processor or []),
         )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # [B, new]
         texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -257,6 +278,17 @@ class TransformersAssistant(Assistant):
     def _end_tokens(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id
         return [token for token in np.atleast_1d(eos).tolist() if token is not None]
+
+
+def _native_input(processor: Any) -> NativeInput | None:
+    """The processor's declared native input, else its tile size at no particular GSD."""
+    declared = getattr(processor, "native_input", None)
+    if declared:
+        return NativeInput.from_dict(declared)
+    sizes = getattr(getattr(processor, "image_processor", None), "max_image_size", None)
+    if isinstance(sizes, dict) and "longest_edge" in sizes:
+        return NativeInput(int(sizes["longest_edge"]), None, declared=False)
+    return None
 
 
 def _sampling(temperature: float) -> dict[str, object]:

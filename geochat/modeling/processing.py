@@ -91,6 +91,8 @@ class GeoChatProcessor(Idefics3Processor):
         imagery: The imagery settings the model was trained with
             (``geochat.imagery.ImagerySettings.to_dict()``, saved in processor_config.json),
             which the engine applies by default; None for the defaults.
+        native_input: ``{"image_size": int, "gsd": [low, high]}``, the tiles the model was
+            trained on (``geochat.engine.NativeInput``; scene inference); None when unknown.
     """
 
     def __init__(
@@ -100,10 +102,12 @@ class GeoChatProcessor(Idefics3Processor):
         image_seq_len: int = 169,
         chat_template: str | None = None,
         imagery: dict[str, Any] | None = None,
+        native_input: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(image_processor, tokenizer, image_seq_len, chat_template, **kwargs)
         self.imagery = imagery
+        self.native_input = native_input
 
     @classmethod
     def for_model(

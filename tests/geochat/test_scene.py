@@ -1,0 +1,391 @@
+"""Whole-scene grounding (geochat.engine.scene, scene_output, `geochat scene`).
+
+Only the model is scripted: `TruthAssistant` subclasses the engine's `Assistant`, so the
+engine's own `chat` reads each tile and parses the answer; its answer per tile is the synthetic
+world's OSM truth seen through that tile (clipped to it), written in the grammar. Whatever the
+merge gets right or wrong therefore shows against the truth in map coordinates.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Generator
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import shapely
+from PIL import Image
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from shapely.geometry import shape
+
+from geochat.commands import scene as scene_cli
+from geochat.data_builders.synthetic import generate_world
+from geochat.engine import Assistant
+from geochat.engine.assistant import NativeInput, Request
+from geochat.engine.scene import plan_scene, run_scene
+from geochat.engine.scene_output import scene_files, write_scene
+from geochat.geometry import min_area_rect, quad_iou, rasterize
+from geochat.georef import Georef
+from geochat.grammar.canonical import format_hbbs, format_mask, format_quads, format_ref
+
+GSD = 0.3
+SIZE = 512
+TILE = NativeInput(128, (GSD, GSD))
+PHRASE = "building"
+
+
+class TruthAssistant(Assistant):
+    """Answers each tile with the truth polygons it sees, as boxes, quads or masks."""
+
+    backend = "scripted"
+
+    def __init__(self, polygons: list[shapely.Polygon], kind: str, phrase: str = PHRASE):
+        self.model_name = "truth"
+        self.native_input = TILE
+        self.polygons = polygons  # in the scene CRS
+        self.kind = kind
+        self.phrase = phrase
+        self.windows: list[str] = []
+
+    def close(self) -> None:
+        pass
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        image = request.image
+        self.windows.append(image.source)
+        frame = shapely.box(0, 0, image.width, image.height)
+        parts = []
+        for polygon in self.polygons:
+            pixels = shapely.transform(polygon, image.georef.crs_to_pixel).intersection(frame)
+            if pixels.area < 1:
+                continue
+            if self.kind == "hbb":
+                parts.append(format_hbbs([pixels.bounds], image.width, image.height))
+            elif self.kind == "quad":
+                parts.append(format_quads([min_area_rect(pixels)], image.width, image.height))
+            else:
+                parts.append(format_mask(rasterize(pixels, image.height, image.width), 32))
+        text = "".join(format_ref(self.phrase, part) for part in parts) or "<none>"
+        return (piece for piece in [text])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    files = generate_world(
+        tmp_path_factory.mktemp("world"), seed=3, size_px=SIZE, gsd=GSD, scene="suburban"
+    )
+    truth = json.loads(files.truth.read_text())
+    with rasterio.open(files.tif) as dataset:
+        georef = Georef(dataset.crs.to_string(), tuple(dataset.transform)[:6])
+    return files, truth, georef
+
+
+def _truth(truth: dict, key: str) -> list[shapely.Polygon]:
+    return [shape(f["geometry"]) for f in truth["features"] if key in f["properties"]["tags"]]
+
+
+def _scene_px(polygon: shapely.Polygon, georef: Georef) -> shapely.Polygon:
+    return shapely.transform(polygon, georef.crs_to_pixel).intersection(
+        shapely.box(0, 0, SIZE, SIZE)
+    )
+
+
+def test_the_plan_reads_at_the_native_gsd_with_overlap():
+    plan = plan_scene(1000, 600, 0.15, TILE, overlap=0.25)
+    # 0.15 m scene, 0.3 m model: each 128 px tile covers 256 scene pixels, stepping 192.
+    assert {tile.size for tile in plan.tiles} == {(128, 128)}
+    assert {tile.window[2] for tile in plan.tiles} == {256}
+    cols = sorted({tile.window[0] for tile in plan.tiles})
+    assert cols == [0, 192, 384, 576, 744]  # the last window against the right edge
+    assert plan.gsd == pytest.approx(0.3)
+    fine = plan_scene(1000, 600, 0.5, NativeInput(128, (0.2, 0.4)))
+    assert fine.gsd == pytest.approx(0.4)  # the nearest end of the model's range
+
+
+def test_a_model_without_a_declared_gsd_reads_the_scene_at_its_own():
+    plan = plan_scene(300, 300, 0.5, NativeInput(128, None, declared=False))
+    assert plan.gsd == 0.5
+    assert {tile.window[2] for tile in plan.tiles} == {128}
+    assert any("declares no" in note for note in plan.notes)
+
+
+def test_boxes_cut_by_tile_edges_merge_into_one_object_on_the_osm_truth(world):
+    files, truth, georef = world
+    buildings = _truth(truth, "building")
+    assistant = TruthAssistant(buildings, "hbb")
+    result = run_scene(assistant, files.tif, "Where are the buildings?", batch_size=4)
+    expected = [_scene_px(b, georef) for b in buildings if _scene_px(b, georef).area >= 1]
+    assert result.counts() == {PHRASE: len(expected)}
+    assert result.answer.startswith(f"{len(expected)} objects")
+    # Several buildings span tile edges: without the merge they would be counted twice.
+    assert sum(len(obj.windows) > 1 for obj in result.objects) >= 3
+    for building in expected:
+        x0, y0, x1, y1 = building.bounds
+        matches = [obj for obj in result.objects if _iou(obj.hbb, (x0, y0, x1, y1)) > 0.95]
+        assert len(matches) == 1
+    # GeoJSON lon/lat lands on the truth: box centres within a pixel in map coordinates.
+    collection = json.loads(scene_files(result, files.tif)["scene.geojson"])
+    centres = [
+        georef.lonlat_to_crs(np.asarray(shape(f["geometry"]).centroid.coords[0]))
+        for f in collection["features"]
+    ]
+    for building in buildings:
+        box = shapely.box(*building.bounds)
+        nearest = min(np.hypot(*(c - box.centroid.coords[0])) for c in centres)
+        if _scene_px(building, georef).area == building.area / GSD**2:  # wholly inside
+            assert nearest < GSD
+
+
+def _iou(a, b) -> float:
+    return (
+        shapely.box(*a).intersection(shapely.box(*b)).area
+        / shapely.box(*a).union(shapely.box(*b)).area
+    )
+
+
+def test_quads_merge_by_rotated_iou(world):
+    files, truth, georef = world
+    buildings = _truth(truth, "building")
+    result = run_scene(TruthAssistant(buildings, "quad"), files.tif, "Where?")
+    expected = [_scene_px(b, georef) for b in buildings if _scene_px(b, georef).area >= 1]
+    assert result.counts() == {PHRASE: len(expected)}
+    truth_quads = [min_area_rect(b) for b in expected]
+    found = [obj.quad for obj in result.objects]
+    assert all(obj.kind == "quad" for obj in result.objects)
+    best = quad_iou(truth_quads, found).max(axis=1)
+    # One building spans six tiles and no tile sees it whole: it is rebuilt from the
+    # rectangles of its fragments, which overshoot the fragments (a rectangle around a
+    # triangle is twice its size); every other building comes back within 6 %.
+    assert (best > 0.75).all() and (best > 0.94).sum() == len(expected) - 1
+
+
+def test_crossed_thin_quads_stay_two_objects_though_their_hulls_coincide(tmp_path):
+    """Two thin diagonals of one square: their boxes are equal, their polygons barely meet."""
+    path = _tif(tmp_path / "cross.tif", np.full((3, 100, 100), 120, np.uint8))
+    answer = format_ref(
+        "pier", format_quads([[[10, 5], [95, 90], [90, 95], [5, 10]]], 100, 100)
+    ) + format_ref("pier", format_quads([[[90, 5], [95, 10], [10, 95], [5, 90]]], 100, 100))
+    result = run_scene(_Fixed(answer), path, "Where are the piers?", native=NativeInput(128))
+    assert result.counts() == {"pier": 2}
+
+
+def test_masks_stitch_into_one_scene_mask(world):
+    files, truth, georef = world
+    river = _truth(truth, "waterway")
+    result = run_scene(TruthAssistant(river, "mask", "river"), files.tif, "Segment the river.")
+    assert result.counts() == {"river": 1}  # one object across every tile it crosses
+    (obj,) = result.objects
+    assert len(obj.windows) > 4
+    expected = _scene_px(river[0], georef)
+    iou = obj.geometry.intersection(expected).area / obj.geometry.union(expected).area
+    assert iou > 0.85
+
+
+def test_nodata_windows_are_skipped_and_the_raster_is_never_read_whole(tmp_path, monkeypatch):
+    pixels = np.full((3, 400, 400), 90, np.uint8)
+    pixels[:, :, :200] = 0  # the left half is no-data
+    path = _tif(tmp_path / "half.tif", pixels, nodata=0)
+    reads = []
+    original = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):
+        reads.append(kwargs.get("window"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    assistant = _Fixed("<none>")
+    result = run_scene(assistant, path, "Where?", native=TILE)
+    assert result.tiles_skipped > 0
+    assert result.tiles_run + result.tiles_skipped == len(result.plan.tiles)
+    assert len(assistant.windows) == result.tiles_run
+    assert all(json.loads(w.removeprefix("window "))[0] >= 72 for w in assistant.windows)
+    assert reads and all(w is not None and w.width * w.height <= 128 * 128 for w in reads)
+    assert result.answer == "Nothing found in the scene."
+
+
+class _Fixed(TruthAssistant):
+    """Answers every tile with the same text."""
+
+    def __init__(self, answer: str):
+        super().__init__([], "hbb")
+        self.answer = answer
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        self.windows.append(request.image.source)
+        return (piece for piece in [self.answer])
+
+
+def _tif(path, pixels, nodata=None, crs="EPSG:32633"):
+    profile = {
+        "driver": "GTiff",
+        "width": pixels.shape[2],
+        "height": pixels.shape[1],
+        "count": pixels.shape[0],
+        "dtype": "uint8",
+        "crs": CRS.from_user_input(crs),
+        "transform": Affine(GSD, 0, 500000, 0, -GSD, 4650000),
+        "nodata": nodata,
+    }
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(pixels)
+    return path
+
+
+def test_the_geopackage_holds_the_objects_in_the_scene_crs(world, tmp_path):
+    files, truth, georef = world
+    result = run_scene(TruthAssistant(_truth(truth, "building"), "hbb"), files.tif, "Where?")
+    written = write_scene(result, tmp_path, scene_files(result, files.tif))
+    assert {path.name for path in written} == {
+        "answer.txt",
+        "objects.json",
+        "scene.geojson",
+        "scene.gpkg",
+        "overview.png",
+    }
+    info = pyogrio.read_info(tmp_path / "scene.gpkg")
+    assert info["features"] == len(result.objects)
+    assert info["crs"] == "EPSG:32633"
+    assert {"phrase", "category", "score", "windows", "model"} <= set(info["fields"])
+    _, _, geometries, fields = pyogrio.raw.read(tmp_path / "scene.gpkg")
+    first = shapely.from_wkb(geometries[0])
+    expected = shapely.transform(result.objects[0].geometry, georef.pixel_to_crs)
+    assert first.symmetric_difference(expected).area < 1e-6
+    assert set(fields[1]) == {"building"}  # the phrase's category
+    objects = json.loads((tmp_path / "objects.json").read_text())
+    assert objects["tiles_run"] == 25 and objects["crs"] == "EPSG:32633"
+
+
+def _cli(capsys, monkeypatch, assistant, *argv):
+    monkeypatch.setattr(scene_cli, "load", lambda *args, **kwargs: assistant)
+    code = scene_cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_cli_writes_every_file(world, tmp_path, capsys, monkeypatch):
+    files, truth, _ = world
+    assistant = TruthAssistant(_truth(truth, "building"), "hbb")
+    code, out, err = _cli(
+        capsys, monkeypatch, assistant, "--image", str(files.tif), "Where?", "--out", str(tmp_path)
+    )
+    assert code == 0, err
+    assert out.startswith("13 objects in the scene")
+    assert "tiles: 100%" in err and "read at 0.3 m" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["answer.txt", "objects.json", "scene.geojson", "scene.gpkg", "overview.png"]
+    )
+
+
+def test_a_failure_while_building_the_outputs_leaves_no_file(world, tmp_path, capsys, monkeypatch):
+    files = world[0]
+
+    def broken(result):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("geochat.engine.scene_output.geopackage", broken)
+    out = tmp_path / "out"
+    code, _, err = _cli(
+        capsys, monkeypatch, _Fixed("<none>"), "--image", str(files.tif), "Q", "--out", str(out)
+    )
+    assert code == 2 and err.strip().endswith("geochat scene: disk full")
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    code, _, err = _cli(
+        capsys, monkeypatch, _Fixed("<none>"), "--image", str(tmp_path / "no.tif"), "Q",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 2 and err.strip() == f"geochat scene: no such image: {tmp_path / 'no.tif'}"
+    local = "+proj=tmerc +lat_0=0 +lon_0=13.3 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m"
+    path = _tif(tmp_path / "local.tif", np.full((3, 64, 64), 9, np.uint8), crs=local)
+    code, _, err = _cli(
+        capsys, monkeypatch, _Fixed("<none>"), "--image", str(path), "Q", "--out", str(tmp_path)
+    )
+    assert code == 2 and "has no EPSG code" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_png_without_gsd_is_read_at_the_models_size_and_says_so(tmp_path, capsys, monkeypatch):
+    Image.new("RGB", (300, 200), (80, 90, 100)).save(tmp_path / "plain.png")
+    answer = format_ref("car", format_hbbs([[10, 10, 30, 30]], 128, 128))
+    code, out, err = _cli(
+        capsys, monkeypatch, _Fixed(answer), "--image", str(tmp_path / "plain.png"), "Q",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "no GSD" in err and "128 px tiles" in err
+    collection = json.loads((tmp_path / "out" / "scene.geojson").read_text())
+    assert collection["coordinate_space"] == "pixel"
+    assert not (tmp_path / "out" / "scene.gpkg").exists()
+    # 128 px tiles stepping 96 over 300 x 200: a box at (10..30) of each tile, none merged.
+    assert out.startswith("6 objects")
+
+
+@pytest.mark.slow
+def test_geochat_nano_answers_a_whole_synthetic_scene(world, tmp_path):
+    from geochat.engine import load
+
+    files, _, georef = world
+    assistant = load()
+    result = run_scene(assistant, files.tif, "Where are the buildings?")
+    assert result.tiles_run == 25
+    write_scene(result, tmp_path, scene_files(result, files.tif))
+    collection = json.loads((tmp_path / "scene.geojson").read_text())
+    assert len(collection["features"]) == len(result.objects)
+    frame = shapely.transform(shapely.box(0, 0, SIZE, SIZE), georef.pixel_to_lonlat)
+    for feature in collection["features"]:
+        assert frame.buffer(1e-6).contains(shape(feature["geometry"]))
+
+
+def test_a_batch_gives_the_answers_one_at_a_time_gives():
+    """Tiles of several sizes generated together answer as they do one at a time."""
+    from geochat.engine import load
+
+    assistant = load()  # the bundled geochat-nano: a real model, greedy decoding
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for w, h in [(128, 128), (128, 128), (96, 128), (128, 128)]
+    ]
+    messages = [{"role": "user", "content": "Where are the buildings?"}]
+    batched = assistant.chat_batch([(image, messages) for image in images], max_new_tokens=24)
+    alone = [assistant.chat(image, messages, max_new_tokens=24) for image in images]
+    assert [reply.text for reply in batched] == [reply.text for reply in alone]
+    assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in alone]
+    assert [r.image_size for r in batched] == [(128, 128), (128, 128), (96, 128), (128, 128)]
+
+
+def test_the_native_input_is_declared_in_the_processor_config_and_kept_on_save(tmp_path):
+    from geochat.engine import DEFAULT_MODEL
+    from geochat.engine.transformers_backend import _native_input
+    from geochat.modeling import GeoChatProcessor
+
+    processor = GeoChatProcessor.from_pretrained(DEFAULT_MODEL)
+    assert _native_input(processor) == NativeInput(128, (0.3, 0.3))  # 128 px tiles at 0.3 m
+    processor.save_pretrained(tmp_path)
+    assert _native_input(GeoChatProcessor.from_pretrained(tmp_path)) == NativeInput(128, (0.3, 0.3))
+    processor.native_input = None  # an older checkpoint: its tile size, the scene's own GSD
+    assert _native_input(processor) == NativeInput(128, None, declared=False)
+
+
+def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
+    path = _tif(tmp_path / "grey.tif", np.full((3, 400, 300), 90, np.uint8))
+    result = run_scene(_Fixed("<none>"), path, "Where?", native=TILE)
+    reads = []
+    original = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):
+        reads.append((kwargs.get("window"), kwargs.get("out_shape")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    monkeypatch.setattr("geochat.engine.scene_output.OVERVIEW_SIDE", 100)
+    files = scene_files(result, path)
+    whole = [shape for window, shape in reads if window is None]
+    assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
+    with Image.open(io.BytesIO(files["overview.png"])) as overview:
+        assert overview.size == (75, 100)
