@@ -67,22 +67,9 @@ def atomic_writer(path: str | Path, mode: str = "w", encoding: str | None = None
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_writer writes whole files: mode 'w' or 'wb', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
     options: dict[str, Any] = {} if mode == "wb" else {"encoding": encoding or "utf-8"}
-    try:
-        with os.fdopen(descriptor, mode, **options) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, new_file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, mode, **options) as handle:
+        yield handle
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
