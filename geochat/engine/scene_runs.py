@@ -271,8 +271,8 @@ def run_ray(
             configure_logging=False,
         )
     # The summary reports progress; Ray Data's own bars and INFO lines would garble stderr.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         dataset = ray.data.from_items([asdict(job) for job in jobs]).map_batches(
             SceneActor,
