@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from readme import geochat_commands
 
-from geochat.commands import chat
+from geochat.commands import chat, scene
 from geochat.commands import eval as eval_command
 from geochat.data_builders import cli as build_cli
 from geochat.training import cli as training_cli
@@ -21,6 +21,7 @@ PARSERS: dict[str, Callable] = {
     "build": build_cli._parser,
     "eval": eval_command._parser,
     "chat": chat._parser,
+    "scene": scene._parser,
     "merge": training_cli.merge_parser,
 }
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from geochat.grammar.core import GroundedObject
 from geochat.imagery import ImagerySettings
 
 FILES = ("answer.txt", "objects.json", "scene.geojson", "scene.gpkg", "overview.png")
+GPKG_DATE = "1970-01-01T00:00:00.000Z"  # every GeoPackage's last_change: runs are reproducible
 
 
 def scene_files(
@@ -171,7 +174,7 @@ def geopackage(result: SceneResult) -> bytes:
             columns.append(np.array([json.dumps(v) for v in values], dtype=object))
         else:
             columns.append(np.array(["" if v is None else v for v in values], dtype=object))
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _fixed_gpkg_date():
         # GDAL writes a GeoPackage (SQLite) to a path; its bytes then go out atomically.
         temporary = Path(folder) / "scene.gpkg"
         pyogrio.raw.write(
@@ -186,6 +189,23 @@ def geopackage(result: SceneResult) -> bytes:
             promote_to_multi=True,
         )
         return temporary.read_bytes()
+
+
+@contextmanager
+def _fixed_gpkg_date() -> Iterator[None]:
+    """Stamps a GeoPackage's ``last_change`` with a fixed date while it is written.
+
+    GDAL stamps the time of writing otherwise, and the same scene run twice (in this process or
+    on a Ray actor) must give the same bytes.
+    """
+    import pyogrio
+
+    previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_DATE})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
 
 
 def overview_png(
