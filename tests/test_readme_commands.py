@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from readme import geochat_commands
 
-from geochat.commands import chat, scene
+from geochat.commands import chat, convert, scene
 from geochat.commands import eval as eval_command
 from geochat.data_builders import cli as build_cli
 from geochat.training import cli as training_cli
@@ -22,6 +22,7 @@ PARSERS: dict[str, Callable] = {
     "eval": eval_command._parser,
     "chat": chat._parser,
     "scene": scene._parser,
+    "convert": convert._parser,
     "merge": training_cli.merge_parser,
 }
 
@@ -29,7 +30,12 @@ PARSERS: dict[str, Callable] = {
 def app_parser(verb: str):
     from geochat.app import cli as app_cli
 
-    return {"app": app_cli._app_parser, "api": app_cli._api_parser}[verb]()
+    parsers = {
+        "app": app_cli._app_parser,
+        "api": app_cli._api_parser,
+        "serve": app_cli._serve_parser,
+    }
+    return parsers[verb]()
 
 
 COMMANDS = [words for words in geochat_commands() if words[1] != "train"]
@@ -43,6 +49,8 @@ def test_the_readme_has_commands_of_every_kind():
 @pytest.mark.parametrize("words", COMMANDS, ids=lambda words: " ".join(words[1:4]))
 def test_every_readme_command_parses_through_its_verb(words):
     verb, argv = words[1], words[2:]
+    if verb == "serve":  # what follows `--` goes to vLLM's own parser
+        argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = PARSERS[verb]() if verb in PARSERS else app_parser(verb)
     parser.parse_args(argv)  # a usage error exits with status 2, failing the test
 
