@@ -606,7 +606,7 @@ def _chat_column(max_new_tokens: int) -> dict[str, Any]:
     }
 
 
-def _scene_tab() -> dict[str, gr.components.Component]:
+def _scene_tab() -> dict[str, Any]:
     """The scene, its GSD, the question; the answer, overview, object table and downloads."""
     with gr.Row():
         with gr.Column(scale=1):
@@ -618,7 +618,7 @@ def _scene_tab() -> dict[str, gr.components.Component]:
                 elem_id="scene-upload",
             )
             gsd = gr.Number(
-                label="GSD in metres per pixel (PNG/JPEG; a GeoTIFF has its own)",
+                label="GSD in metres per pixel of a PNG/JPEG (0: unknown; a GeoTIFF has its own)",
                 value=None,
                 minimum=0,
                 elem_id="scene-gsd",
@@ -662,7 +662,7 @@ def _scene_tab() -> dict[str, gr.components.Component]:
     }
 
 
-def _wire_scene(parts: dict[str, gr.components.Component], handlers: _Handlers) -> None:
+def _wire_scene(parts: dict[str, Any], handlers: _Handlers) -> None:
     """Connects the scene tab; ``scene`` is its API."""
     gr.on(
         [parts["question"].submit, parts["run"].click],
