@@ -750,7 +750,8 @@ def build_ui(
         gr.Markdown(
             "## geochat: ask about a remote-sensing image\n"
             f"Model **{html.escape(str(assistant.model_name))}** ({assistant.backend}). "
-            "Upload an image, ask a question, or draw a box on the image to ask about a region."
+            "Upload an image, ask a question, or draw a box on the image to ask about a region; "
+            "the *Whole scene* tab asks one question of a scene of any size."
         )
         states = {"session": gr.State(None), "history": gr.State([])}
         with gr.Tabs():
