@@ -20,6 +20,11 @@ What a user does:
 - see the answer's boxes, oriented boxes and masks over the image, one colour and one legend
   entry per phrase, and download them as GeoJSON: WGS84 lon/lat for a georeferenced image,
   pixel coordinates otherwise.
+- in the "Whole scene" tab, upload a scene of any size (a GeoTIFF, or a PNG/JPEG with its GSD)
+  and ask one question of all of it: tiles run at the model's native GSD with a progress bar
+  (:func:`geochat.engine.scene.run_scene`); the page shows the answer for the whole scene, an
+  overview with the merged geometry, a table of the objects, and offers ``scene.geojson`` and
+  ``scene.gpkg`` (:mod:`geochat.engine.scene_output`).
 
 Bad files and failed answers are reported in the page with what went wrong.
 """
@@ -31,7 +36,7 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import shapely
 from gradio_image_annotation import image_annotator
 
 from geochat import prompts
@@ -50,8 +56,11 @@ from geochat.app.overlay import (
     overlay_annotations,
     region_to_original,
 )
+from geochat.draw import UNNAMED
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
 from geochat.engine.assistant import prepare_messages
+from geochat.engine.scene import ScenePlan, SceneResult, run_scene
+from geochat.engine.scene_output import scene_files, write_scene
 from geochat.fileio import atomic_writer
 from geochat.grammar import readable
 
@@ -176,6 +185,109 @@ def fill_task(template: str, target: str) -> str:
     if "{target}" in template and not target:
         raise gr.Error("Type the kind of object first (e.g. ships, buildings, storage tanks).")
     return template.format(target=target)
+
+
+@dataclass(frozen=True)
+class SceneAnswer:
+    """What the scene tab shows after a run.
+
+    Attributes:
+        result: The scene run.
+        summary: Markdown: the answer for the whole scene, then how the scene was read.
+        headers: Column names of ``rows``.
+        rows: One row per merged object: phrase, category, kind and its centre (lon/lat for a
+            georeferenced scene, else pixels), taken from the ``scene.geojson`` offered.
+        files: The files written, by name (:data:`geochat.engine.scene_output.FILES`; no
+            ``scene.gpkg`` without a georeference).
+    """
+
+    result: SceneResult
+    summary: str
+    headers: list[str]
+    rows: list[list[Any]]
+    files: dict[str, Path]
+
+
+def answer_scene(
+    assistant: Assistant,
+    path: str | Path,
+    question: str,
+    out_dir: Path,
+    gsd: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SceneAnswer:
+    """Asks one question of a whole scene and writes its files into a new folder of ``out_dir``.
+
+    Args:
+        assistant: The engine; its imagery settings read the scene.
+        path: A GeoTIFF of any size, or a PNG/JPEG (with ``gsd``).
+        question: Asked of every tile.
+        out_dir: Each run writes into its own new folder under it.
+        gsd: Metres per pixel of an image without a georeference.
+        progress: Called with (tiles done, tiles in all) before the first tile and after each
+            batch.
+
+    Raises:
+        FileNotFoundError, ImageError, SceneError: For a scene that cannot be run.
+    """
+    total = done = 0
+
+    def on_plan(plan: ScenePlan) -> None:
+        nonlocal total
+        total = len(plan.tiles)
+        if progress is not None:
+            progress(0, total)
+
+    def on_tiles(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    result = run_scene(assistant, path, question, gsd=gsd, progress=on_tiles, on_plan=on_plan)
+    files = scene_files(result, path, assistant.imagery, gsd)
+    folder = out_dir / uuid.uuid4().hex
+    written = write_scene(result, folder, files)
+    collection = json.loads(files["scene.geojson"])
+    rows = []
+    for feature in collection["features"]:
+        centre = shapely.geometry.shape(feature["geometry"]).centroid
+        properties = feature["properties"]
+        digits = 6 if result.georef is not None else 1  # 6 decimals of a degree: 0.1 m
+        rows.append(
+            [
+                properties["phrase"] or UNNAMED,
+                properties["category"] or "",
+                properties["kind"],
+                round(centre.x, digits),
+                round(centre.y, digits),
+            ]
+        )
+    centre_names = ["lon", "lat"] if result.georef is not None else ["x (px)", "y (px)"]
+    return SceneAnswer(
+        result,
+        _scene_summary(result),
+        ["phrase", "category", "kind", *centre_names],
+        rows,
+        {written_path.name: written_path for written_path in written},
+    )
+
+
+def _scene_summary(result: SceneResult) -> str:
+    """Markdown: the answer, the tiles run, the plan's notes and what could not be read."""
+    plan = result.plan
+    parts = [
+        f"**{html.escape(result.answer)}**",
+        f"{result.tiles_run} of {len(plan.tiles)} tiles answered"
+        f" ({result.tiles_skipped} skipped as no-data); scene {plan.width} × {plan.height} px; "
+        + "; ".join(html.escape(note) for note in plan.notes)
+        + ".",
+    ]
+    if result.problems:
+        parts.append(f"*{len(result.problems)} parts of the tiles' answers could not be read.*")
+    if result.georef is None:
+        parts.append("*No georeference: scene.geojson is in pixel coordinates; no GeoPackage.*")
+    return "\n\n".join(parts)
 
 
 class _Handlers:
@@ -324,6 +436,61 @@ class _Handlers:
         space = "lon/lat" if reply.geojson is not None else "pixels"
         return gr.DownloadButton(f"Download GeoJSON ({space})", value=str(path), visible=True)
 
+    def scene(
+        self,
+        path: str | None,
+        question: str,
+        gsd: float | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio passes its progress bar)
+    ) -> tuple[Any, ...]:
+        """Runs one question over a whole scene (:func:`answer_scene`), tiles on a progress bar.
+
+        Returns:
+            Answer, overview image, object table, GeoJSON and GeoPackage download buttons.
+
+        Raises:
+            gradio.Error: without a scene or a question, for a scene that cannot be run, and
+                when the model fails.
+        """
+        question = question.strip()
+        if path is None:
+            raise gr.Error("Upload a scene first (a GeoTIFF, or a PNG/JPEG with its GSD).")
+        if not question:
+            raise gr.Error("Type a question first, e.g. Where are the buildings?")
+        name = Path(path).name
+
+        def tiles_done(done: int, total: int) -> None:
+            progress((done, total), desc="Tiles", unit="tiles")
+
+        try:
+            scene = answer_scene(
+                self.assistant, path, question, self.export_dir, gsd or None, tiles_done
+            )
+        except (OSError, ValueError) as error:
+            reason = str(error).replace(f"{path}: ", "").replace(path, name)
+            raise gr.Error(f"Cannot run {name}: {reason}", title="Unusable scene") from error
+        except Exception as error:  # the page must say what failed, whatever the backend
+            logger.exception("the scene run failed")
+            message = f"The model failed to answer: {type(error).__name__}: {error}"
+            raise gr.Error(message, title="Model error") from error
+        gpkg = scene.files.get("scene.gpkg")
+        space = "lon/lat" if scene.result.georef is not None else "pixels"
+        return (
+            scene.summary,
+            str(scene.files["overview.png"]),
+            gr.Dataframe(value=scene.rows, headers=scene.headers),
+            gr.DownloadButton(
+                f"Download scene.geojson ({space})",
+                value=str(scene.files["scene.geojson"]),
+                visible=True,
+            ),
+            gr.DownloadButton(
+                "Download scene.gpkg (scene CRS)",
+                value=None if gpkg is None else str(gpkg),
+                visible=gpkg is not None,
+            ),
+        )
+
 
 def _examples() -> list[list[str]]:
     """The shipped example images with a question each (those that exist)."""
@@ -439,6 +606,75 @@ def _chat_column(max_new_tokens: int) -> dict[str, Any]:
     }
 
 
+def _scene_tab() -> dict[str, Any]:
+    """The scene, its GSD, the question; the answer, overview, object table and downloads."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(
+                label="Scene (a GeoTIFF of any size, or a PNG/JPEG with its GSD)",
+                file_types=IMAGE_SUFFIXES,
+                type="filepath",
+                height=110,
+                elem_id="scene-upload",
+            )
+            gsd = gr.Number(
+                label="GSD in metres per pixel of a PNG/JPEG (0: unknown; a GeoTIFF has its own)",
+                value=None,
+                minimum=0,
+                elem_id="scene-gsd",
+            )
+            question = gr.Textbox(
+                label="Question, asked of every tile",
+                placeholder="e.g. Where are the buildings?",
+                elem_id="scene-question",
+            )
+            run = gr.Button("Run on the whole scene", variant="primary", elem_id="scene-run")
+            answer = gr.Markdown(elem_id="scene-answer")
+            with gr.Row():
+                geojson = gr.DownloadButton(
+                    "Download scene.geojson", visible=False, elem_id="scene-geojson"
+                )
+                gpkg = gr.DownloadButton("Download scene.gpkg", visible=False, elem_id="scene-gpkg")
+        with gr.Column(scale=1):
+            overview = gr.Image(
+                label="Overview with the objects found",
+                type="filepath",
+                interactive=False,
+                height=IMAGE_HEIGHT,
+                elem_id="scene-overview",
+            )
+            table = gr.Dataframe(
+                headers=["phrase", "category", "kind", "lon", "lat"],
+                label="Objects",
+                interactive=False,
+                elem_id="scene-objects",
+            )
+    return {
+        "upload": upload,
+        "gsd": gsd,
+        "question": question,
+        "run": run,
+        "answer": answer,
+        "overview": overview,
+        "table": table,
+        "geojson": geojson,
+        "gpkg": gpkg,
+    }
+
+
+def _wire_scene(parts: dict[str, Any], handlers: _Handlers) -> None:
+    """Connects the scene tab; ``scene`` is its API."""
+    gr.on(
+        [parts["question"].submit, parts["run"].click],
+        handlers.scene,
+        inputs=[parts["upload"], parts["question"], parts["gsd"]],
+        outputs=[parts[name] for name in ("answer", "overview", "table", "geojson", "gpkg")],
+        api_name="scene",
+        concurrency_id="model",  # shares the model with the chat
+        concurrency_limit=1,
+    )
+
+
 def _wire(page: _Page, handlers: _Handlers) -> None:
     """Connects the events; ``open_image``, ``ask`` and ``clear`` are the page's API."""
     opened = [
@@ -506,25 +742,34 @@ def build_ui(
         max_new_tokens: Initial answer length limit (the page has a slider).
 
     Returns:
-        The page; ``launch()`` it. Its API names: ``open_image``, ``ask``, ``clear``.
+        The page; ``launch()`` it. Its API names: ``open_image``, ``ask``, ``clear``,
+        ``scene``.
     """
     handlers = _Handlers(assistant, display_max_side)
     with gr.Blocks(title="geochat", analytics_enabled=False) as blocks:
         gr.Markdown(
             "## geochat: ask about a remote-sensing image\n"
             f"Model **{html.escape(str(assistant.model_name))}** ({assistant.backend}). "
-            "Upload an image, ask a question, or draw a box on the image to ask about a region."
+            "Upload an image, ask a question, or draw a box on the image to ask about a region; "
+            "the *Whole scene* tab asks one question of a scene of any size."
         )
         states = {"session": gr.State(None), "history": gr.State([])}
-        with gr.Row():
-            with gr.Column(scale=1):
-                image_parts = _image_column()
-            with gr.Column(scale=1):
-                chat_parts = _chat_column(max_new_tokens)
-        page = _Page(**states, **image_parts, **chat_parts)
-        if examples := _examples():
-            gr.Examples(
-                examples, inputs=[page.upload, page.question], label="Examples (synthetic world)"
-            )
+        with gr.Tabs():
+            with gr.Tab("Chat about an image", id="chat-tab"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        image_parts = _image_column()
+                    with gr.Column(scale=1):
+                        chat_parts = _chat_column(max_new_tokens)
+                page = _Page(**states, **image_parts, **chat_parts)
+                if examples := _examples():
+                    gr.Examples(
+                        examples,
+                        inputs=[page.upload, page.question],
+                        label="Examples (synthetic world)",
+                    )
+            with gr.Tab("Whole scene", id="scene-tab", elem_id="scene-tab"):
+                scene_parts = _scene_tab()
         _wire(page, handlers)
+        _wire_scene(scene_parts, handlers)
     return blocks

@@ -6,6 +6,7 @@ either is missing. The page runs on a scripted assistant, so the overlay is know
 """
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from rasterio.transform import Affine
 from ui_fakes import ScriptedAssistant, served
 
 from geochat.app.ui import EXAMPLES_DIR, build_ui
+from geochat.engine.assistant import NativeInput
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -31,6 +33,8 @@ CHROMIUM_ARGS = [
 SCREENSHOT_COPY = Path(tempfile.gettempdir()) / "geochat_ui_screenshot.png"
 TIMEOUT_MS = 30_000
 ZOOM = 8  # the large test image is the 256-pixel port example enlarged this many times
+SCENE_TILE = NativeInput(128, (1.0, 1.0))  # the 256-pixel, 1 m port scene: 3 x 3 tiles
+SECONDS_PER_TILE = 0.4  # the scripted model's time per tile: the progress bar shows a while
 
 pytestmark = [
     pytest.mark.slow,
@@ -155,3 +159,47 @@ def test_band_and_stretch_controls_change_the_image_before_asking(page, tmp_path
     page.screenshot(path=screenshot, full_page=True)
     shutil.copyfile(screenshot, SCREENSHOT_COPY.with_name("geochat_ui_imagery_screenshot.png"))
     print(f"screenshot: {screenshot}")
+
+
+@pytest.fixture(scope="module")
+def scene_url():
+    slow = ScriptedAssistant(native_input=SCENE_TILE, delay=SECONDS_PER_TILE)
+    with served(build_ui(slow)) as address:
+        yield address
+
+
+def test_a_whole_scene_shows_tiles_on_a_progress_bar_then_the_overview_and_downloads(
+    browser, scene_url, tmp_path
+):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(scene_url)
+    page.get_by_role("tab", name="Whole scene").click()
+    page.locator("#scene-upload input[type=file]").set_input_files(EXAMPLES_DIR / "port.tif")
+    page.locator("#scene-question textarea").fill("Where are the ships?")
+    page.locator("#scene-run").click()
+    # Gradio's progress bar over the outputs, with the tiles done of the tiles in all.
+    bar = page.locator("#scene-overview [role=progressbar]")
+    bar.wait_for()
+    assert re.fullmatch(r"Tiles: [0-8] / 9 tiles", bar.get_attribute("aria-valuetext"))
+    tracker = page.locator("#scene-overview .progress-text").inner_text()
+    assert re.search(r"\b[0-8]/9 tiles", tracker)
+    page.locator("#scene-overview img").wait_for()
+    page.locator("#scene-answer").get_by_text("in the scene").wait_for()
+    assert "9 of 9 tiles answered" in page.locator("#scene-answer").inner_text()
+    assert page.locator("#scene-geojson").inner_text() == "Download scene.geojson (lon/lat)"
+    assert page.locator("#scene-gpkg").inner_text() == "Download scene.gpkg (scene CRS)"
+    table = page.locator("#scene-objects")
+    assert table.get_by_text("lon", exact=True).count() >= 1
+    assert table.get_by_text("two ships").count() >= 1
+    with page.expect_download() as download:
+        page.locator("#scene-gpkg").click()
+    assert download.value.suggested_filename == "scene.gpkg"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#scene-overview img')].every(i => i.complete)"
+    )
+    screenshot = tmp_path / "geochat_ui_scene.png"
+    page.screenshot(path=screenshot, full_page=True)
+    shutil.copyfile(screenshot, SCREENSHOT_COPY.with_name("geochat_ui_scene_screenshot.png"))
+    print(f"screenshot: {screenshot}")
+    page.close()

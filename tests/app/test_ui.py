@@ -14,18 +14,25 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from ui_fakes import ANSWER, ScriptedAssistant, served
 
-from geochat.app.ui import EXAMPLES, EXAMPLES_DIR, build_ui, fill_task
+from geochat.app.ui import EXAMPLES, EXAMPLES_DIR, answer_scene, build_ui, fill_task
 from geochat.engine import load, load_image
+from geochat.engine.assistant import NativeInput
+from geochat.engine.scene import SceneError
 from geochat.geometry import from_grammar
+from geochat.georef import Georef
 from geochat.grammar import format_region
 
 DISPLAY_SIDE = 128
 WIDTH, HEIGHT = 512, 384  # shown at 128 x 96: 4 original pixels per display pixel
+SCENE_TILE = NativeInput(128, (1.0, 1.0))  # port.tif is 256 px at 1 m: 3 x 3 windows of 128
+# Every tile answers with a box over the whole tile: each is cut by an inner tile edge, so the
+# merge makes them one object, the whole scene.
+WHOLE_TILE = "<ref>the ship</ref><box>[[0,0,1000,1000]]</box>"
 
 
 @pytest.fixture(scope="module")
 def assistant() -> ScriptedAssistant:
-    return ScriptedAssistant()
+    return ScriptedAssistant(native_input=SCENE_TILE)
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +300,79 @@ def test_a_real_tiny_model_answers_through_the_page(tmp_path, picture):
     answer = _text(updates[-1][0][-1])
     assert len(updates) >= 3  # the question, at least one streamed piece, the final answer
     assert answer  # random weights: any text, or "(empty answer)"
+
+
+def test_a_scene_runs_tile_by_tile_and_maps_the_merged_objects(tmp_path):
+    scripted = ScriptedAssistant(WHOLE_TILE, native_input=SCENE_TILE)
+    scene_path = EXAMPLES_DIR / "port.tif"
+    steps = []
+    scene = answer_scene(
+        scripted, scene_path, "Where is the ship?", tmp_path, progress=lambda *p: steps.append(p)
+    )
+    assert steps == [(0, 9), (8, 9), (9, 9)]  # the plan, then one batch of 8, then the last
+    assert len(scripted.calls) == 9 and {c.image.width for c in scripted.calls} == {128}
+    assert scene.summary.startswith("**1 object in the scene (the ship: 1).**")
+    assert "9 of 9 tiles answered (0 skipped as no-data)" in scene.summary
+    assert scene.headers == ["phrase", "category", "kind", "lon", "lat"]
+    ((phrase, category, kind, lon, lat),) = scene.rows
+    with rasterio.open(scene_path) as dataset:
+        georef = Georef(dataset.crs.to_string(), tuple(dataset.transform)[:6])
+    expected = georef.pixel_to_lonlat(np.array([[128.0, 128.0]]))[0]  # the scene's centre
+    assert (phrase, category, kind) == ("the ship", "ship", "hbb")
+    assert (lon, lat) == pytest.approx(tuple(expected), abs=1e-5)
+    assert set(scene.files) == {
+        "answer.txt",
+        "objects.json",
+        "scene.geojson",
+        "scene.gpkg",
+        "overview.png",
+    }
+    assert scene.files["scene.gpkg"].parent.parent == tmp_path  # a new folder per run
+    width, height = Image.open(scene.files["overview.png"]).size
+    assert width == 256 and height > 256  # the scene, then the legend below it
+    collection = json.loads(scene.files["scene.geojson"].read_text())
+    assert [f["properties"]["phrase"] for f in collection["features"]] == ["the ship"]
+
+
+def test_a_scene_needs_a_model_that_says_its_tile_size(tmp_path):
+    with pytest.raises(SceneError, match="does not say its input size"):
+        answer_scene(ScriptedAssistant(), EXAMPLES_DIR / "port.tif", "Where?", tmp_path)
+
+
+def test_a_plain_image_scene_through_the_page_is_in_pixels_without_a_geopackage(
+    client, url, picture
+):
+    answer, overview, table, geojson, gpkg = client.predict(
+        handle_file(str(picture)), "Where are the ships?", 0.5, api_name="/scene"
+    )
+    assert answer.startswith("**")
+    assert "No georeference: scene.geojson is in pixel coordinates" in answer
+    assert "scene at 0.5 m per pixel" in answer
+    assert Image.open(overview).size[0] == WIDTH
+    assert table["headers"] == ["phrase", "category", "kind", "x (px)", "y (px)"]
+    rows = table["value"]["data"]
+    assert {row[0] for row in rows} == {"two ships", "the pier"}
+    # Read at the model's 1 m: the first window (256 px at 0.5 m) sees the first box of
+    # [100, 200, 300, 400] per mille at x 25.6-76.8, y 51.2-102.4 scene pixels.
+    assert rows[0] == ["two ships", "ship", "hbb", 51.2, 76.8]
+    assert geojson["visible"] is True and geojson["label"] == "Download scene.geojson (pixels)"
+    assert gpkg["visible"] is False
+    collection = _download(url, geojson)
+    assert collection["coordinate_space"] == "pixel"
+    assert len(collection["features"]) == len(rows)
+
+
+def test_a_scene_without_a_question_a_readable_file_or_a_positive_gsd_is_refused(
+    client, picture, tmp_path
+):
+    with pytest.raises(AppError, match="Type a question first"):
+        client.predict(handle_file(str(picture)), "  ", None, api_name="/scene")
+    with pytest.raises(AppError, match="Upload a scene first"):
+        client.predict(None, "Where?", None, api_name="/scene")
+    with pytest.raises(AppError, match="less than minimum value 0"):
+        client.predict(handle_file(str(picture)), "Where?", -1, api_name="/scene")
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"II*\x00 this is not a raster")
+    # The server's copy of the upload means nothing to the user; its name does.
+    with pytest.raises(AppError, match=r"^Cannot run broken\.tif: corrupt or unsupported"):
+        client.predict(handle_file(str(broken)), "Where?", None, api_name="/scene")

@@ -8,6 +8,7 @@ part is the text, streamed in fixed pieces.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from geochat.engine import Assistant
-from geochat.engine.assistant import Request
+from geochat.engine.assistant import NativeInput, Request
 
 # Two boxes named by one phrase and an oriented box: grammar coordinates (0-1000 per axis).
 ANSWER = (
@@ -36,14 +37,26 @@ class Call:
 
 
 class ScriptedAssistant(Assistant):
-    """Answers every question with `answer`, streamed `PIECE_CHARS` characters at a time."""
+    """Answers every question with `answer`, streamed `PIECE_CHARS` characters at a time.
+
+    For scenes it declares a `native_input` (tiles of that size at that GSD) and may take
+    `delay` seconds per answer, so that a progress bar has time to show.
+    """
 
     backend = "scripted"
 
-    def __init__(self, answer: str = ANSWER, failure: Exception | None = None) -> None:
+    def __init__(
+        self,
+        answer: str = ANSWER,
+        failure: Exception | None = None,
+        native_input: NativeInput | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.model_name = "scripted"
         self.answer = answer
         self.failure = failure
+        self.native_input = native_input
+        self.delay = delay
         self.calls: list[Call] = []
 
     def chat(self, image: Any, messages: list[dict[str, str]], **options: Any) -> Any:
@@ -60,6 +73,7 @@ class ScriptedAssistant(Assistant):
     def _pieces(self) -> Iterator[str]:
         if self.failure is not None:
             raise self.failure
+        time.sleep(self.delay)
         for start in range(0, len(self.answer), PIECE_CHARS):
             yield self.answer[start : start + PIECE_CHARS]
 
