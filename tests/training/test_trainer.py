@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,8 +115,12 @@ def test_under_torchrun_only_the_main_process_writes(squares, tiny_base, tmp_pat
     command += ["--nproc_per_node", "2", str(script), str(tmp_path / "run"), str(logs)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1"}
     subprocess.run([*command, "smolvlm-lora", *args], env=env, check=True, timeout=300)
-    main_writes = (logs / "writes-0.txt").read_text().splitlines()
-    assert {"final/recipe.yaml", "final/processor_config.json"} <= set(main_writes)
+    # Atomic writes open a temporary sibling first (.recipe.yaml.<random>.tmp): name the target.
+    temporary = re.compile(r"(^|/)\.([^/]+)\.[^./]+\.tmp$")
+    main_writes = {
+        temporary.sub(r"\1\2", path) for path in (logs / "writes-0.txt").read_text().splitlines()
+    }
+    assert {"final/recipe.yaml", "final/processor_config.json"} <= main_writes
     assert (logs / "writes-1.txt").read_text() == ""
 
 
