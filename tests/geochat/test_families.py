@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 from family_fixtures import HEIGHT, NAMES, NATIVE, POOL_PX, WIDTH, Force, data_module, image
@@ -307,6 +308,89 @@ def test_chat_command_errors_are_one_sentence(checkpoints, png, tmp_path, capsys
     assert code == 2
     assert last.startswith("geochat chat: ") and message in last
     assert "Traceback" not in err
+
+
+def adapter_folder(tmp_path, base):
+    """A peft adapter folder (its config only) that names `base` as its base model."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    config = {"peft_type": "LORA", "base_model_name_or_path": str(base), "r": 4}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No hub: huggingface_hub reads HF_HUB_OFFLINE once, at import."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_an_offline_hub_id_that_is_not_cached_is_explained(offline):
+    with pytest.raises(FileNotFoundError, match="not in the local cache and HF_HUB_OFFLINE is set"):
+        load("nobody/no-such-model")
+
+
+def test_an_adapter_folder_names_its_base_and_how_to_merge_it(checkpoints, tmp_path):
+    folder = adapter_folder(tmp_path, checkpoints["qwen3_vl"])
+    with pytest.raises(ValueError, match=f"is a LoRA adapter of {checkpoints['qwen3_vl']}, not"):
+        load(folder)
+
+
+def test_an_adapter_for_another_family_is_not_merged(checkpoints, tmp_path, capsys):
+    folder = adapter_folder(tmp_path, checkpoints["qwen2_5_vl"])
+    out = tmp_path / "merged"
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["merge", str(folder), "--base", str(checkpoints["llava"]), "--out", str(out)])
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "is an adapter for" in err and "(Qwen2.5-VL), not for" in err and "(LLaVA)" in err
+    assert not out.exists()
+
+
+BAD_MODELS = {
+    "missing": "no model folder",
+    "nobody/no-such-model": "not in the local cache and HF_HUB_OFFLINE is set",
+    "bert": "model_type 'bert' is not supported; supported:",
+    "no-image-token": "the tokenizer has no '<image>' token",
+    "adapter": "is a LoRA adapter of",
+}
+
+
+@pytest.mark.parametrize("verb", ["chat", "eval", "api"])
+@pytest.mark.parametrize("model", list(BAD_MODELS))
+def test_bad_models_are_one_sentence_in_every_command(
+    checkpoints, png, tmp_path, capsys, offline, verb, model
+):
+    bert = shutil.copytree(checkpoints["llava"], tmp_path / "bert")
+    config = json.loads((bert / "config.json").read_text())
+    (bert / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    no_token = shutil.copytree(checkpoints["llava"], tmp_path / "no-image-token")
+    data = data_module()
+    special = tuple(token for token in data.LLAVA_SPECIAL if token != "<image>")
+    data.tokenizer(special, eos_token="</s>").save_pretrained(no_token)
+    adapter_folder(tmp_path, checkpoints["qwen3_vl"])
+    target = model if "/" in model else str(tmp_path / model)
+    written = tmp_path / "written"
+    turns = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A pool."}]
+    record = {"id": "a", "image": png.name, "width": WIDTH, "height": HEIGHT, "task": "vqa"}
+    records = tmp_path / "test.jsonl"
+    records.write_text(json.dumps({**record, "conversations": turns, "objects": []}) + "\n")
+    argv = {
+        "chat": ["--image", str(png), "Where?", "--geojson", str(written)],
+        "eval": ["--data", str(records), "--out-dir", str(written)],
+        "api": ["--port", "0"],
+    }[verb]
+
+    code = cli.main([verb, "--model", target, *argv])
+
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "Loading weights" not in line]
+    assert code == (1 if verb == "api" else 2)
+    assert len(lines) == 1 and lines[0].startswith(f"geochat {verb}: "), err
+    assert BAD_MODELS[model] in lines[0]
+    assert not written.exists()
 
 
 @pytest.mark.parametrize("name", NAMES)
