@@ -24,6 +24,13 @@ NATIVE = {
     "llava": "<p>the pool</p> {<25><40><50><50>|<0>}",
 }
 NAMES = list(NATIVE)
+REGION = {  # the pool as a region in each family's prompt
+    "qwen2_5_vl": '"bbox_2d": [49, 21, 98, 42]',
+    "qwen3_vl": '"bbox_2d": [250, 250, 500, 500]',
+    "llava": "{<25><40><50><50>|<0>}",
+}
+DIALECT = {"qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl", "llava": "geochat"}
+QUESTION = [{"role": "user", "content": "Where is the pool?"}]
 
 
 def data_module():

@@ -14,7 +14,19 @@ import shutil
 import huggingface_hub.constants
 import numpy as np
 import pytest
-from family_fixtures import HEIGHT, NAMES, NATIVE, POOL_PX, WIDTH, Force, data_module, image
+from family_fixtures import (
+    DIALECT,
+    HEIGHT,
+    NAMES,
+    NATIVE,
+    POOL_PX,
+    QUESTION,
+    REGION,
+    WIDTH,
+    Force,
+    data_module,
+    image,
+)
 from PIL import Image
 
 from geochat import cli
@@ -29,14 +41,6 @@ from geochat.modeling.families import (
     load_backbone,
     to_dialect,
 )
-
-REGION = {
-    "qwen2_5_vl": '"bbox_2d": [49, 21, 98, 42]',
-    "qwen3_vl": '"bbox_2d": [250, 250, 500, 500]',
-    "llava": "{<25><40><50><50>|<0>}",
-}
-DIALECT = {"qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl", "llava": "geochat"}
-QUESTION = [{"role": "user", "content": "Where is the pool?"}]
 
 
 @pytest.fixture(scope="module")
