@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig
 
 from geochat.modeling.checkpoints import ADAPTER_CONFIG
-from geochat.modeling.families import Family, family_of
+from geochat.modeling.families import check_adapter_base, family_of
 
 
 class MergeError(ValueError):
@@ -56,15 +56,17 @@ def merge_adapter(
     from peft import PeftModel
 
     config = read_adapter_config(adapter_dir)
-    named = config.get("base_model_name_or_path")
-    base = base or named
+    base = base or config.get("base_model_name_or_path")
     if not base:
         raise MergeError(f"{adapter_dir}: the adapter names no base model; pass --base")
     try:
         family = family_of(base)
     except (OSError, ValueError) as error:
         raise MergeError(f"{adapter_dir}: base model {base}: {error}") from error
-    _check_base_family(adapter_dir, named, base, family)
+    try:
+        check_adapter_base(adapter_dir, base)
+    except ValueError as error:
+        raise MergeError(str(error)) from error
     model = family.model_class.from_pretrained(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     output_dir = Path(output_dir)
@@ -75,27 +77,6 @@ def merge_adapter(
     family.load_processor(source, AutoConfig.from_pretrained(base)).save_pretrained(output_dir)
     print(f"merged {adapter_dir} into {base}; wrote {output_dir}")
     return output_dir
-
-
-def _check_base_family(
-    adapter_dir: str | Path, named: str | None, base: str | Path, family: Family
-) -> None:
-    """An adapter merges only into a base of the family it was trained on (when that is known).
-
-    Raises:
-        MergeError: When the base the adapter names is readable here and of another family.
-    """
-    if not named or named == str(base):
-        return
-    try:
-        trained = family_of(named)
-    except (OSError, ValueError):
-        return  # the named base is not here: nothing to compare with
-    if trained is not family:
-        raise MergeError(
-            f"{adapter_dir} is an adapter for {named} ({trained.name}), not for {base} "
-            f"({family.name}): merge it into a {trained.name} model"
-        )
 
 
 def export_lora(adapter_dir: str | Path, output_dir: str | Path) -> Path:

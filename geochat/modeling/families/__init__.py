@@ -142,6 +142,31 @@ def adapter_base(folder: str | Path) -> str | None:
     return base if isinstance(base, str) and base else None
 
 
+def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
+    """An adapter goes only on a base of the family it was trained on (when that is known here).
+
+    Args:
+        adapter: A peft adapter folder.
+        base: The model it is to be merged into or served on.
+
+    Raises:
+        ValueError: When the base the adapter names is readable here and of another family than
+            `base`.
+    """
+    named = adapter_base(adapter)
+    if not named or named == str(base):
+        return
+    try:
+        trained, family = family_of(named), family_of(base)
+    except (OSError, ValueError):
+        return  # a base that is not here: nothing to compare with
+    if trained is not family:
+        raise ValueError(
+            f"{adapter} is an adapter for {named} ({trained.name}), not for {base} "
+            f"({family.name}); use it with a {trained.name} model"
+        )
+
+
 def _adapter_message(folder: Path) -> str:
     """Why an adapter folder does not load as a model, and what to do instead."""
     base = adapter_base(folder)
