@@ -312,7 +312,7 @@ def serve_main(argv: list[str] | None = None) -> int:
                 raise vllm_launch.ServeError(f"no bundled model at {DEFAULT_MODEL}; pass --model")
         model = args.model or str(DEFAULT_MODEL)
         vllm_launch.check_model(model)
-        adapters = [vllm_launch.read_adapter(spec) for spec in args.lora]
+        adapters = [vllm_launch.read_adapter(spec, model) for spec in args.lora]
         python = vllm_launch.find_vllm_python()
         content_format, dialect = vllm_launch.served_family(model)
         env = vllm_launch.server_environment(dict(os.environ), model, dialect)

@@ -127,12 +127,17 @@ def check_plugin(python: str, env: dict[str, str]) -> str:
     return lines[-1] if lines else ""
 
 
-def read_adapter(spec: str) -> Adapter:
+def read_adapter(spec: str, base: str | None = None) -> Adapter:
     """Reads a `NAME=PATH` LoRA specification and the adapter it names.
 
+    Args:
+        spec: `NAME=PATH`.
+        base: The served model the adapter goes on; None skips the check of its family.
+
     Raises:
-        ServeError: For a malformed specification, a folder without a peft adapter, or an
-            adapter that vLLM refuses (DoRA, `modules_to_save`): merge those instead.
+        ServeError: For a malformed specification, a folder without a peft adapter, an
+            adapter that vLLM refuses (DoRA, `modules_to_save`): merge those instead, or an
+            adapter trained on a base of another family than `base`.
     """
     name, sep, path_text = spec.partition("=")
     if not sep or not name or not path_text:
@@ -157,6 +162,14 @@ def read_adapter(spec: str) -> Adapter:
     rank = config.get("r")
     if not isinstance(rank, int) or rank < 1:
         raise ServeError(f"{config_path}: the LoRA rank r must be a positive integer, got {rank!r}")
+    if base is not None:
+        # Imported here: the families bring torch, which the rest of this module does without.
+        from geochat.modeling.families import check_adapter_base
+
+        try:
+            check_adapter_base(path, base)
+        except ValueError as error:
+            raise ServeError(str(error)) from error
     adapts_tower = any(part in key for key in keys for part in TOWER_MODULES)
     return Adapter(name=name, path=path, rank=rank, adapts_tower=adapts_tower)
 

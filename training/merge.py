@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig
 
-from geochat.modeling.families import family_of
-
-ADAPTER_CONFIG = "adapter_config.json"
+from geochat.modeling.checkpoints import ADAPTER_CONFIG
+from geochat.modeling.families import check_adapter_base, family_of
 
 
 class MergeError(ValueError):
@@ -64,6 +63,10 @@ def merge_adapter(
         family = family_of(base)
     except (OSError, ValueError) as error:
         raise MergeError(f"{adapter_dir}: base model {base}: {error}") from error
+    try:
+        check_adapter_base(adapter_dir, base)
+    except ValueError as error:
+        raise MergeError(str(error)) from error
     model = family.model_class.from_pretrained(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     output_dir = Path(output_dir)

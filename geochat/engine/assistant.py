@@ -197,7 +197,8 @@ class Assistant(ABC):
             max_new_tokens: Most tokens to generate.
             temperature: 0 decodes greedily; above 0 samples at that temperature.
             constrain: "grounding" makes the answer match grammar v1 with at least one geometry
-                (`GROUNDING_REGEX`); None leaves it free.
+                (`GROUNDING_REGEX`), or the model's dialect (`grounding_regex`); None leaves it
+                free.
             stream: Return a generator of text deltas ending with the `Reply`.
             logits_processor: The hook for forcing or shaping output with transformers logits
                 processors (tests force known answers with it); applied before the grounding

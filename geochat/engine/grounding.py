@@ -139,7 +139,7 @@ ALLOWED_PER_STEP = 20
 
 
 class GroundingLogitsProcessor(LogitsProcessor):
-    """Masks every token that would take the answer out of :data:`GROUNDING_REGEX`.
+    """Masks every token that would take the answer out of a grounding regex.
 
     At each step the candidates are tried in order of score, and the first
     :data:`ALLOWED_PER_STEP` whose text keeps the answer a prefix of a match are kept (the
@@ -155,6 +155,7 @@ class GroundingLogitsProcessor(LogitsProcessor):
         prompt_length: int,
         end_token_ids: Sequence[int],
         pieces: Sequence[str],
+        pattern: str = GROUNDING_REGEX,
     ) -> None:
         """Prepares the constraint for one generation.
 
@@ -163,12 +164,14 @@ class GroundingLogitsProcessor(LogitsProcessor):
             prompt_length: Tokens of the prompt: what follows them is the answer.
             end_token_ids: Tokens that end the answer (eos).
             pieces: The text of every token id (see :func:`token_pieces`).
+            pattern: The answer's regex: :data:`GROUNDING_REGEX`, or a family's dialect's
+                (:func:`grounding_regex`).
         """
         self.tokenizer = tokenizer
         self.prompt_length = prompt_length
         self.end_token_ids = list(end_token_ids)
         self.pieces = pieces
-        self.pattern = regex.compile(GROUNDING_REGEX)
+        self.pattern = regex.compile(pattern)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """Returns `scores` `[1, V]` with every disallowed token at -inf."""

@@ -39,7 +39,7 @@ from geochat.engine.assistant import (
     _reply,
     _request,
 )
-from geochat.engine.grounding import GroundingLogitsProcessor, token_pieces
+from geochat.engine.grounding import GroundingLogitsProcessor, grounding_regex, token_pieces
 from geochat.imagery import ImagerySettings, ImageSource, LoadedImage
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
@@ -130,11 +130,8 @@ class TransformersAssistant(Assistant):
         """Nothing to free: the model goes with the assistant."""
 
     def _generate(self, request: Request) -> Generator[str, None, None]:
-        if request.constrain == "grounding" and self.backbone.dialect != "canonical":
-            raise ValueError(
-                f"constrain='grounding' holds answers to geochat's grammar, but this model writes "
-                f"the {self.backbone.dialect!r} dialect"
-            )
+        if request.constrain == "grounding":
+            grounding_regex(self.backbone.dialect)  # refused here, not in the generating thread
         return self._generation(self._inputs(request), request)
 
     def _inputs(self, request: Request) -> BatchFeature:
@@ -270,7 +267,11 @@ class TransformersAssistant(Assistant):
                 self._pieces = token_pieces(self.processor.tokenizer)
             processors.append(
                 GroundingLogitsProcessor(
-                    self.processor.tokenizer, prompt_tokens, self._end_tokens(), self._pieces
+                    self.processor.tokenizer,
+                    prompt_tokens,
+                    self._end_tokens(),
+                    self._pieces,
+                    grounding_regex(self.backbone.dialect),  # the family's own format, as vLLM
                 )
             )
         return processors

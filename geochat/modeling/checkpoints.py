@@ -12,7 +12,8 @@ from pathlib import Path
 FINAL_DIR = "final"  # the model a finished run saved
 CHECKPOINT_PREFIX = "checkpoint-"  # transformers' Trainer: checkpoint-<global step>
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint
-MODEL_FILES = ("config.json", "adapter_config.json")  # a full model, or a peft adapter
+ADAPTER_CONFIG = "adapter_config.json"  # peft writes it into an adapter folder
+MODEL_FILES = ("config.json", ADAPTER_CONFIG)  # a full model, or a peft adapter
 
 
 def last_complete_checkpoint(run_dir: str | Path) -> Path | None:

@@ -15,7 +15,6 @@ import zlib
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.openapi.models import OpenAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -1026,19 +1025,6 @@ def tiny_assistant(tiny_folder):
     from geochat.engine import load
 
     return load(tiny_folder)
-
-
-@pytest.fixture
-def serves(monkeypatch):
-    """Records what `geochat api` would serve: uvicorn's server and the bound sockets."""
-    served = {}
-
-    def run(server, sockets):
-        served.update(app=server.config.app, log_level=server.config.log_level)
-        served["address"] = sockets[0].getsockname()[:2]
-
-    monkeypatch.setattr(uvicorn.Server, "run", run)
-    return served
 
 
 def test_the_command_serves_a_checkpoint_with_its_flags(tiny_folder, serves, monkeypatch, capsys):

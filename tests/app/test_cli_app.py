@@ -12,19 +12,6 @@ from geochat.app.cli import app_main
 
 
 @pytest.fixture
-def launches(monkeypatch) -> list[dict]:
-    """Records the keyword arguments of every `Blocks.launch` instead of serving."""
-    calls: list[dict] = []
-
-    def launch(page: gr.Blocks, **options) -> None:
-        calls.append({**options, "page": page})
-
-    monkeypatch.setattr(gr.Blocks, "launch", launch)
-    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # Ctrl+C, at once
-    return calls
-
-
-@pytest.fixture
 def loads(monkeypatch) -> list[dict]:
     """Records the arguments of `geochat.engine.load`, which returns a scripted assistant."""
     calls: list[dict] = []

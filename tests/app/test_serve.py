@@ -70,6 +70,20 @@ def test_read_adapter_reads_rank_and_whether_it_adapts_the_tower(tmp_path):
     assert tower.adapts_tower
 
 
+def test_an_adapter_for_another_family_is_refused(tmp_path):
+    qwen = tmp_path / "qwen"
+    qwen.mkdir()
+    (qwen / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    llava = tmp_path / "llava"
+    llava.mkdir()
+    (llava / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    adapter = _adapter(tmp_path / "adapter", base_model_name_or_path=str(qwen))
+
+    assert read_adapter(f"a={adapter}", str(qwen)).name == "a"
+    with pytest.raises(ServeError, match=r"\(Qwen2.5-VL\), not for .*llava \(LLaVA\)"):
+        read_adapter(f"a={adapter}", str(llava))
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [({"use_dora": True}, "DoRA"), ({"modules_to_save": ["connector"]}, "modules_to_save")],

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+import family_fixtures as families
 import numpy as np
 import pytest
 import regex
@@ -37,20 +37,8 @@ from geochat.app.vllm_middleware import ConstrainField
 from geochat.engine import BackendError, load
 from geochat.engine.grounding import GROUNDING_REGEX, grounding_regex
 
-FAMILIES_TESTS = Path(__file__).resolve().parents[1] / "geochat" / "test_families.py"
 STARTUP_S = 10.0
-
-
-def _families_tests():
-    """tests/geochat/test_families.py: the checkpoints' builder and each family's answers."""
-    spec = importlib.util.spec_from_file_location("families_tests", FAMILIES_TESTS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CASES = _families_tests()
-NAMES = CASES.NAMES
+NAMES = families.NAMES
 
 
 class Stub:
@@ -77,11 +65,6 @@ class Stub:
                 Route("/v1/chat/completions", chat, methods=["POST"]),
             ]
         )
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    return CASES._data_module().build(tmp_path_factory.mktemp("backbones"))
 
 
 @pytest.fixture(scope="module")
@@ -115,45 +98,45 @@ def _sent_image(body: dict) -> Image.Image:
 @pytest.mark.parametrize("name", NAMES)
 def test_request_and_answer_speak_the_family_dialect(stub, name):
     assistant = load(name, backend="vllm", vllm_url=stub.url)
-    stub.answer = CASES.NATIVE[name]
+    stub.answer = families.NATIVE[name]
 
     reply = assistant.chat(
-        CASES.image(), CASES.QUESTION, region=CASES.POOL_PX, constrain="grounding"
+        families.image(), families.QUESTION, region=families.POOL_PX, constrain="grounding"
     )
 
     body = stub.requests[-1]
-    expected = grounding_regex(CASES.DIALECT[name])
-    assert assistant.dialect == CASES.DIALECT[name]
+    expected = grounding_regex(families.DIALECT[name])
+    assert assistant.dialect == families.DIALECT[name]
     assert body["model"] == name
     assert body["structured_outputs"] == {"regex": expected}
-    assert regex.fullmatch(expected, CASES.NATIVE[name])  # the family's answers fit it
+    assert regex.fullmatch(expected, families.NATIVE[name])  # the family's answers fit it
     question = body["messages"][0]["content"][1]
-    assert question["type"] == "text" and CASES.REGION[name] in question["text"]
+    assert question["type"] == "text" and families.REGION[name] in question["text"]
     assert "<box>" not in question["text"]
     (pool,) = reply.parsed.objects
     assert (pool.phrase, reply.parsed.problems) == ("the pool", [])
-    assert pool.hbb == pytest.approx(CASES.POOL_PX, abs=1e-6)
+    assert pool.hbb == pytest.approx(families.POOL_PX, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_image_is_sent_as_the_family_sees_it(stub, name):
     assistant = load(name, backend="vllm", vllm_url=stub.url)
-    stub.answer = CASES.NATIVE[name]
-    original = CASES.image()
+    stub.answer = families.NATIVE[name]
+    original = families.image()
 
-    assistant.chat(original, CASES.QUESTION)
+    assistant.chat(original, families.QUESTION)
 
     sent = np.asarray(_sent_image(stub.requests[-1]).convert("RGB"))
     if name != "llava":
         np.testing.assert_array_equal(sent, np.asarray(original))
         return
     # LLaVA / GeoChat: centred on a 300 x 300 square of int(255 * CLIP mean)
-    assert sent.shape == (CASES.WIDTH, CASES.WIDTH, 3)
-    top = (CASES.WIDTH - CASES.HEIGHT) // 2
+    assert sent.shape == (families.WIDTH, families.WIDTH, 3)
+    top = (families.WIDTH - families.HEIGHT) // 2
     assert (sent[:top] == [122, 116, 104]).all() and (
-        sent[top + CASES.HEIGHT :] == [122, 116, 104]
+        sent[top + families.HEIGHT :] == [122, 116, 104]
     ).all()
-    np.testing.assert_array_equal(sent[top : top + CASES.HEIGHT], np.asarray(original))
+    np.testing.assert_array_equal(sent[top : top + families.HEIGHT], np.asarray(original))
 
 
 def test_an_adapter_speaks_its_base_models_dialect(stub):
@@ -166,20 +149,20 @@ def test_a_served_folder_not_readable_here_is_read_canonically_unless_told(stub)
     canonical = load("remote", backend="vllm", vllm_url=stub.url)
     stub.answer = "<ref>the pool</ref><box>[[250,250,500,500]]</box>"
 
-    reply = canonical.chat(CASES.image(), CASES.QUESTION, constrain="grounding")
+    reply = canonical.chat(families.image(), families.QUESTION, constrain="grounding")
 
     assert canonical.family is None
     assert stub.requests[-1]["structured_outputs"] == {"regex": GROUNDING_REGEX}
-    assert reply.parsed.objects[0].hbb == pytest.approx(CASES.POOL_PX)
+    assert reply.parsed.objects[0].hbb == pytest.approx(families.POOL_PX)
     told = load("remote", backend="vllm", vllm_url=stub.url, dialect="qwen3vl")
-    stub.answer = CASES.NATIVE["qwen3_vl"]
-    assert told.chat(CASES.image(), CASES.QUESTION).parsed.objects[0].hbb == pytest.approx(
-        CASES.POOL_PX
+    stub.answer = families.NATIVE["qwen3_vl"]
+    assert told.chat(families.image(), families.QUESTION).parsed.objects[0].hbb == pytest.approx(
+        families.POOL_PX
     )
     # Qwen2.5-VL's pixels are those of the processor's resize, which only the folder knows.
     blind = load("remote", backend="vllm", vllm_url=stub.url, dialect="qwen25vl")
     with pytest.raises(BackendError, match="not readable here"):
-        blind.chat(CASES.image(), CASES.QUESTION)
+        blind.chat(families.image(), families.QUESTION)
 
 
 def test_an_unknown_dialect_is_refused(stub):
@@ -207,7 +190,7 @@ def test_vllm_greedy_tokens_equal_transformers(tmp_path):
     """A tiny random Qwen2.5-VL in float32: `geochat serve` answers as transformers does."""
     import torch
 
-    folder = CASES._data_module().build(tmp_path, ["qwen2_5_vl"])["qwen2_5_vl"]
+    folder = families.data_module().build(tmp_path, ["qwen2_5_vl"])["qwen2_5_vl"]
     embedded = load(folder, device="cuda", dtype=torch.float32)
     port = socket.create_server(("127.0.0.1", 0)).getsockname()[1]  # a free port, released
     command = [sys.executable, "-m", "geochat.cli", "serve", "--model", str(folder)]
@@ -216,7 +199,7 @@ def test_vllm_greedy_tokens_equal_transformers(tmp_path):
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         served = _wait_for(f"http://127.0.0.1:{port}/v1", server)
-        image = CASES.image()
+        image = families.image()
         ours = embedded.chat(
             image, [{"role": "user", "content": PARITY_PROMPT}], max_new_tokens=PARITY_TOKENS
         )
@@ -260,7 +243,7 @@ def test_geochat_serve_gives_vllm_the_family_content_format_and_dialect(checkpoi
         content_format=content_format,
     )
 
-    assert (content_format, dialect) == ("openai", CASES.DIALECT[name])
+    assert (content_format, dialect) == ("openai", families.DIALECT[name])
     assert "--chat-template-content-format openai" in " ".join(command)
     assert server_environment({}, str(checkpoints[name]), dialect)[DIALECT_ENV] == dialect
 

@@ -7,17 +7,27 @@ answer is forced, in the family's own coordinate dialect, with a logits processo
 back in pixels of the original, non-square image.
 """
 
-import importlib.util
 import json
 import re
 import shutil
-from pathlib import Path
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
-import torch
+from family_fixtures import (
+    DIALECT,
+    HEIGHT,
+    NAMES,
+    NATIVE,
+    POOL_PX,
+    QUESTION,
+    REGION,
+    WIDTH,
+    Force,
+    data_module,
+    image,
+)
 from PIL import Image
-from transformers import LogitsProcessor
 
 from geochat import cli
 from geochat.engine import load
@@ -32,38 +42,6 @@ from geochat.modeling.families import (
     to_dialect,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "backbones" / "data.py"
-WIDTH, HEIGHT = 300, 120  # wider than tall: padding and per-axis scaling both matter
-POOL_PX = [75.0, 30.0, 150.0, 60.0]  # the pool, in pixels of the original image
-# The pool in each family's own dialect. Qwen2.5-VL: pixels of the 196 x 84 image its processor
-# resizes 300 x 120 to (x * 196 / 300, y * 84 / 120); Qwen3-VL: 0-1000 per axis; LLaVA
-# (GeoChat): 0-100 of the 300 x 300 square the image is centred in (90 px above and below).
-NATIVE = {
-    "qwen2_5_vl": '```json\n[\n\t{"bbox_2d": [49, 21, 98, 42], "label": "the pool"}\n]\n```',
-    "qwen3_vl": '```json\n[\n\t{"bbox_2d": [250, 250, 500, 500], "label": "the pool"}\n]\n```',
-    "llava": "<p>the pool</p> {<25><40><50><50>|<0>}",
-}
-REGION = {
-    "qwen2_5_vl": '"bbox_2d": [49, 21, 98, 42]',
-    "qwen3_vl": '"bbox_2d": [250, 250, 500, 500]',
-    "llava": "{<25><40><50><50>|<0>}",
-}
-DIALECT = {"qwen2_5_vl": "qwen25vl", "qwen3_vl": "qwen3vl", "llava": "geochat"}
-NAMES = list(NATIVE)
-QUESTION = [{"role": "user", "content": "Where is the pool?"}]
-
-
-def _data_module():
-    spec = importlib.util.spec_from_file_location("backbones_data", DATA)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
-    return _data_module().build(tmp_path_factory.mktemp("backbones"))
-
 
 @pytest.fixture(scope="module")
 def assistants(checkpoints):
@@ -76,28 +54,6 @@ def png(tmp_path):
     path = tmp_path / "scene.png"
     Image.fromarray(pixels).save(path)
     return path
-
-
-class Force(LogitsProcessor):
-    """Makes the model write `text`, then its end token; keeps the prompt's ids."""
-
-    def __init__(self, assistant, text):
-        self.ids = assistant.processor.tokenizer.encode(text, add_special_tokens=False)
-        self.end = assistant.model.generation_config.eos_token_id
-        self.prompt = None
-
-    def __call__(self, input_ids, scores):
-        if self.prompt is None:
-            self.prompt = input_ids[0].tolist()
-        step = input_ids.shape[1] - len(self.prompt)
-        forced = torch.full_like(scores, float("-inf"))
-        forced[:, self.ids[step] if step < len(self.ids) else self.end] = 0.0
-        return forced
-
-
-def image():
-    pixels = np.random.default_rng(1).integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 # The registry
@@ -248,9 +204,21 @@ def test_dialect_override_replaces_the_family_dialect(checkpoints):
     assert reply.parsed.objects[0].hbb == pytest.approx(POOL_PX, abs=1e-6)
 
 
-def test_grounding_constraint_needs_the_canonical_grammar(assistants):
-    with pytest.raises(ValueError, match="'qwen3vl' dialect"):
-        assistants["qwen3_vl"].chat(image(), QUESTION, constrain="grounding")
+@pytest.mark.parametrize("name", NAMES)
+def test_grounding_constraint_holds_the_family_dialect(assistants, name):
+    assistant = assistants[name]
+    forcer = Force(assistant, NATIVE[name])
+
+    reply = assistant.chat(image(), QUESTION, constrain="grounding", logits_processor=[forcer])
+
+    assert reply.text == NATIVE[name]
+    assert reply.parsed.objects[0].hbb == pytest.approx(POOL_PX, abs=1e-6)
+
+
+def test_grounding_constraint_needs_a_dialect_with_a_regex(checkpoints):
+    assistant = load(checkpoints["qwen3_vl"], dialect="geoground")
+    with pytest.raises(ValueError, match="no grounding constraint for the 'geoground' dialect"):
+        assistant.chat(image(), QUESTION, constrain="grounding")
 
 
 # Errors
@@ -289,7 +257,7 @@ def test_missing_or_broken_folders_are_explained(tmp_path, setup, error, match):
 
 @pytest.mark.parametrize(("name", "token"), [("qwen2_5_vl", "<|image_pad|>"), ("llava", "<image>")])
 def test_tokenizer_without_the_image_token_is_refused(checkpoints, tmp_path, name, token):
-    data = _data_module()
+    data = data_module()
     special = data.QWEN_SPECIAL if name != "llava" else data.LLAVA_SPECIAL
     folder = shutil.copytree(checkpoints[name], tmp_path / name)
     roles = {"eos_token": "<|im_end|>"} if name != "llava" else {"eos_token": "</s>"}
@@ -327,7 +295,7 @@ def test_chat_command_runs_each_family(checkpoints, png, tmp_path, capsys, name)
     [
         (["--model", "MISSING"], "no model folder"),
         (["--model", "FOREIGN"], "is not supported; supported:"),
-        (["--model", "LLAVA", "--dialect", "qwen3vl", "--constrain", "grounding"], "dialect"),
+        (["--model", "LLAVA", "--dialect", "geoground", "--constrain", "grounding"], "dialect"),
     ],
 )
 def test_chat_command_errors_are_one_sentence(checkpoints, png, tmp_path, capsys, options, message):
@@ -344,6 +312,89 @@ def test_chat_command_errors_are_one_sentence(checkpoints, png, tmp_path, capsys
     assert code == 2
     assert last.startswith("geochat chat: ") and message in last
     assert "Traceback" not in err
+
+
+def adapter_folder(tmp_path, base):
+    """A peft adapter folder (its config only) that names `base` as its base model."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    config = {"peft_type": "LORA", "base_model_name_or_path": str(base), "r": 4}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No hub: huggingface_hub reads HF_HUB_OFFLINE once, at import."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_an_offline_hub_id_that_is_not_cached_is_explained(offline):
+    with pytest.raises(FileNotFoundError, match="not in the local cache and HF_HUB_OFFLINE is set"):
+        load("nobody/no-such-model")
+
+
+def test_an_adapter_folder_names_its_base_and_how_to_merge_it(checkpoints, tmp_path):
+    folder = adapter_folder(tmp_path, checkpoints["qwen3_vl"])
+    with pytest.raises(ValueError, match=f"is a LoRA adapter of {checkpoints['qwen3_vl']}, not"):
+        load(folder)
+
+
+def test_an_adapter_for_another_family_is_not_merged(checkpoints, tmp_path, capsys):
+    folder = adapter_folder(tmp_path, checkpoints["qwen2_5_vl"])
+    out = tmp_path / "merged"
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["merge", str(folder), "--base", str(checkpoints["llava"]), "--out", str(out)])
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "is an adapter for" in err and "(Qwen2.5-VL), not for" in err and "(LLaVA)" in err
+    assert not out.exists()
+
+
+BAD_MODELS = {
+    "missing": "no model folder",
+    "nobody/no-such-model": "not in the local cache and HF_HUB_OFFLINE is set",
+    "bert": "model_type 'bert' is not supported; supported:",
+    "no-image-token": "the tokenizer has no '<image>' token",
+    "adapter": "is a LoRA adapter of",
+}
+
+
+@pytest.mark.parametrize("verb", ["chat", "eval", "api"])
+@pytest.mark.parametrize("model", list(BAD_MODELS))
+def test_bad_models_are_one_sentence_in_every_command(
+    checkpoints, png, tmp_path, capsys, offline, verb, model
+):
+    bert = shutil.copytree(checkpoints["llava"], tmp_path / "bert")
+    config = json.loads((bert / "config.json").read_text())
+    (bert / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    no_token = shutil.copytree(checkpoints["llava"], tmp_path / "no-image-token")
+    data = data_module()
+    special = tuple(token for token in data.LLAVA_SPECIAL if token != "<image>")
+    data.tokenizer(special, eos_token="</s>").save_pretrained(no_token)
+    adapter_folder(tmp_path, checkpoints["qwen3_vl"])
+    target = model if "/" in model else str(tmp_path / model)
+    written = tmp_path / "written"
+    turns = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A pool."}]
+    record = {"id": "a", "image": png.name, "width": WIDTH, "height": HEIGHT, "task": "vqa"}
+    records = tmp_path / "test.jsonl"
+    records.write_text(json.dumps({**record, "conversations": turns, "objects": []}) + "\n")
+    argv = {
+        "chat": ["--image", str(png), "Where?", "--geojson", str(written)],
+        "eval": ["--data", str(records), "--out-dir", str(written)],
+        "api": ["--port", "0"],
+    }[verb]
+
+    code = cli.main([verb, "--model", target, *argv])
+
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "Loading weights" not in line]
+    assert code == (1 if verb == "api" else 2)
+    assert len(lines) == 1 and lines[0].startswith(f"geochat {verb}: "), err
+    assert BAD_MODELS[model] in lines[0]
+    assert not written.exists()
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +18,6 @@ from geochat.training.merge import export_lora, merge_adapter
 from geochat.training.recipe import load_recipe
 from geochat.training.trainer import build_model, train
 
-DATA = Path(__file__).parents[1] / "data" / "backbones" / "data.py"
 RECIPES = {"qwen2_5_vl": "qwen25vl-lora", "qwen3_vl": "qwen3vl-lora", "llava": "llava-lora"}
 FAST = [
     "data.max_length=512",
@@ -37,14 +34,6 @@ FAST = [
     "training.logging_steps=1",
     "training.save_steps=1000",
 ]
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("backbones_data", DATA)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(tmp_path_factory.mktemp("backbones"))
 
 
 @pytest.fixture(scope="module")

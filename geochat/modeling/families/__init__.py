@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub.constants import is_offline_mode
 from PIL import Image
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.processing_utils import ProcessorMixin
@@ -31,6 +32,7 @@ from geochat.grammar import (
     get_dialect,
     parse,
 )
+from geochat.modeling.checkpoints import ADAPTER_CONFIG
 from geochat.modeling.families.base import Family, ModelInputs, Modules, content_parts
 from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.families.llava import LLAVA
@@ -92,17 +94,20 @@ def model_type_of(source: str | Path) -> str:
     """The `model_type` in a checkpoint's `config.json` (a folder, or a hub id where reachable).
 
     Raises:
-        FileNotFoundError: When the folder or its `config.json` is missing.
-        ValueError: When `config.json` is not JSON or names no `model_type`.
-        OSError: When a hub id cannot be fetched.
+        FileNotFoundError: When the folder or its `config.json` is missing, or a hub id cannot
+            be fetched (offline and not cached).
+        ValueError: When `config.json` is not JSON or names no `model_type`, or the folder is
+            a peft adapter (the message names its base and how to merge it).
     """
     folder = Path(source)
     if not folder.is_dir():
         if folder.exists() or not looks_like_hub_id(str(source)):
             raise FileNotFoundError(f"no model folder {source}")
-        return AutoConfig.from_pretrained(str(source)).model_type
+        return _hub_model_type(str(source))
     path = folder / "config.json"
     if not path.is_file():
+        if (folder / ADAPTER_CONFIG).is_file():
+            raise ValueError(_adapter_message(folder))
         raise FileNotFoundError(f"{folder} has no config.json: it is not a saved checkpoint")
     try:
         model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
@@ -111,6 +116,65 @@ def model_type_of(source: str | Path) -> str:
     if not isinstance(model_type, str):
         raise ValueError(f"{path} names no model_type; supported: {supported()}")
     return model_type
+
+
+def _hub_model_type(hub_id: str) -> str:
+    """The `model_type` of a hub model (from the local cache when offline)."""
+    try:
+        return AutoConfig.from_pretrained(hub_id).model_type
+    except OSError as error:
+        # transformers' own message spans lines and points at its docs; one sentence says it.
+        reason = (
+            "is not in the local cache and HF_HUB_OFFLINE is set"
+            if is_offline_mode()
+            else f"could not be fetched ({str(error).splitlines()[0]})"
+        )
+        raise FileNotFoundError(f"no model folder {hub_id}, and as a hub id it {reason}") from error
+
+
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model a peft adapter folder names (`base_model_name_or_path`), if any."""
+    try:
+        config = json.loads((Path(folder) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{folder}: {ADAPTER_CONFIG} is not readable JSON: {error}") from error
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return base if isinstance(base, str) and base else None
+
+
+def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
+    """An adapter goes only on a base of the family it was trained on (when that is known here).
+
+    Args:
+        adapter: A peft adapter folder.
+        base: The model it is to be merged into or served on.
+
+    Raises:
+        ValueError: When the base the adapter names is readable here and of another family than
+            `base`.
+    """
+    named = adapter_base(adapter)
+    if not named or named == str(base):
+        return
+    try:
+        trained, family = family_of(named), family_of(base)
+    except (OSError, ValueError):
+        return  # a base that is not here: nothing to compare with
+    if trained is not family:
+        raise ValueError(
+            f"{adapter} is an adapter for {named} ({trained.name}), not for {base} "
+            f"({family.name}); use it with a {trained.name} model"
+        )
+
+
+def _adapter_message(folder: Path) -> str:
+    """Why an adapter folder does not load as a model, and what to do instead."""
+    base = adapter_base(folder)
+    of = f"of {base}" if base else "that names no base model"
+    return (
+        f"{folder} is a LoRA adapter {of}, not a full checkpoint: merge it into its base "
+        f"first (geochat merge {folder} --out DIR) and load the merged folder"
+    )
 
 
 def looks_like_hub_id(text: str) -> bool:

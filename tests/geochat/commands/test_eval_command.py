@@ -235,18 +235,11 @@ def test_model_run_without_a_model_fails_with_a_message(files, tmp_path, capsys,
     assert message in err and "Traceback" not in err
 
 
-def test_model_run_evaluates_another_family_through_the_engine(tmp_path, capsys):
+def test_model_run_evaluates_another_family_through_the_engine(checkpoints, tmp_path, capsys):
     # A tiny random Qwen2.5-VL checkpoint: its answers, in its dialect, are read by the engine.
-    import importlib.util
-    from pathlib import Path
-
     from PIL import Image
 
-    data = Path(__file__).parents[2] / "data" / "backbones" / "data.py"
-    spec = importlib.util.spec_from_file_location("backbones_data", data)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.build(tmp_path / "models", ["qwen2_5_vl"])["qwen2_5_vl"]
+    model = checkpoints["qwen2_5_vl"]
     for record in RECORDS:
         Image.new("RGB", (WIDTH, HEIGHT), (30, 90, 30)).save(tmp_path / record["image"])
     write_jsonl(tmp_path / "test.jsonl", [{**r, "split": "test"} for r in RECORDS])
