@@ -25,6 +25,8 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
+from geochat.modeling.checkpoints import ADAPTER_CONFIG
+
 VLLM_PYTHON_ENV = "GEOCHAT_VLLM_PYTHON"
 VLLM_VENV = ".venv-vllm"
 PLUGIN_NAME = "geochat"
@@ -35,7 +37,6 @@ CONSTRAIN_MIDDLEWARE = "geochat.app.vllm_middleware.ConstrainField"
 DIALECT_ENV = "GEOCHAT_SERVED_DIALECT"  # the served family's dialect, for the middleware
 # vLLM 0.32 accepts only these values for --max-lora-rank.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TOWER_MODULES = (".vision_model.", ".connector.")  # adapted by --enable-tower-connector-lora
 # Environment defaults for the server; values already set by the user win.
