@@ -61,6 +61,10 @@ class SceneError(ValueError):
     """A scene that cannot be run: no GSD, a CRS without an EPSG code, bad options."""
 
 
+class SceneCancelledError(Exception):
+    """A scene run stopped between batches because its ``cancel`` said so."""
+
+
 @dataclass(frozen=True)
 class Tile:
     """One window of the scene and the size it is read at.
@@ -323,6 +327,7 @@ def run_scene(
     max_new_tokens: int = 256,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[ScenePlan], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> SceneResult:
     """Asks ``question`` about every tile of a scene and merges what they locate.
 
@@ -339,8 +344,10 @@ def run_scene(
         max_new_tokens: Longest answer per tile.
         progress: Called with the number of tiles done after each batch.
         on_plan: Called with the plan before the first tile (e.g. to size a progress bar).
+        cancel: Asked before each batch; True stops the run (nothing is returned).
 
     Raises:
+        SceneCancelledError: When ``cancel`` returned True.
         FileNotFoundError, ImageError, SceneError: For a scene that cannot be run.
         SceneError: When the model's input size is unknown (pass ``native``).
     """
@@ -366,6 +373,8 @@ def run_scene(
         except RasterioError as error:
             raise ImageError(f"{path}: corrupt or unreadable raster ({error})") from error
         for start in range(0, len(plan.tiles), batch_size):
+            if cancel is not None and cancel():
+                raise SceneCancelledError(f"cancelled after {start} of {len(plan.tiles)} tiles")
             batch = plan.tiles[start : start + batch_size]
             loaded = [(tile, read_tile(dataset, resolved, tile, georef)) for tile in batch]
             valid = [(tile, image) for tile, image in loaded if image is not None]

@@ -26,7 +26,7 @@ from geochat.commands import scene as scene_cli
 from geochat.data_builders.synthetic import generate_world
 from geochat.engine import Assistant
 from geochat.engine.assistant import NativeInput, Request
-from geochat.engine.scene import plan_scene, run_scene
+from geochat.engine.scene import SceneCancelledError, plan_scene, run_scene
 from geochat.engine.scene_output import scene_files, write_scene
 from geochat.geometry import min_area_rect, quad_iou, rasterize
 from geochat.georef import Georef
@@ -389,3 +389,19 @@ def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
     assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
     with Image.open(io.BytesIO(files["overview.png"])) as overview:
         assert overview.size == (75, 100)
+
+
+def test_a_cancelled_run_stops_between_batches(world):
+    files, truth, _ = world
+    assistant = TruthAssistant(_truth(truth, "building"), "hbb")
+    done: list[int] = []
+    with pytest.raises(SceneCancelledError, match="after 8 of 25 tiles"):
+        run_scene(
+            assistant,
+            files.tif,
+            "Where are the buildings?",
+            batch_size=4,
+            progress=done.append,
+            cancel=lambda: sum(done) >= 8,
+        )
+    assert len(assistant.windows) == 8  # two batches ran, the third never started
