@@ -240,16 +240,16 @@ class SceneJobs:
             logger.exception("scene job %s failed", job.id)
             job.error = f"{INTERNAL_ERROR} (the scene job id)"
             self._finish(job, "failed")
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-            if job.scene is not None:
-                job.scene.unlink(missing_ok=True)  # uploads are large; results are kept
 
     def _advance(self, job: Job, count: int) -> None:
         job.done += count
         job.save()
 
     def _finish(self, job: Job, status: Status) -> None:
+        """Removes the upload and any partial files, then saves the job's last status."""
+        shutil.rmtree(job.folder / "files.partial", ignore_errors=True)
+        if job.scene is not None:
+            job.scene.unlink(missing_ok=True)  # uploads are large; results are kept
         job.status = status
         job.save()
 
