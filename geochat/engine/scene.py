@@ -451,18 +451,22 @@ def _clusters(group: list[_Piece], merge_iou: float) -> list[list[_Piece]]:
         return i
 
     polygons = np.array([p.polygon for p in group], dtype=object)
-    # Rotated IoU of the polygons themselves (never their axis-aligned hulls), [N, N].
-    overlap = shapely.area(shapely.intersection(polygons[:, None], polygons[None, :]))
     areas = shapely.area(polygons)
-    union = areas[:, None] + areas[None, :] - overlap
+    # Only pieces that touch can be one object: a spatial index finds those pairs, so the work
+    # and memory grow with the pieces, not with their square (a scene has many thousands).
+    left, right = shapely.STRtree(polygons).query(polygons, predicate="intersects")
+    pairs = left < right
+    left, right = left[pairs], right[pairs]
+    # Rotated IoU of the polygons themselves (never their axis-aligned hulls), one per pair.
+    overlap = shapely.area(shapely.intersection(polygons[left], polygons[right]))
+    union = areas[left] + areas[right] - overlap
     iou = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
-    for i in range(len(group)):
-        for j in range(i + 1, len(group)):
-            same = iou[i, j] >= merge_iou
-            if not same and (group[i].cut or group[j].cut) and group[i].window != group[j].window:
-                same = overlap[i, j] >= CUT_OVERLAP * min(areas[i], areas[j])
-            if same:
-                parent[root(i)] = root(j)
+    for i, j, pair_overlap, pair_iou in zip(left, right, overlap, iou, strict=True):
+        same = pair_iou >= merge_iou
+        if not same and (group[i].cut or group[j].cut) and group[i].window != group[j].window:
+            same = pair_overlap >= CUT_OVERLAP * min(areas[i], areas[j])
+        if same:
+            parent[root(i)] = root(j)
     clusters: dict[int, list[_Piece]] = {}
     for i, piece in enumerate(group):
         clusters.setdefault(root(i), []).append(piece)
