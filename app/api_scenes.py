@@ -61,6 +61,7 @@ MEDIA_TYPES = {
 SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2")
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 POLL_S = 0.2  # how often a job waiting on the gate looks at its cancel flag
+BUSY_WAIT_S = 1.0  # before a job asks a full gate again
 
 
 @dataclass
@@ -232,9 +233,13 @@ class SceneJobs:
             self._finish(job, "done")
         except SceneCancelledError:
             self._finish(job, "cancelled")
-        except (ImageError, SceneError, ApiError, BackendError, OSError) as error:
-            message = error.message if isinstance(error, ApiError) else str(error)
-            job.error = message
+        except (ImageError, SceneError, ApiError, OSError) as error:
+            job.error = error.message if isinstance(error, ApiError) else str(error)
+            self._finish(job, "failed")
+        except BackendError as error:
+            # As for requests (a 502): the model server's address stays in the server log.
+            logger.error("scene job %s: the model server failed: %s", job.id, error)
+            job.error = f"the model server failed; {INTERNAL_ERROR} (the scene job id)"
             self._finish(job, "failed")
         except Exception:
             logger.exception("scene job %s failed", job.id)
@@ -270,7 +275,9 @@ class SceneJobs:
             except ApiError as error:
                 if error.status != 503:
                     raise
-                # The queue was full or slow: a scene waits its turn rather than failing.
+            # The queue was full or slow: a scene waits its turn rather than failing.
+            if job.cancel.wait(BUSY_WAIT_S):
+                raise SceneCancelledError("cancelled while waiting for the model")
 
 
 def _result_unless(future: concurrent.futures.Future[Any], cancel: threading.Event) -> Any:

@@ -15,12 +15,13 @@ from collections.abc import Generator
 
 import numpy as np
 import pyogrio
+import pytest
 from fastapi.testclient import TestClient
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
 from geochat.app.api import ApiSettings, create_app
-from geochat.engine import Assistant
+from geochat.engine import Assistant, BackendError
 from geochat.engine.assistant import NativeInput, Request
 
 SIZE = 256  # px; 128 px tiles at 0.25 overlap: 3 x 3 = 9 tiles
@@ -37,16 +38,19 @@ class SteppedAssistant(Assistant):
     backend = "scripted"
     model_name = "stepped"
 
-    def __init__(self, permits: int = 1_000) -> None:
+    def __init__(self, permits: int = 1_000, error: Exception | None = None) -> None:
         self.native_input = NativeInput(128, (GSD, GSD))
         self.permits = threading.Semaphore(permits)
         self.tiles = 0
+        self.error = error
 
     def close(self) -> None:
         pass
 
     def _generate(self, request: Request) -> Generator[str, None, None]:
         assert self.permits.acquire(timeout=10), "the test never released this tile"
+        if self.error is not None:
+            raise self.error
         self.tiles += 1
         return (piece for piece in [ANSWER])
 
@@ -239,3 +243,18 @@ def test_chat_gets_a_turn_between_the_batches_of_a_scene(tmp_path):
         model.permits.release(TILES)
         job = wait_for(client, job["id"], lambda j: j["status"] == "done")
         assert json.loads((tmp_path / job["id"] / "job.json").read_text())["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (BackendError("vLLM at http://10.0.0.1 (secret) refused"), "the model server failed"),
+        (RuntimeError("a secret internal detail"), "internal server error"),
+    ],
+)
+def test_a_failing_model_fails_the_job_with_a_message_and_no_files(tmp_path, error, message):
+    with client_for(SteppedAssistant(error=error), tmp_path) as client:
+        job_id = post_scene(client).json()["id"]
+        job = wait_for(client, job_id, lambda j: j["status"] == "failed")
+        assert message in job["error"] and "secret" not in job["error"]
+        assert job["files"] == {} and not (tmp_path / job_id / "files").exists()
