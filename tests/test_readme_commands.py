@@ -14,6 +14,7 @@ from readme import geochat_commands
 
 from geochat.commands import chat
 from geochat.commands import eval as eval_command
+from geochat.commands import scene as scene_command
 from geochat.data_builders import cli as build_cli
 from geochat.training import cli as training_cli
 
@@ -22,6 +23,7 @@ PARSERS: dict[str, Callable] = {
     "eval": eval_command._parser,
     "chat": chat._parser,
     "merge": training_cli.merge_parser,
+    "scene": scene_command._parser,
 }
 
 
