@@ -10,10 +10,11 @@ For each size, a synthetic GeoTIFF of that many pixels a side at the model's nat
 written tile by tile (tiled, deflate; windowed writes of one synthetic world repeated, never the
 whole raster in memory). A fresh child process per size loads the model, runs ``run_scene``
 ("Where are the buildings?") and writes the outputs (GeoJSON, GeoPackage, overview); the child
-reports its wall time and its peak resident memory (``getrusage``), and its memory once the
-model was loaded, before the scene. The model is the bundled geochat-nano, or with
-``--scripted`` an engine whose answer per tile is one fixed box (no network: the mechanics of
-reading, merging and writing alone).
+reports its wall time and its peak resident memory (``getrusage``): once the model was loaded,
+after ``run_scene`` and after the outputs (built in memory, then written). The model is the
+bundled geochat-nano, or with ``--scripted`` an engine whose answer per tile is one fixed box
+(no network: the mechanics of reading, merging and writing alone), or with ``--scripted empty``
+nothing (reading alone).
 """
 
 from __future__ import annotations
@@ -44,17 +45,20 @@ SCRIPTED_INPUT = NativeInput(128, (0.3, 0.3))  # geochat-nano's input
 
 
 class ScriptedAssistant(Assistant):
-    """One building box in the middle of every tile, at once: the engine without a model."""
+    """One building box in the middle of every tile (or nothing), at once: no model."""
 
     backend = "scripted"
-    model_name = "scripted"
     native_input = SCRIPTED_INPUT
+
+    def __init__(self, empty: bool) -> None:
+        self.answer = "<none>" if empty else "<ref>building</ref><box>[[400,400,600,600]]</box>"
+        self.model_name = "scripted, nothing found" if empty else "scripted, a box a tile"
 
     def close(self) -> None:
         """Nothing to free."""
 
     def _generate(self, request: Request) -> Generator[str, None, None]:
-        return (part for part in ["<ref>building</ref><box>[[400,400,600,600]]</box>"])
+        return (part for part in [self.answer])
 
 
 def write_scene_tif(path: Path, side: int, gsd: float, world_dir: Path) -> None:
@@ -90,15 +94,21 @@ def peak_rss_mb() -> float:
 
 
 def child(
-    path: str, model: str | None, scripted: bool, batch_size: int, out: str, cache_mb: int | None
+    path: str,
+    model: str | None,
+    scripted: str | None,
+    batch_size: int,
+    out: str,
+    cache_mb: int | None,
 ) -> dict:
     """Runs one scene in this (fresh) process; returns its timings and memory."""
     if cache_mb is not None:
         rasterio.env.set_gdal_config("GDAL_CACHEMAX", cache_mb * 2**20)
-    assistant = ScriptedAssistant() if scripted else load(model)
+    assistant = ScriptedAssistant(scripted == "empty") if scripted else load(model)
     loaded_mb = peak_rss_mb()
     started = time.perf_counter()
     result = run_scene(assistant, path, QUESTION, batch_size=batch_size)
+    run_mb = peak_rss_mb()
     write_scene(result, out, scene_files(result, path, assistant.imagery))
     seconds = time.perf_counter() - started
     return {
@@ -107,6 +117,7 @@ def child(
         "objects": len(result.objects),
         "seconds": seconds,
         "loaded_mb": loaded_mb,
+        "run_mb": run_mb,
         "peak_mb": peak_rss_mb(),
     }
 
@@ -115,7 +126,13 @@ def main() -> None:
     """Writes each scene, runs it in a child process and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
-    parser.add_argument("--scripted", action="store_true", help="a scripted engine, no model")
+    parser.add_argument(
+        "--scripted",
+        nargs="?",
+        const="box",
+        choices=("box", "empty"),
+        help="a scripted engine instead of a model: a box a tile (default), or nothing found",
+    )
     parser.add_argument("--model", help="checkpoint (default: the bundled geochat-nano)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, help="folder of the scenes (default: a temp dir)")
@@ -162,14 +179,14 @@ def _print(rows: list[dict[str, Any]], cache_mb: int | None) -> None:
     cache = "default" if cache_mb is None else f"{cache_mb} MB"
     print(
         f"\n{'side px':>8} {'km^2':>7} {'tiles':>6} {'objects':>7} {'minutes':>8} "
-        f"{'km^2/min':>9} {'RSS loaded MB':>14} {'peak RSS MB':>12}  model"
+        f"{'km^2/min':>9} {'RSS loaded MB':>14} {'peak run MB':>12} {'peak RSS MB':>12}  model"
     )
     for row in rows:
         minutes = row["seconds"] / 60
         print(
             f"{row['side']:>8} {row['km2']:>7.2f} {row['tiles']:>6} {row['objects']:>7} "
             f"{minutes:>8.2f} {row['km2'] / minutes:>9.2f} {row['loaded_mb']:>14.0f} "
-            f"{row['peak_mb']:>12.0f}  {row['model']}, GDAL cache {cache}",
+            f"{row['run_mb']:>12.0f} {row['peak_mb']:>12.0f}  {row['model']}, GDAL cache {cache}",
             flush=True,
         )
 
