@@ -109,7 +109,8 @@ class SceneJobs:
         self._worker: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gate: InferenceGate | None = None
-        self._running: Job | None = None
+        # A queued job is either started by the worker or cancelled by a request, never both.
+        self._lock = threading.Lock()
 
     @property
     def folder(self) -> Path:
@@ -128,11 +129,12 @@ class SceneJobs:
     async def stop(self) -> None:
         """Cancels the running and queued jobs and waits for the worker to end."""
         for job in list(self._jobs.values()):
-            if job.status in ("queued", "running"):
-                job.error = "the server stopped"
-                job.cancel.set()
-                if job.status == "queued":
-                    self._finish(job, "cancelled")
+            with self._lock:
+                if job.status in ("queued", "running"):
+                    job.error = "the server stopped"
+                    job.cancel.set()
+                    if job.status == "queued":
+                        self._finish(job, "cancelled")
         self._queue.put(None)
         if self._worker is not None:
             # The worker may wait on the gate, which needs this loop: wait off the loop.
@@ -161,13 +163,15 @@ class SceneJobs:
         if job is None:
             status = self.state(job_id)["status"]  # a 404 for an unknown id
             raise ApiError(409, f"scene job {job_id} is {status}; there is nothing to cancel")
-        if job.status in FINISHED:
-            raise ApiError(409, f"scene job {job_id} is {job.status}; there is nothing to cancel")
-        job.cancel.set()
-        if job.status == "queued":
-            self._finish(job, "cancelled")  # the worker skips it
-        else:
-            job.save()
+        with self._lock:
+            if job.status in FINISHED:
+                message = f"scene job {job_id} is {job.status}; there is nothing to cancel"
+                raise ApiError(409, message)
+            job.cancel.set()
+            if job.status == "queued":
+                self._finish(job, "cancelled")  # the worker skips it
+            else:
+                job.save()
         return job.state()
 
     def state(self, job_id: str) -> dict[str, Any]:
@@ -180,9 +184,12 @@ class SceneJobs:
             return self._jobs[job_id].state()
         path = self.job_folder(job_id) / "job.json"
         try:
-            return json.loads(path.read_text())
+            state = json.loads(path.read_text())
         except (OSError, ValueError):
             raise ApiError(404, f"no scene job {job_id}", "not_found_error") from None
+        if state["status"] not in FINISHED:  # its server stopped without a word (killed)
+            state.update(status="failed", error="the server stopped before the job ended")
+        return state
 
     def job_folder(self, job_id: str) -> Path:
         """The folder of a job id (404 for an id that is no job id: no path escapes)."""
@@ -192,17 +199,14 @@ class SceneJobs:
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
-            if job.status != "queued":
-                continue  # cancelled while queued
-            self._running = job
-            try:
-                self._run(job)
-            finally:
-                self._running = None
+            with self._lock:
+                if job.status != "queued":
+                    continue  # cancelled while queued
+                job.status = "running"
+            self._run(job)
 
     def _run(self, job: Job) -> None:
         """Runs one job to its end: done with its files, failed, or cancelled without files."""
-        job.status = "running"
         job.save()
         assistant = self.service.assistant
         params = job.params

@@ -258,3 +258,23 @@ def test_a_failing_model_fails_the_job_with_a_message_and_no_files(tmp_path, err
         job = wait_for(client, job_id, lambda j: j["status"] == "failed")
         assert message in job["error"] and "secret" not in job["error"]
         assert job["files"] == {} and not (tmp_path / job_id / "files").exists()
+
+
+def test_a_job_whose_server_died_reads_as_failed(tmp_path):
+    folder = tmp_path / ("a" * 32)
+    folder.mkdir()
+    state = {
+        "id": "a" * 32,
+        "status": "running",
+        "cancel_requested": False,
+        "progress": {"done": 4, "total": 9},
+        "question": "Where?",
+        "model": "stepped",
+        "answer": None,
+        "error": None,
+    }
+    (folder / "job.json").write_text(json.dumps(state))
+    with client_for(SteppedAssistant(), tmp_path) as client:
+        job = client.get(f"/v1/scenes/{'a' * 32}").json()
+        assert job["status"] == "failed" and "stopped" in job["error"]
+        assert client.delete(f"/v1/scenes/{'a' * 32}").status_code == 409
