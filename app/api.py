@@ -10,6 +10,8 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, its pages at ``/docs``):
 - ``POST /v1/chat/completions``: OpenAI's chat format; the image is a data URL in an
   ``image_url`` content part of the first user message; ``stream=true`` answers with server-sent
   events ``data: {chunk}`` and a last ``data: [DONE]``.
+- ``POST /v1/scenes``, ``GET``/``DELETE /v1/scenes/{id}``, ``GET /v1/scenes/{id}/files/{name}``:
+  whole-scene jobs in the background (:mod:`app.api_scenes`).
 - ``GET /v1/models`` (OpenAI's model list) and ``GET /healthz`` (no key needed).
 
 Images for ground and segment come as ``multipart/form-data`` (the primary form: a file field
@@ -42,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from geochat import __version__, geometry, prompts
-from geochat.app import api_chat
+from geochat.app import api_chat, api_scenes
 from geochat.app.api_runtime import (
     INTERNAL_ERROR,
     SCHEMA_REF,
@@ -113,15 +115,18 @@ def create_app(
     """
     settings = settings or ApiSettings()
     service = ApiService(assistant, settings, refiner)
+    scenes = api_scenes.SceneJobs(service)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.gate = InferenceGate(
             settings.max_concurrency, settings.max_queue, settings.queue_timeout_s
         )
+        scenes.start(service.gate)
         try:
             yield
         finally:
+            await scenes.stop()
             service.gate.close()
 
     app = FastAPI(
@@ -132,12 +137,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.scenes = scenes
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        path_limits={"/v1/scenes": settings.max_scene_bytes},
+    )
     for error_type, handler in _ERROR_HANDLERS.items():
         app.add_exception_handler(error_type, handler)
     app.include_router(health)
     app.include_router(v1)
     app.include_router(api_chat.router)
+    app.include_router(api_scenes.router)
     app.openapi = partial(_openapi, app)
     return app
 

@@ -130,13 +130,17 @@ class RequestContextMiddleware:
     - A declared ``Content-Length`` above ``max_body_bytes`` is answered 413 before anything is
       read; a body without one is counted as it is read, and reading past the limit raises
       :class:`BodyTooLargeError` (413).
+    - ``path_limits`` gives some paths their own limit (scene uploads are larger than images).
     - An exception that no handler took is logged with its traceback and the request id, and the
       client gets a generic 500 with that id: never the exception's text.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handles one ASGI connection (HTTP requests only; others pass through)."""
@@ -148,6 +152,7 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
         received = 0
+        limit = self.path_limits.get(scope["path"], self.max_body_bytes)
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
@@ -163,13 +168,13 @@ class RequestContextMiddleware:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_body_bytes:
-                raise BodyTooLargeError(received, self.max_body_bytes)
+            if received > limit:
+                raise BodyTooLargeError(received, limit)
             return message
 
         declared = _content_length(headers)
-        if declared is not None and declared > self.max_body_bytes:
-            error = BodyTooLargeError(declared, self.max_body_bytes)
+        if declared is not None and declared > limit:
+            error = BodyTooLargeError(declared, limit)
             response = error_response(413, error.detail, "request_too_large", request_id)
             await response(scope, receive, send_with_id)
             return

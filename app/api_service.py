@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -81,6 +82,9 @@ class ApiSettings:
         queue_timeout_s: Longest wait for a slot before a 503; as long as the inference
             deadline, so that a request waits at most about as long as it may run.
         inference_timeout_s: Deadline of one inference call (image decoding included) -> 504.
+        max_scene_bytes: Largest scene upload of ``POST /v1/scenes`` (2 GiB).
+        jobs_dir: Folder of the scene jobs (uploads and results); None: a new temporary
+            folder under the working directory, made at the first job.
     """
 
     api_key: str | None = None
@@ -92,6 +96,8 @@ class ApiSettings:
     max_queue: int = 64
     queue_timeout_s: float = 120.0
     inference_timeout_s: float = 120.0
+    max_scene_bytes: int = 2 * 2**30
+    jobs_dir: Path | None = None
 
 
 @dataclass(frozen=True)

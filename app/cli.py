@@ -14,6 +14,7 @@ import os
 import shlex
 import socket
 import sys
+from pathlib import Path
 
 # ----------------------------------------------------------------------------------------------
 # geochat api
@@ -76,6 +77,15 @@ def _api_parser() -> argparse.ArgumentParser:
         help="inference deadline in seconds, then 504 (default: %(default)s)",
     )
     parser.add_argument("--max-upload-mb", type=float, default=64.0, help="largest request body")
+    parser.add_argument(
+        "--max-scene-mb", type=float, default=2048.0, help="largest scene upload (POST /v1/scenes)"
+    )
+    parser.add_argument(
+        "--jobs-dir",
+        type=Path,
+        help="folder of scene jobs and their results (default: a new temporary folder under "
+        "the working directory)",
+    )
     parser.add_argument(
         "--max-megapixels", type=float, default=50.0, help="largest image (decompression bombs)"
     )
@@ -156,6 +166,8 @@ def _serve_api(args: argparse.Namespace, sock: socket.socket) -> int:
         max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout,
         inference_timeout_s=args.timeout,
+        max_scene_bytes=int(args.max_scene_mb * 2**20),
+        jobs_dir=args.jobs_dir,
     )
     try:
         assistant = load(

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from geochat.engine.scene import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, MERGE_IOU
 from geochat.imagery import ImagerySettings
 from geochat.records import Hbb, Phrase, Quad, Rle, Score
 
@@ -143,6 +144,43 @@ class SegmentParams(_ImageParams):
         "on a server without SAM is an error.",
     )
     max_new_tokens: int = Field(default=512, ge=1)
+
+
+class SceneParams(_ImageParams):
+    """Fields of ``POST /v1/scenes`` besides the scene file (see ``geochat scene``)."""
+
+    question: str = Field(min_length=1, description="Asked of every tile, e.g. 'Where are ships?'")
+    gsd: float | None = Field(
+        default=None, gt=0, description="Metres per pixel of an image without a georeference."
+    )
+    overlap: float = Field(default=DEFAULT_OVERLAP, ge=0, le=0.9, description="Share of a tile.")
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=64, description="Tiles at once.")
+    merge_iou: float = Field(default=MERGE_IOU, gt=0, le=1, description="IoU of one object.")
+    max_new_tokens: int = Field(default=256, ge=1)
+
+
+class SceneProgress(BaseModel):
+    """Tiles of a scene job answered (or skipped as no-data) so far."""
+
+    done: int
+    total: int | None = Field(description="Null until the scene is planned.")
+
+
+class SceneJob(BaseModel):
+    """A scene job: ``POST /v1/scenes`` (202), ``GET`` and ``DELETE /v1/scenes/{id}``."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    cancel_requested: bool = Field(description="DELETE was called; the job stops between batches.")
+    progress: SceneProgress
+    question: str
+    model: str
+    answer: str | None = Field(description="The whole scene's answer, once done.")
+    objects: list[dict[str, Any]] | None = Field(
+        description="Once done: the merged objects as in objects.json (scene pixels, map CRS)."
+    )
+    files: dict[str, str] = Field(description="Once done: file name -> its URL.")
+    error: str | None = Field(description="Why the job failed or stopped.")
 
 
 class GroundResponse(BaseModel):

@@ -61,6 +61,10 @@ class SceneError(ValueError):
     """A scene that cannot be run: no GSD, a CRS without an EPSG code, bad options."""
 
 
+class SceneCancelledError(Exception):
+    """A scene run stopped between batches because its ``cancel`` said so."""
+
+
 @dataclass(frozen=True)
 class Tile:
     """One window of the scene and the size it is read at.
@@ -323,6 +327,7 @@ def run_scene(
     max_new_tokens: int = 256,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[ScenePlan], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> SceneResult:
     """Asks ``question`` about every tile of a scene and merges what they locate.
 
@@ -339,8 +344,10 @@ def run_scene(
         max_new_tokens: Longest answer per tile.
         progress: Called with the number of tiles done after each batch.
         on_plan: Called with the plan before the first tile (e.g. to size a progress bar).
+        cancel: Asked before each batch; True stops the run (nothing is returned).
 
     Raises:
+        SceneCancelledError: When ``cancel`` returned True.
         FileNotFoundError, ImageError, SceneError: For a scene that cannot be run.
         SceneError: When the model's input size is unknown (pass ``native``).
     """
@@ -366,6 +373,8 @@ def run_scene(
         except RasterioError as error:
             raise ImageError(f"{path}: corrupt or unreadable raster ({error})") from error
         for start in range(0, len(plan.tiles), batch_size):
+            if cancel is not None and cancel():
+                raise SceneCancelledError(f"cancelled after {start} of {len(plan.tiles)} tiles")
             batch = plan.tiles[start : start + batch_size]
             loaded = [(tile, read_tile(dataset, resolved, tile, georef)) for tile in batch]
             valid = [(tile, image) for tile, image in loaded if image is not None]
@@ -442,18 +451,22 @@ def _clusters(group: list[_Piece], merge_iou: float) -> list[list[_Piece]]:
         return i
 
     polygons = np.array([p.polygon for p in group], dtype=object)
-    # Rotated IoU of the polygons themselves (never their axis-aligned hulls), [N, N].
-    overlap = shapely.area(shapely.intersection(polygons[:, None], polygons[None, :]))
     areas = shapely.area(polygons)
-    union = areas[:, None] + areas[None, :] - overlap
+    # Only pieces that touch can be one object: a spatial index finds those pairs, so the work
+    # and memory grow with the pieces, not with their square (a scene has many thousands).
+    left, right = shapely.STRtree(polygons).query(polygons, predicate="intersects")
+    pairs = left < right
+    left, right = left[pairs], right[pairs]
+    # Rotated IoU of the polygons themselves (never their axis-aligned hulls), one per pair.
+    overlap = shapely.area(shapely.intersection(polygons[left], polygons[right]))
+    union = areas[left] + areas[right] - overlap
     iou = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
-    for i in range(len(group)):
-        for j in range(i + 1, len(group)):
-            same = iou[i, j] >= merge_iou
-            if not same and (group[i].cut or group[j].cut) and group[i].window != group[j].window:
-                same = overlap[i, j] >= CUT_OVERLAP * min(areas[i], areas[j])
-            if same:
-                parent[root(i)] = root(j)
+    for i, j, pair_overlap, pair_iou in zip(left, right, overlap, iou, strict=True):
+        same = pair_iou >= merge_iou
+        if not same and (group[i].cut or group[j].cut) and group[i].window != group[j].window:
+            same = pair_overlap >= CUT_OVERLAP * min(areas[i], areas[j])
+        if same:
+            parent[root(i)] = root(j)
     clusters: dict[int, list[_Piece]] = {}
     for i, piece in enumerate(group):
         clusters.setdefault(root(i), []).append(piece)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 from collections.abc import Generator
 
 import numpy as np
@@ -26,7 +27,13 @@ from geochat.commands import scene as scene_cli
 from geochat.data_builders.synthetic import generate_world
 from geochat.engine import Assistant
 from geochat.engine.assistant import NativeInput, Request
-from geochat.engine.scene import plan_scene, run_scene
+from geochat.engine.scene import (
+    SceneCancelledError,
+    _Piece,
+    merge_pieces,
+    plan_scene,
+    run_scene,
+)
 from geochat.engine.scene_output import scene_files, write_scene
 from geochat.geometry import min_area_rect, quad_iou, rasterize
 from geochat.georef import Georef
@@ -389,3 +396,36 @@ def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
     assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
     with Image.open(io.BytesIO(files["overview.png"])) as overview:
         assert overview.size == (75, 100)
+
+
+def test_a_cancelled_run_stops_between_batches(world):
+    files, truth, _ = world
+    assistant = TruthAssistant(_truth(truth, "building"), "hbb")
+    done: list[int] = []
+    with pytest.raises(SceneCancelledError, match="after 8 of 25 tiles"):
+        run_scene(
+            assistant,
+            files.tif,
+            "Where are the buildings?",
+            batch_size=4,
+            progress=done.append,
+            cancel=lambda: sum(done) >= 8,
+        )
+    assert len(assistant.windows) == 8  # two batches ran, the third never started
+
+
+def test_merging_many_pieces_grows_with_the_pieces_not_their_square():
+    # 4000 separate boxes: an all-pairs IoU matrix would hold 16 M entries (128 MB a matrix).
+    pieces = []
+    for index in range(4000):
+        x, y = 20.0 * (index % 64), 20.0 * (index // 64)
+        polygon = shapely.box(x, y, x + 10, y + 10)
+        quad = np.asarray(polygon.exterior.coords[:4])
+        window = (int(x), int(y), 128, 128)
+        pieces.append(_Piece(PHRASE, "hbb", polygon, polygon, quad, False, 5.0, window))
+    tracemalloc.start()
+    objects = merge_pieces(pieces)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(objects) == 4000
+    assert peak < 32 * 2**20

@@ -1,0 +1,195 @@
+"""Whole-scene grounding: km^2 per minute and peak memory as the scene grows.
+
+Run: ``python benchmarks/scene.py [--sizes 2048 8192 16384] [--scripted] [--model DIR]
+[--batch-size 8] [--out DIR]``.
+
+Claim: :func:`geochat.engine.scene.run_scene` reads a scene window by window, so its memory
+stays flat as the scene grows; only the merged objects grow with what the scene holds.
+
+For each size, a synthetic GeoTIFF of that many pixels a side at the model's native GSD is
+written tile by tile (tiled, deflate; windowed writes of one synthetic world repeated, never the
+whole raster in memory). A fresh child process per size loads the model, runs ``run_scene``
+("Where are the buildings?") and writes the outputs (GeoJSON, GeoPackage, overview); the child
+reports its wall time and its peak resident memory (``getrusage``): once the model was loaded,
+after ``run_scene`` and after the outputs (built in memory, then written). The model is the
+bundled geochat-nano, or with ``--scripted`` an engine whose answer per tile is one fixed box
+(no network: the mechanics of reading, merging and writing alone), or with ``--scripted empty``
+nothing (reading alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from collections.abc import Generator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import rasterio
+import rasterio.env
+from rasterio.windows import Window
+
+from geochat.data_builders.synthetic import generate_world
+from geochat.engine import Assistant, load
+from geochat.engine.assistant import NativeInput, Request
+from geochat.engine.scene import run_scene
+from geochat.engine.scene_output import scene_files, write_scene
+
+QUESTION = "Where are the buildings?"
+WORLD_SIDE = 1024  # px of the synthetic world repeated over the scene
+SCRIPTED_INPUT = NativeInput(128, (0.3, 0.3))  # geochat-nano's input
+
+
+class ScriptedAssistant(Assistant):
+    """One building box in the middle of every tile (or nothing), at once: no model."""
+
+    backend = "scripted"
+    native_input = SCRIPTED_INPUT
+
+    def __init__(self, empty: bool) -> None:
+        self.answer = "<none>" if empty else "<ref>building</ref><box>[[400,400,600,600]]</box>"
+        self.model_name = "scripted, nothing found" if empty else "scripted, a box a tile"
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        return (part for part in [self.answer])
+
+
+def write_scene_tif(path: Path, side: int, gsd: float, world_dir: Path) -> None:
+    """A ``side`` x ``side`` GeoTIFF at ``gsd``, one synthetic world repeated, block by block."""
+    files = generate_world(world_dir, seed=0, size_px=WORLD_SIDE, gsd=gsd, scene="mixed")
+    with rasterio.open(files.tif) as world:
+        pixels = world.read()  # [3, 1024, 1024]: the only image held in memory
+        profile = {
+            "driver": "GTiff",
+            "width": side,
+            "height": side,
+            "count": 3,
+            "dtype": "uint8",
+            "crs": world.crs,
+            "transform": world.transform,
+            "photometric": "RGB",
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+            "compress": "deflate",
+            "BIGTIFF": "IF_SAFER",
+        }
+    with rasterio.open(path, "w", **profile) as out:
+        for row in range(0, side, WORLD_SIDE):
+            for col in range(0, side, WORLD_SIDE):
+                height, width = min(WORLD_SIDE, side - row), min(WORLD_SIDE, side - col)
+                out.write(pixels[:, :height, :width], window=Window(col, row, width, height))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(
+    path: str,
+    model: str | None,
+    scripted: str | None,
+    batch_size: int,
+    out: str,
+    cache_mb: int | None,
+) -> dict:
+    """Runs one scene in this (fresh) process; returns its timings and memory."""
+    if cache_mb is not None:
+        rasterio.env.set_gdal_config("GDAL_CACHEMAX", cache_mb * 2**20)
+    assistant = ScriptedAssistant(scripted == "empty") if scripted else load(model)
+    loaded_mb = peak_rss_mb()
+    started = time.perf_counter()
+    result = run_scene(assistant, path, QUESTION, batch_size=batch_size)
+    run_mb = peak_rss_mb()
+    write_scene(result, out, scene_files(result, path, assistant.imagery))
+    seconds = time.perf_counter() - started
+    return {
+        "model": assistant.model_name,
+        "tiles": result.tiles_run,
+        "objects": len(result.objects),
+        "seconds": seconds,
+        "loaded_mb": loaded_mb,
+        "run_mb": run_mb,
+        "peak_mb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    """Writes each scene, runs it in a child process and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
+    parser.add_argument(
+        "--scripted",
+        nargs="?",
+        const="box",
+        choices=("box", "empty"),
+        help="a scripted engine instead of a model: a box a tile (default), or nothing found",
+    )
+    parser.add_argument("--model", help="checkpoint (default: the bundled geochat-nano)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", type=Path, help="folder of the scenes (default: a temp dir)")
+    parser.add_argument(
+        "--gdal-cache-mb",
+        type=int,
+        help="GDAL's block cache (default: GDAL's own, 5%% of the RAM); it holds blocks read "
+        "before, up to this size, whatever the scene's size",
+    )
+    args = parser.parse_args()
+    gsd = SCRIPTED_INPUT.gsd[0] if args.scripted else _model_gsd(args.model)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.out or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        for side in args.sizes:
+            path = folder / f"scene_{side}.tif"
+            write_scene_tif(path, side, gsd, folder / "world")
+            # A fresh process per size: its peak memory is this scene's alone.
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                work = pool.submit(
+                    child, str(path), args.model, args.scripted, args.batch_size,
+                    str(folder / f"out_{side}"), args.gdal_cache_mb,
+                )  # fmt: skip
+                row = {"side": side, **work.result()}
+            row["km2"] = (side * gsd) ** 2 / 1e6
+            rows.append(row)
+            path.unlink()
+            _print(rows, args.gdal_cache_mb)
+
+
+def _model_gsd(model: str | None) -> float:
+    assistant = load(model)
+    try:
+        native = assistant.native_input
+        if native is None or native.gsd is None:
+            raise SystemExit(f"{assistant.model_name} declares no GSD; use --scripted")
+        return native.gsd[0]
+    finally:
+        assistant.close()
+
+
+def _print(rows: list[dict[str, Any]], cache_mb: int | None) -> None:
+    cache = "default" if cache_mb is None else f"{cache_mb} MB"
+    print(
+        f"\n{'side px':>8} {'km^2':>7} {'tiles':>6} {'objects':>7} {'minutes':>8} "
+        f"{'km^2/min':>9} {'RSS loaded MB':>14} {'peak run MB':>12} {'peak RSS MB':>12}  model"
+    )
+    for row in rows:
+        minutes = row["seconds"] / 60
+        print(
+            f"{row['side']:>8} {row['km2']:>7.2f} {row['tiles']:>6} {row['objects']:>7} "
+            f"{minutes:>8.2f} {row['km2'] / minutes:>9.2f} {row['loaded_mb']:>14.0f} "
+            f"{row['run_mb']:>12.0f} {row['peak_mb']:>12.0f}  {row['model']}, GDAL cache {cache}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
