@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import logging
 import os
 import re
 from collections import Counter
@@ -60,6 +59,7 @@ from geochat.data_builders.tiling import (
 )
 from geochat.fileio import atomic_path
 from geochat.imagery import ImagerySettings
+from geochat.ray_session import ray_session
 from geochat.records import Record, check_record
 
 Generate = Callable[[Tile, np.random.Generator, Mapping[str, Any]], list[Record]]
@@ -522,30 +522,15 @@ def _run_ray(
 
     With ``address`` (a cluster), the build folder must be on storage every node shares.
     """
-    import ray  # optional: only --engine ray needs it
     from ray import cloudpickle
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            address=address,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
     # Our tqdm bar reports progress; Ray Data's own bars and INFO lines would garble it.
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    try:
+    with ray_session(address, workers) as ray:
         for chunk in _chunks(jobs, 4 * workers):
             items = [{"job": cloudpickle.dumps(job)} for job in chunk]
             dataset = ray.data.from_items(items).map(_ray_run_shard)
             for row in dataset.iter_rows():
                 yield json.loads(row["entry"])
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _ray_run_shard(row: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from geochat.engine.scene import (
     run_scene,
 )
 from geochat.engine.scene_output import FILES, scene_files, write_scene
+from geochat.ray_session import ray_session
 
 SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
 
@@ -259,21 +260,8 @@ def run_ray(
         raise SceneError(f"workers must be >= 1, got {workers}")
     if not jobs:
         return
-    import ray  # optional: only --engine ray needs it
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            address=address,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
     # The summary reports progress; Ray Data's own bars and INFO lines would garble stderr.
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
+    with ray_session(address, workers, logging.ERROR) as ray:
         dataset = ray.data.from_items([asdict(job) for job in jobs]).map_batches(
             SceneActor,
             fn_constructor_kwargs={"load_model": load_model, "options": options},
@@ -284,6 +272,3 @@ def run_ray(
         )
         for row in dataset.iter_rows():
             yield SceneOutcome(**json.loads(row["outcome"]))
-    finally:
-        if started:
-            ray.shutdown()
