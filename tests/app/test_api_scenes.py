@@ -234,9 +234,14 @@ def test_chat_gets_a_turn_between_the_batches_of_a_scene(tmp_path):
             )
         )
         chat.start()
-        # The chat waits for the batch running now; then it runs before the next batch.
+        # The chat waits for the batch running now; then it runs before the next batch. It must
+        # be in the gate's queue before that batch ends (else the next batch may ask first).
+        deadline = time.monotonic() + 60
+        while client.get("/healthz").json()["queued"] < 1:
+            assert time.monotonic() < deadline, "the chat never queued for the inference slot"
+            time.sleep(0.05)
         model.permits.release(BATCH + 1)
-        chat.join(timeout=20)
+        chat.join(timeout=60)
         assert answers == [200]
         done = client.get(f"/v1/scenes/{job['id']}").json()["progress"]["done"]
         assert done <= 2 * BATCH
