@@ -708,6 +708,28 @@ def summarize_by_category(
     return dict(summary)
 
 
+def summarize_by_turn(
+    scores: Iterable[SampleScore], iou_threshold: float = 0.5
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Aggregates the samples of ``multi_turn`` records per gpt turn and scoring family.
+
+    A dialogue's later answers are generated after the reference history, so comparing a
+    family's score across turns (and with the single-turn task of that family) shows whether
+    the model keeps its accuracy as a conversation goes on.
+
+    Returns:
+        ``{turn (1 for the first, as a string): {family: {"n": ..., <metrics>}}}``.
+    """
+    grouped: dict[tuple[int, Family], list[SampleScore]] = defaultdict(list)
+    for sample in scores:
+        if sample.task == "multi_turn":
+            grouped[(sample.turn + 1, sample.family)].append(sample)
+    summary: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (turn, family), samples in sorted(grouped.items()):
+        summary[str(turn)][family] = _family_summary(family, samples, iou_threshold)
+    return dict(summary)
+
+
 # GeoChat-Bench: the benchmark's own rules (records of data_builders/converters/geochat_bench.py)
 
 BENCH_DATASET = "geochat_bench"
@@ -996,7 +1018,8 @@ def score(
         ``notes`` (each with ``id``, ``turn`` and a reason), and ``tasks``:
         ``{task: {family: {"n", "missing", "with_problems", <metrics>}}}`` from
         :func:`geochat.metrics.summarize`, ``by_category`` from
-        :func:`geochat.metrics.summarize_by_category`, ``groups`` (worlds or images scored)
+        :func:`geochat.metrics.summarize_by_category`, ``by_turn`` (``multi_turn`` records per
+        turn, :func:`geochat.metrics.summarize_by_turn`), ``groups`` (worlds or images scored)
         and, with ``resamples``, ``intervals`` (``{task: {family: {metric: [low, high]}}}``);
         for GeoChat-Bench records also ``geochat_bench``, the benchmark's tables
         (:func:`geochat.metrics.summarize_bench`).
@@ -1034,6 +1057,7 @@ def score(
         "groups": len({s.group for s in samples}),
         "tasks": summarize(samples, iou_threshold),
         "by_category": summarize_by_category(samples, iou_threshold),
+        "by_turn": summarize_by_turn(samples, iou_threshold),
         "intervals": (
             bootstrap_intervals(samples, iou_threshold, resamples, seed) if resamples else {}
         ),

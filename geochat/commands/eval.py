@@ -143,11 +143,10 @@ def comparison_rows(
 
 def category_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per task and category: ``n`` and the family's headline metric."""
-    headline = {"boxes": f"acc@{report['iou_threshold']:g}", "mask": "giou", "count": "accuracy"}
     rows = []
     for task, categories in report.get("by_category", {}).items():
         for category, metrics in categories.items():
-            name = headline.get(metrics["family"], "accuracy")
+            name = _headline(report, metrics["family"])
             rows.append(
                 {
                     "task": task,
@@ -158,6 +157,35 @@ def category_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def turn_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per dialogue turn and scoring family: ``n`` and the family's headline metric."""
+    rows = []
+    for turn, families in report.get("by_turn", {}).items():
+        for family, metrics in families.items():
+            name = _headline(report, family)
+            rows.append(
+                {
+                    "turn": turn,
+                    "family": family,
+                    "n": metrics["n"],
+                    "metric": name,
+                    "value": metrics.get(name),
+                }
+            )
+    return rows
+
+
+def _headline(report: Mapping[str, Any], family: str) -> str:
+    """The metric a family is summed up by in the per-category and per-turn tables."""
+    headline = {
+        "boxes": f"acc@{report['iou_threshold']:g}",
+        "mask": "giou",
+        "count": "accuracy",
+        "caption": "unigram_f1",
+    }
+    return headline.get(family, "accuracy")
 
 
 def _table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -195,6 +223,7 @@ def print_report(
             comparison_rows(report, baselines or {}),
         ),
         ("per category (refer, ground, segment, count)", category_rows(report)),
+        ("dialogues (multi_turn) per turn", turn_rows(report)),
     ]
     for title, rows in tables:
         if rows:

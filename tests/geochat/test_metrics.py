@@ -447,6 +447,26 @@ def test_multi_turn_scores_each_turn_by_its_reference():
     assert len(only_first) == 1
 
 
+def test_dialogues_are_summarised_per_turn_and_family():
+    record = make_record("multi_turn", "<ref>the ship</ref>" + box_text(SHIP["hbb"]))
+    record["conversations"] += [
+        {"from": "human", "value": "How many ships?"},
+        {"from": "gpt", "value": "2"},
+    ]
+    other = {**record, "id": "other"}
+    report = metrics.score(
+        [record, other],
+        {"r": [box_text(SHIP["hbb"]), "two"], "other": ["<none>", "3"]},
+    )
+    by_turn = report["by_turn"]
+    assert sorted(by_turn) == ["1", "2"]
+    assert list(by_turn["1"]) == ["boxes"] and list(by_turn["2"]) == ["count"]
+    assert by_turn["1"]["boxes"]["n"] == 2 and by_turn["1"]["boxes"]["acc@0.5"] == 0.5
+    assert by_turn["2"]["count"]["accuracy"] == 0.5
+    single = metrics.score([make_record("refer", box_text(SHIP["hbb"]), [SHIP])], {})
+    assert single["by_turn"] == {}
+
+
 def test_broken_references_and_truth_are_skipped_with_a_reason():
     broken = make_record("refer", "<box>[[1,2", [SHIP])
     no_geometry = make_record("refer", box_text(SHIP["hbb"]), [{"category": "ship"}])
