@@ -25,7 +25,8 @@ from geochat.data_builders.tasks.scene import Scene, load_vocabulary
 from geochat.data_builders.tile import Tile, TileObject
 from geochat.geometry import canonical_quad, mask_to_rle, min_area_rect, rasterize, rle_to_mask
 from geochat.grammar import NONE, format_mask, parse
-from geochat.records import TASKS, TruthObject, check_record
+from geochat.metrics import score_record
+from geochat.records import TruthObject, check_record
 
 SIZE = 256
 TOLERANCE = SIZE / 2000 + 1e-6  # grammar quantisation: half a step of 1000 per axis
@@ -131,7 +132,7 @@ def rich_records():
 
 
 def test_default_options_give_every_task_on_a_rich_tile(rich_records):
-    assert {r["task"] for r in rich_records} == set(TASKS)
+    assert {r["task"] for r in rich_records} == set(TaskOptions().active_tasks)
     assert len(rich_records) <= TaskOptions().max_records
     for record in rich_records:
         check_record(record)
@@ -170,7 +171,7 @@ def test_same_seed_same_records_and_other_seed_other_records():
 def test_scene_level_tasks_carry_every_object_and_others_their_targets(rich_records):
     tile = rich_tile()
     for record in rich_records:
-        if record["task"] in ("caption", "count", "ground", "multi_turn"):
+        if record["task"] in ("caption", "count", "grounded_caption", "multi_turn"):
             assert len(record["objects"]) == len(tile.objects)
         elif NONE in answers(record)[-1] or answers(record)[-1] == "No":
             assert record["objects"] == []
@@ -261,9 +262,51 @@ def test_text_masks_parse_back_to_the_truth_at_grid_resolution():
             assert rle_to_mask(mask.mask)[truth].any()
 
 
-def test_grounded_descriptions_locate_every_object_under_its_phrase():
+def test_ground_finds_every_object_of_the_asked_category_under_its_plural():
     tile = rich_tile()
-    records = records_of(tile, "ground", seeds=range(4))
+    records = records_of(tile, "ground", seeds=range(8), none_fraction=0.0)
+    asked = set()
+    for record in records:
+        (category,) = {o["category"] for o in record["objects"]}
+        asked.add(category)
+        members = [o for o in tile.objects if o.category == category]
+        assert len(record["objects"]) == len(members)
+        plural = load_vocabulary().plurals[category]
+        question = record["conversations"][0]["value"]
+        assert plural in question or f"every {category} " in question
+        answer = answers(record)[0]
+        assert answer.startswith(f"<ref>{plural}</ref><")
+        parsed = parse(answer, SIZE, SIZE, strict=True)
+        assert {o.phrase for o in parsed.objects} == {plural}
+        if parsed.objects[0].kind == "hbb":
+            assert_boxes_match([o.hbb for o in parsed.objects], truth_boxes(record))
+        else:
+            assert "oriented" in question
+            want = sorted(canonical_quad(o["quad"]).ravel().tolist() for o in record["objects"])
+            got = sorted(np.ravel(o.quad).tolist() for o in parsed.objects)
+            np.testing.assert_allclose(got, want, atol=TOLERANCE)
+        scores, _ = score_record(record, answer)
+        assert scores[0].category == category and scores[0].result.is_correct(0.9)
+    assert {"building", "swimming pool", "car", "road"} <= asked
+
+
+def test_ground_asks_for_absent_categories_and_answers_none():
+    records = records_of(rich_tile(), "ground", seeds=range(4), none_fraction=1.0)
+    assert records
+    for record in records:
+        assert answers(record) == [NONE] and record["objects"] == []
+        assert re.search(r"(all|every) ", record["conversations"][0]["value"])
+
+
+def test_ground_skips_categories_with_more_than_max_boxes_objects():
+    records = records_of(rich_tile(), "ground", seeds=range(6), none_fraction=0.0, max_boxes=3)
+    assert records
+    assert all(o["category"] != "building" for r in records for o in r["objects"])
+
+
+def test_grounded_captions_locate_every_object_under_its_phrase():
+    tile = rich_tile()
+    records = records_of(tile, "grounded_caption", seeds=range(4))
     assert records
     for record in records:
         parsed = parse(answers(record)[0], SIZE, SIZE, strict=True)
@@ -277,8 +320,8 @@ def test_grounded_descriptions_locate_every_object_under_its_phrase():
             assert_boxes_match([o.hbb for o in parsed.objects], truth_boxes(record))
 
 
-def test_ground_is_skipped_when_the_answer_would_hold_too_many_boxes():
-    assert records_of(rich_tile(), "ground", seeds=range(2), max_boxes=5) == []
+def test_grounded_caption_is_skipped_when_the_answer_would_hold_too_many_boxes():
+    assert records_of(rich_tile(), "grounded_caption", seeds=range(2), max_boxes=5) == []
 
 
 def test_identify_regions_are_the_truth_and_answers_name_it():
@@ -436,11 +479,11 @@ def test_absent_categories_respect_the_ground_sample_distance():
 def test_round_objects_get_boxes_not_quads():
     trees = [make_object("tree", Point(x, 60).buffer(6), {"natural": "tree"}) for x in (40, 200)]
     tile = make_tile([*trees, building(100, 150, 30, 20, "red", angle=25)])
-    for task in ("refer", "identify", "ground"):
+    for task in ("refer", "identify", "ground", "grounded_caption"):
         for record in records_of(tile, task, seeds=range(4), none_fraction=0.0):
             if {o["category"] for o in record["objects"]} == {"tree"}:
                 assert "<quad>" not in record["conversations"][0]["value"] + answers(record)[0]
-            if task == "ground" and "<quad>" in answers(record)[0]:
+            if task == "grounded_caption" and "<quad>" in answers(record)[0]:
                 assert re.search(r"<ref>two trees</ref><box>", answers(record)[0])
 
 
@@ -449,7 +492,9 @@ def test_an_empty_tile_gets_only_questions_about_absent_things():
     assert records
     for record in records:
         assert record["objects"] == []
-        assert answers(record)[-1] in ("No", "0", NONE) or answers(record)[-1].endswith(NONE)
+        # A dialogue may close with a caption ("An overhead view of an area.").
+        asked = answers(record)[:2] if record["task"] == "multi_turn" else answers(record)
+        assert all(a in ("No", "0", NONE) or a.endswith(NONE) for a in asked)
 
 
 def test_caption_mentions_each_category_once_with_counts_and_colours(rich_records):
