@@ -63,4 +63,8 @@ def _locate_some(scene: Scene, rng: np.random.Generator, topic: str) -> list[Tur
     if form == "mask":
         return [segment_turn(scene, rng, expression.phrase, expression.targets)]
     plural = len(expression.targets) > 1
-    return [locate_turn(scene, rng, expression.phrase, expression.targets, form, plural)]
+    return [
+        locate_turn(
+            scene, rng, expression.phrase, expression.targets, form, plural, expression.name
+        )
+    ]

@@ -90,6 +90,17 @@ class Expression:
         return f"all {self.plural}"
 
     @property
+    def name(self) -> str:
+        """How an answer's ``<ref>`` names the targets.
+
+        The singular phrase for one target, the plural noun phrase ("red-roofed buildings")
+        for several, as ``ground`` names a category.
+        """
+        if len(self.targets) == 1 or self.plural is None:
+            return self.singular
+        return self.plural
+
+    @property
     def kind(self) -> str:
         """A label for sampling variety: the modifier kinds, or ``"category"``."""
         return "+".join(m.kind for m in self.modifiers) or "category"

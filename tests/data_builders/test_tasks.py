@@ -236,6 +236,23 @@ def test_referring_boxes_and_quads_parse_back_to_the_truth():
     assert forms == {"hbb", "quad"}
 
 
+def test_referring_answers_name_their_targets_and_none_stays_bare():
+    records = records_of(rich_tile(), "refer", seeds=range(10), none_fraction=0.3)
+    named = {answers(r)[0] for r in records if r["objects"]}
+    assert "<ref>swimming pools</ref><" in "".join(named)
+    for record in records:
+        answer = answers(record)[0]
+        if not record["objects"]:
+            assert answer == NONE
+            continue
+        question = record["conversations"][0]["value"]
+        (phrase,) = {o.phrase for o in parse(answer, SIZE, SIZE, strict=True).objects}
+        assert answer.startswith(f"<ref>{phrase}</ref><")
+        # One target: the question's phrase; several: its plural noun without "all".
+        assert (phrase if len(record["objects"]) == 1 else f"all {phrase}") in question
+    assert any(not r["objects"] for r in records)
+
+
 def test_multi_target_expressions_answer_all_matches_in_one_tag():
     records = [r for r in records_of(rich_tile(), "refer", seeds=range(30), none_fraction=0.0)]
     plural = [r for r in records if "all swimming pools" in r["conversations"][0]["value"]]
