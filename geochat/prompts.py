@@ -93,6 +93,14 @@ SEGMENT_QUESTIONS = (
     "Which pixels belong to {phrase}?",
     "Outline {phrase} with a mask.",
 )
+# Follow-ups in a dialogue about the objects the previous answer located; ``{them}`` is
+# "it" or "them".
+FOLLOW_UP_QUESTIONS = {
+    "largest": ("And the largest one?", "Which one is the largest?"),
+    "smallest": ("And the smallest one?", "Which one is the smallest?"),
+    "segment": ("Segment {them}.", "Now give a segmentation mask of {them}."),
+    "count": ("How many of them are there?", "How many are there?"),
+}
 PRESENCE_QUESTIONS = (
     "Is there {a_category} in this image?",
     "Are there any {plural} in the image?",

@@ -169,6 +169,18 @@ def whole_category(scene: Scene, category: str) -> Expression:
     )
 
 
+def superlative_winner(scene: Scene, candidates: Sequence[int], words: str) -> int | None:
+    """The clear winner among objects by a superlative ("largest", "left-most", ...).
+
+    Returns:
+        Its index, or None when the winner is not clear (a runner-up too close, or a
+        truncated object whose size is unknown).
+    """
+    (chosen,) = [s for s in _superlatives(scene) if s.modifier.words == words]
+    winner = _winner(tuple(candidates), chosen)
+    return None if winner is None else winner[0]
+
+
 def _landmarks(scene: Scene) -> list[Expression]:
     """Single countable objects named by at most one modifier, simplest first.
 

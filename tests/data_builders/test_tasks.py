@@ -19,13 +19,16 @@ from geochat.data_builders.tasks import (
     allocate,
     generate_records,
 )
+from geochat.data_builders.tasks.dialogue import MAX_TURNS, follow_ups
 from geochat.data_builders.tasks.expressions import referring_expressions
 from geochat.data_builders.tasks.reason import RULES, reason_turn, rule_targets
+from geochat.data_builders.tasks.refer import locate_turn
 from geochat.data_builders.tasks.scene import Scene, load_vocabulary
 from geochat.data_builders.tile import Tile, TileObject
 from geochat.geometry import canonical_quad, mask_to_rle, min_area_rect, rasterize, rle_to_mask
-from geochat.grammar import NONE, format_mask, parse
+from geochat.grammar import NONE, format_mask, format_ref, parse
 from geochat.metrics import score_record
+from geochat.prompts import FOLLOW_UP_QUESTIONS
 from geochat.records import TruthObject, check_record
 
 SIZE = 256
@@ -563,6 +566,84 @@ def test_dialogues_mix_tasks_and_mention_the_image_once():
         assert len(turns) >= 4
         assert sum("<image>" in t["value"] for t in turns) == 1
         assert answers(record)[0] in ("Yes", "No")
+        assert len(turns) <= 2 * MAX_TURNS
+
+
+def all_buildings_turn(scene, form="box"):
+    buildings = scene.members["building"]
+    return locate_turn(scene, np.random.default_rng(0), "all buildings", buildings, form, True)
+
+
+def test_follow_ups_answer_about_the_objects_located_before():
+    """Rich tile: the grey industrial building (3) is the largest, the rotated 20 px one (4)
+    the smallest, clearly (area ratios 2.5 and 1.5)."""
+    scene = scene_of(rich_tile())
+    seen = {}
+    for seed in range(30):
+        previous = all_buildings_turn(scene)
+        turns = follow_ups(scene, np.random.default_rng(seed), previous, "box", room=2)
+        assert 1 <= len(turns) <= 2
+        for turn in turns:
+            seen[turn.question] = turn.answer
+            if turn.question in FOLLOW_UP_QUESTIONS["largest"]:
+                assert turn.answer == format_ref(
+                    "the grey-roofed industrial building", scene.boxes_text([3])
+                )
+                previous = turn
+            elif turn.question in FOLLOW_UP_QUESTIONS["smallest"]:
+                assert turn.answer == format_ref("the red-roofed building", scene.boxes_text([4]))
+                previous = turn
+            elif turn.question in FOLLOW_UP_QUESTIONS["count"]:
+                assert turn.answer == str(len(previous.targets))
+            else:
+                them = "them" if len(previous.targets) > 1 else "it"
+                segment = [q.format(them=them) for q in FOLLOW_UP_QUESTIONS["segment"]]
+                assert turn.question in segment
+                assert turn.answer == format_mask(scene.union_mask(previous.targets), 16)
+    asked = set(seen)
+    for kind in ("largest", "smallest", "count"):
+        assert asked & set(FOLLOW_UP_QUESTIONS[kind]), kind
+    assert {"Segment it.", "Segment them."} & asked
+
+
+def test_follow_ups_skip_what_is_unclear_or_already_said():
+    scene = scene_of(rich_tile())
+    buildings = scene.members["building"]
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        # After a mask of the buildings, counted already: only a superlative is left to ask.
+        (turn,) = follow_ups(scene, rng, all_buildings_turn(scene), "mask", buildings, room=1)
+        assert "largest" in turn.question or "smallest" in turn.question
+    # Two pools of sizes 1.2 apart: no clear largest or smallest.
+    close = scene_of(make_tile([pool(20, 20, 20, 10), pool(150, 150, 20, 12)]))
+    pools = close.members["swimming pool"]
+    previous = locate_turn(
+        close, np.random.default_rng(0), "all swimming pools", pools, "box", True
+    )
+    for seed in range(10):
+        for turn in follow_ups(close, np.random.default_rng(seed), previous, "box", room=2):
+            assert "largest" not in turn.question and "smallest" not in turn.question
+
+
+def test_dialogue_follow_ups_are_decidable_from_the_turn_before():
+    records = records_of(rich_tile(), "multi_turn", seeds=range(20), none_fraction=0.0)
+    follow = {q for questions in FOLLOW_UP_QUESTIONS.values() for q in questions}
+    found = 0
+    for record in records:
+        turns = record["conversations"]
+        for index in range(2, len(turns), 2):
+            question, answer = turns[index]["value"], turns[index + 1]["value"]
+            if not any(question == q.format(them=t) for q in follow for t in ("it", "them")):
+                continue
+            found += 1
+            before = parse(turns[index - 1]["value"], SIZE, SIZE, strict=True).objects
+            if answer.isdigit():
+                assert int(answer) == len(before) or before[0].kind == "mask"
+            elif answer.startswith("<ref>"):
+                (winner,) = parse(answer, SIZE, SIZE, strict=True).objects
+                boxes = [b.hbb for b in before if b.kind != "mask"]  # after a mask: new geometry
+                assert not boxes or any(np.allclose(winner.hbb, b) for b in boxes)
+    assert found >= 5
 
 
 # Curriculum.
