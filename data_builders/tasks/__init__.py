@@ -15,7 +15,8 @@ Guarantees:
 - Every record passes :func:`geochat.records.check_record`; geometry is written with
   :mod:`geochat.grammar` and parses back to the truth within the grammar's quantisation.
 - Truth (``objects``): every object of the tile for caption, grounded_caption and
-  multi_turn; the objects the answer names otherwise (none for a ``<none>`` answer).
+  multi_turn; the objects the answer names or counts otherwise (none for a ``<none>`` answer
+  or a count of 0).
 - Records of one tile share their ``objects`` dicts (built once per tile): treat them as
   read-only.
 - All randomness comes from the ``rng`` argument, and nothing iterates over an unordered set,

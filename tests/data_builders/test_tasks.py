@@ -174,12 +174,25 @@ def test_same_seed_same_records_and_other_seed_other_records():
 def test_scene_level_tasks_carry_every_object_and_others_their_targets(rich_records):
     tile = rich_tile()
     for record in rich_records:
-        if record["task"] in ("caption", "count", "grounded_caption", "multi_turn"):
+        if record["task"] in ("caption", "grounded_caption", "multi_turn"):
             assert len(record["objects"]) == len(tile.objects)
-        elif NONE in answers(record)[-1] or answers(record)[-1] == "No":
+        elif NONE in answers(record)[-1] or answers(record)[-1] in ("No", "0"):
             assert record["objects"] == []
         else:
             assert 1 <= len(record["objects"]) < len(tile.objects)
+
+
+def test_count_records_carry_the_counted_objects_so_they_score_under_their_category():
+    records = records_of(rich_tile(), "count", seeds=range(6), none_fraction=0.2)
+    categories = set()
+    for record in records:
+        assert len(record["objects"]) == int(answers(record)[0])
+        (sample,), _ = score_record(record, answers(record)[0])
+        assert sample.result == (len(record["objects"]),) * 2
+        category = {o["category"] for o in record["objects"]}
+        assert sample.category == (category.pop() if category else "none") != "mixed"
+        categories.add(sample.category)
+    assert {"building", "swimming pool", "none"} <= categories
 
 
 def test_options_from_a_mapping_round_trip_and_bad_options_raise():
