@@ -84,11 +84,15 @@ def follow_ups(
     turns: list[Turn] = []
     targets, used = previous.targets, set()
     for _ in range(room):
-        clear = {w: superlative_winner(scene, targets, w) for w in SUPERLATIVES}
-        winners = {w: i for w, i in clear.items() if len(targets) > 1 and i is not None}
+        # Land cover and roads are not counted or compared one by one (see vqa, expressions).
+        several = len(targets) > 1 and all(
+            scene.is_countable(scene.objects[i].category) for i in targets
+        )
+        clear = {w: superlative_winner(scene, targets, w) for w in SUPERLATIVES} if several else {}
+        winners = {w: i for w, i in clear.items() if i is not None}
         kinds = list(winners)
         kinds += ["segment"] if form != "mask" else []
-        kinds += ["count"] if len(targets) > 1 and targets != counted else []
+        kinds += ["count"] if several and targets != counted else []
         kinds = [kind for kind in kinds if kind not in used]
         if not kinds:
             break

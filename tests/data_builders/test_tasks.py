@@ -582,6 +582,9 @@ def test_dialogues_mix_tasks_and_mention_the_image_once():
         assert len(turns) <= 2 * MAX_TURNS
 
 
+MASK_THEM = FOLLOW_UP_QUESTIONS["segment"][1].format(them="them")
+
+
 def all_buildings_turn(scene, form="box"):
     buildings = scene.members["building"]
     return locate_turn(scene, np.random.default_rng(0), "all buildings", buildings, form, True)
@@ -627,6 +630,13 @@ def test_follow_ups_skip_what_is_unclear_or_already_said():
         # After a mask of the buildings, counted already: only a superlative is left to ask.
         (turn,) = follow_ups(scene, rng, all_buildings_turn(scene), "mask", buildings, room=1)
         assert "largest" in turn.question or "smallest" in turn.question
+    # Land cover is not counted or compared: only "Segment them." is left.
+    areas = [make_object("forest", box(x, 0, x + 60, 60), {"landuse": "forest"}) for x in (0, 150)]
+    land = scene_of(make_tile(areas))
+    previous = locate_turn(land, np.random.default_rng(0), "all forests", (0, 1), "box", True)
+    for seed in range(5):
+        turns = follow_ups(land, np.random.default_rng(seed), previous, "box", room=2)
+        assert [t.question for t in turns] in (["Segment them."], [MASK_THEM])
     # Two pools of sizes 1.2 apart: no clear largest or smallest.
     close = scene_of(make_tile([pool(20, 20, 20, 10), pool(150, 150, 20, 12)]))
     pools = close.members["swimming pool"]
