@@ -70,6 +70,7 @@ OSM_TIMESTAMP = datetime(2024, 1, 1, tzinfo=UTC)
 OSM_USER = "geochat-synthetic"
 SIZE_RANGE = (32, 8192)
 GSD_RANGE = (0.05, 5.0)
+GSD_STREAM = 1000  # spawn key of a world's GSD draw; layout and paint use the scene index
 DENSITY_RANGE = (0.0, 5.0)
 # OSM stores coordinates as integer multiples of 1e-7 degree.
 OSM_DEGREE_STEP = 1e-7
@@ -586,6 +587,39 @@ def world_origins(
     ]
 
 
+def parse_gsd(text: str) -> float | tuple[float, float]:
+    """Reads ``--gsd``: one value (``0.5``) or a range ``LOW:HIGH`` (``0.2:0.6``)."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise ValueError(f"expected a number or LOW:HIGH, got {text!r}")
+    values = tuple(float(part) for part in parts)
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def gsd_range(gsd: Any) -> tuple[float, float]:
+    """Checks a GSD or a ``(low, high)`` range of GSDs; returns the range (low == high for one).
+
+    Raises:
+        SyntheticWorldError: for a value outside ``GSD_RANGE`` or a range with low > high.
+    """
+    values = gsd if isinstance(gsd, tuple | list) else (gsd, gsd)
+    if len(values) != 2:
+        raise SyntheticWorldError(f"gsd must be a number or (low, high), got {gsd!r}")
+    low, high = (_check_float("gsd", value, *GSD_RANGE) for value in values)
+    if low > high:
+        raise SyntheticWorldError(f"gsd range must have low <= high, got {gsd!r}")
+    return low, high
+
+
+def world_gsd(world_seed: int, low: float, high: float) -> float:
+    """A world's GSD drawn uniformly from ``[low, high]`` by its own seed (mm precision)."""
+    if low == high:
+        return low
+    # A stream of its own, so the GSD does not shift the world's layout or paint streams.
+    rng = np.random.default_rng(np.random.SeedSequence(world_seed, spawn_key=(GSD_STREAM,)))
+    return round(float(rng.uniform(low, high)), 3)
+
+
 def _generate_one(job: dict[str, Any]) -> WorldFiles:
     return generate_world(**job)
 
@@ -596,7 +630,7 @@ def generate_worlds(
     seed: int = 0,
     width: int = 1024,
     height: int = 1024,
-    gsd: float = 0.5,
+    gsd: Annotated[float | tuple[float, float], Flag(type=parse_gsd)] = 0.5,
     crs: str = DEFAULT_CRS,
     origin: tuple[float, float] | None = None,
     scene: Annotated[str | None, Flag(choices=SCENES)] = None,
@@ -606,7 +640,7 @@ def generate_worlds(
 ) -> list[WorldFiles]:
     """Generates ``n`` worlds in ``out_dir/world_0000``, ... at distinct, separate origins.
 
-    Also writes ``out_dir/worlds.json``: each world's folder, seed, scene and origin.
+    Also writes ``out_dir/worlds.json``: each world's folder, seed, GSD, scene and origin.
 
     Args:
         out_dir: Parent folder of the worlds.
@@ -614,7 +648,8 @@ def generate_worlds(
         seed: Seed of the whole set; each world gets its own seed from it.
         width: Image width in pixels.
         height: Image height in pixels.
-        gsd: Metres per pixel.
+        gsd: Metres per pixel, or a range ``(low, high)`` (``LOW:HIGH`` on the command line)
+            from which each world draws its own uniformly, by its own seed.
         crs: A projected CRS in metres.
         origin: Top-left corner of the first world (default: the middle of the CRS's area).
         scene: The scene of every world, or None for a mix of all kinds.
@@ -630,8 +665,10 @@ def generate_worlds(
     """
     n = _check_int("n", n, 1, 10_000_000)
     workers = _check_int("workers", workers, 1, 1024)
-    # Every world's arguments but its seed, scene and origin, checked before any work starts.
-    args = check_world_arguments(seed, width, height, gsd, crs, origin, scene or SCENES[0], density)
+    low, high = gsd_range(gsd)
+    # Every world's arguments but its seed, scene, GSD and origin, checked before any work.
+    scene_checked = scene or SCENES[0]
+    args = check_world_arguments(seed, width, height, high, crs, origin, scene_checked, density)
     start = args.origin
     sequence = np.random.SeedSequence(seed)
     scene_rng = np.random.default_rng(sequence.spawn(1)[0])
@@ -647,7 +684,7 @@ def generate_worlds(
             "seed": world_seed,
             "width": width,
             "height": height,
-            "gsd": gsd,
+            "gsd": world_gsd(world_seed, low, high),
             "crs": crs,
             "origin": corner,
             "scene": world_scene,
@@ -656,7 +693,8 @@ def generate_worlds(
         for index, (world_seed, corner, world_scene) in enumerate(
             zip(
                 seeds,
-                world_origins(n, args.width, args.height, args.gsd, start),
+                # Spaced for the coarsest GSD, so that no two worlds overlap.
+                world_origins(n, args.width, args.height, high, start),
                 scenes,
                 strict=True,
             )

@@ -26,10 +26,10 @@ human turn, so single-turn tasks are scored on the first gpt turn.
 
 - ``caption`` / ``vqa`` / ``classify``: that turn's text, geometry tags removed.
 - ``count``: the integer in that turn's text (``<none>`` or "no" means 0).
-- ``refer`` / ``ground``: the record's ``objects`` (pixel ``hbb`` or ``quad``); the reference
-  answer's geometry says which (a ``<quad>`` reference is scored with quad IoU, anything else
-  with hbb IoU). A ``ground`` reference naming a different number of geometries than the
-  record has objects gets a note, since scene-level records carry every object of the tile.
+- ``refer`` / ``ground`` / ``grounded_caption``: the record's ``objects`` (pixel ``hbb`` or
+  ``quad``); the reference answer's geometry says which (a ``<quad>`` reference is scored with
+  quad IoU, anything else with hbb IoU). A ``ground`` or ``grounded_caption`` reference naming
+  a different number of geometries than the record has objects gets a note.
 - ``identify``: like ``refer`` when its reference holds geometry, else like ``vqa``.
 - ``segment`` / ``reason_segment``: the union of the objects' masks (a box or quad object
   without a mask is rasterised) against the union of the predicted geometries (boxes and
@@ -495,7 +495,7 @@ class _Turn:
 
 
 def _task_family(task: str, turn: _Turn) -> Family:
-    if task in {"refer", "ground"}:
+    if task in {"refer", "ground", "grounded_caption"}:
         return "boxes"
     if task in {"segment", "reason_segment"}:
         return "mask"
@@ -571,7 +571,7 @@ def _score_text(turn: _Turn, family: Family) -> Any:
 
 
 def _truth_notes(record: Mapping[str, Any], turn: _Turn) -> list[str]:
-    if record["task"] != "ground":
+    if record["task"] not in {"ground", "grounded_caption"}:
         return []
     named, held = len(_geometric(turn.reference)), len(record.get("objects", []))
     if named == held:

@@ -6,8 +6,9 @@ model trained on our data reads the questions it learned. Change a template here
 one of them follows (records built before keep the old wording).
 
 Template fields: ``{phrase}`` a referring phrase, ``{be}`` "is"/"are", ``{noun}`` and
-``{a_noun}`` a geometry form's name (:func:`form_words`), ``{plural}`` and ``{a_category}`` a
-category, ``{region}`` a ``<box>``/``<quad>`` region, ``{choices}`` a list of classes.
+``{a_noun}`` a geometry form's name (:func:`form_words`), ``{category}``, ``{plural}`` and
+``{a_category}`` a category, ``{region}`` a ``<box>``/``<quad>`` region, ``{choices}`` a list
+of classes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ WHERE = "Where {be} {phrase}?"
 SEGMENT = "Segment {phrase}."
 COUNT = "How many {plural} are there?"
 DESCRIBE = "Describe this image."
+FIND_ALL = "Locate all {plural}."
 
 CAPTION_QUESTIONS = (
     DESCRIBE,
@@ -44,12 +46,28 @@ CLASSIFY_CHOICE_QUESTIONS = (
     "Which land cover dominates this image? Choose from: {choices}.",
     "Classify the scene as one of: {choices}.",
 )
-GROUND_QUESTIONS = (
+GROUNDED_CAPTION_QUESTIONS = (
     "Describe the image and give the {noun} of each kind of object.",
     "What objects are in this image? Answer with their {noun}.",
     "Ground every object in this image with {noun}.",
     "List what you see, with {noun}.",
 )
+# Find-all grounding: every object of one category. ``{category}`` only in templates that
+# read well with a count noun ("Find every building", not "Find every water").
+GROUND_QUESTIONS = {
+    "box": (
+        FIND_ALL,
+        "Where are all the {plural}?",
+        "Find every {category} in this image.",
+        "Give the {noun} of all {plural}.",
+    ),
+    "quad": (
+        "Locate all {plural} with {noun}.",
+        "Where are all the {plural}? Answer with {noun}.",
+        "Find every {category} in this image and answer with {noun}.",
+        "Give the {noun} of all {plural}.",
+    ),
+}
 IDENTIFY_QUESTIONS = (
     "What is in the region {region}?",
     "What is the object at {region}?",
@@ -75,6 +93,14 @@ SEGMENT_QUESTIONS = (
     "Which pixels belong to {phrase}?",
     "Outline {phrase} with a mask.",
 )
+# Follow-ups in a dialogue about the objects the previous answer located; ``{them}`` is
+# "it" or "them".
+FOLLOW_UP_QUESTIONS = {
+    "largest": ("And the largest one?", "Which one is the largest?"),
+    "smallest": ("And the smallest one?", "Which one is the smallest?"),
+    "segment": ("Segment {them}.", "Now give a segmentation mask of {them}."),
+    "count": ("How many of them are there?", "How many are there?"),
+}
 PRESENCE_QUESTIONS = (
     "Is there {a_category} in this image?",
     "Are there any {plural} in the image?",

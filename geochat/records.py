@@ -40,6 +40,7 @@ TASKS = (
     "classify",
     "refer",
     "ground",
+    "grounded_caption",
     "identify",
     "segment",
     "reason_segment",

@@ -2,8 +2,9 @@
 
 Families, one module each: ``caption``; ``vqa`` (presence, task ``vqa``, and counting, task
 ``count``); ``classify``; ``refer`` (boxes and quads of verified referring expressions,
-see :mod:`data_builders.tasks.expressions`); ``ground``; ``identify``; ``segment``; ``reason``
-(task ``reason_segment``); ``dialogue`` (task ``multi_turn``).
+see :mod:`data_builders.tasks.expressions`); ``ground`` (every object of one category);
+``grounded_caption`` (every category of the tile, named and located); ``identify``;
+``segment``; ``reason`` (task ``reason_segment``); ``dialogue`` (task ``multi_turn``).
 
 Usage::
 
@@ -13,8 +14,9 @@ Guarantees:
 
 - Every record passes :func:`geochat.records.check_record`; geometry is written with
   :mod:`geochat.grammar` and parses back to the truth within the grammar's quantisation.
-- Truth (``objects``): every object of the tile for caption, count, ground and multi_turn;
-  the objects the answer names otherwise (none for a ``<none>`` answer).
+- Truth (``objects``): every object of the tile for caption, grounded_caption and
+  multi_turn; the objects the answer names or counts otherwise (none for a ``<none>`` answer
+  or a count of 0).
 - Records of one tile share their ``objects`` dicts (built once per tile): treat them as
   read-only.
 - All randomness comes from the ``rng`` argument, and nothing iterates over an unordered set,
@@ -36,6 +38,7 @@ from geochat.data_builders.tasks import (
     classify,
     dialogue,
     ground,
+    grounded_caption,
     identify,
     reason,
     refer,
@@ -66,6 +69,7 @@ GENERATORS: Mapping[str, TaskGenerator] = {
     "classify": classify.generate,
     "refer": refer.generate,
     "ground": ground.generate,
+    "grounded_caption": grounded_caption.generate,
     "identify": identify.generate,
     "segment": segment.generate,
     "reason_segment": reason.generate,

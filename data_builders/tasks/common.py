@@ -37,7 +37,7 @@ class Sample:
     Attributes:
         turns: The question-answer pairs.
         scene_level: True when the record's truth is every object of the tile (captions,
-            counting, grounding, dialogues); otherwise it is the objects the answers name.
+            grounded captions, dialogues); otherwise it is the objects the answers name.
     """
 
     turns: tuple[Turn, ...]

@@ -90,6 +90,17 @@ class Expression:
         return f"all {self.plural}"
 
     @property
+    def name(self) -> str:
+        """How an answer's ``<ref>`` names the targets.
+
+        The singular phrase for one target, the plural noun phrase ("red-roofed buildings")
+        for several, as ``ground`` names a category.
+        """
+        if len(self.targets) == 1 or self.plural is None:
+            return self.singular
+        return self.plural
+
+    @property
     def kind(self) -> str:
         """A label for sampling variety: the modifier kinds, or ``"category"``."""
         return "+".join(m.kind for m in self.modifiers) or "category"
@@ -156,6 +167,18 @@ def whole_category(scene: Scene, category: str) -> Expression:
         singular=f"the {category}",
         plural=scene.plural(category),
     )
+
+
+def superlative_winner(scene: Scene, candidates: Sequence[int], words: str) -> int | None:
+    """The clear winner among objects by a superlative ("largest", "left-most", ...).
+
+    Returns:
+        Its index, or None when the winner is not clear (a runner-up too close, or a
+        truncated object whose size is unknown).
+    """
+    (chosen,) = [s for s in _superlatives(scene) if s.modifier.words == words]
+    winner = _winner(tuple(candidates), chosen)
+    return None if winner is None else winner[0]
 
 
 def _landmarks(scene: Scene) -> list[Expression]:

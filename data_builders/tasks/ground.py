@@ -1,9 +1,11 @@
-"""Grounded description (task ``ground``): every group of objects named and located.
+"""Find-all grounding (task ``ground``): one category named, every object of it located.
 
-"The image shows <ref>two swimming pools</ref><box>[[...],[...]]</box>, <ref>a road</ref>
-<box>[[...]]</box> and ...": one phrase per category, followed by the boxes (or quads) of all
-its objects (boxes for round objects such as trees, whose quads have no meaningful angle).
-Tiles with more than ``max_boxes`` objects get no grounded description.
+"Where are all the buildings?" -> ``<ref>buildings</ref><box>[[...],[...]]</box>``: the boxes
+(or quads, when the question asks for oriented boxes and no object is round) of every object
+of the category, in reading order. A share (``none_fraction``) of the questions asks for a
+category absent from the tile and is answered ``<none>``. The record's truth is the category's
+objects only, so its score and its category are the category's. Categories with more than
+``max_boxes`` objects are not asked for.
 """
 
 from __future__ import annotations
@@ -11,32 +13,31 @@ from __future__ import annotations
 import numpy as np
 
 from geochat import prompts
-from geochat.data_builders.tasks.common import Sample, Turn
-from geochat.data_builders.tasks.language import join_list, pick
+from geochat.data_builders.tasks.common import Sample, Turn, draw
+from geochat.data_builders.tasks.language import MASS_NOUNS, pick
 from geochat.data_builders.tasks.scene import Scene
-from geochat.grammar import format_ref
+from geochat.grammar import NONE, format_ref
 
-OPENINGS = ("The image shows {items}.", "This image contains {items}.", "I can see {items}.")
-FORMS = ("box", "quad")
+FORMS = tuple(prompts.GROUND_QUESTIONS)
 
 
-def ground_turn(scene: Scene, rng: np.random.Generator) -> Turn | None:
-    """Describes and locates every category; None for an empty tile or too many objects."""
-    if not scene.objects or len(scene.objects) > scene.options.max_boxes:
-        return None
-    form = pick(rng, FORMS)
-    question = pick(rng, prompts.GROUND_QUESTIONS).format(**prompts.form_words(form, plural=True))
-    items = []
-    for category in scene.categories:
-        members = scene.members[category]
-        # Round objects (trees) get boxes even in a quad answer: their quads have no angle.
-        group_form = form if form in scene.box_forms(members) else "box"
-        items.append(format_ref(scene.mention(category), scene.geometry_text(members, group_form)))
-    answer = pick(rng, OPENINGS).format(items=join_list(items))
-    return Turn(question, answer, tuple(range(len(scene.objects))))
+def ground_turn(scene: Scene, rng: np.random.Generator, category: str) -> Turn:
+    """Asks for every object of a category; answers with their named geometry, or ``<none>``."""
+    members = scene.members.get(category, ())
+    form = pick(rng, scene.box_forms(members) if members else FORMS)
+    templates = prompts.GROUND_QUESTIONS[form]
+    if category in MASS_NOUNS:  # "Find every water" does not read
+        templates = tuple(t for t in templates if "{category}" not in t)
+    plural = scene.plural(category)
+    question = pick(rng, templates).format(
+        plural=plural, category=category, **prompts.form_words(form, plural=True)
+    )
+    answer = format_ref(plural, scene.geometry_text(members, form)) if members else NONE
+    return Turn(question, answer, members)
 
 
 def generate(scene: Scene, rng: np.random.Generator, count: int) -> list[Sample]:
-    """At most one grounded description per tile."""
-    turn = ground_turn(scene, rng) if count > 0 else None
-    return [] if turn is None else [Sample((turn,), scene_level=True)]
+    """Find-all questions on distinct categories; a share (``none_fraction``) on absent ones."""
+    present = [c for c in scene.categories if len(scene.members[c]) <= scene.options.max_boxes]
+    categories = draw(rng, present, scene.absent_categories, count, scene.options.none_fraction)
+    return [Sample((ground_turn(scene, rng, category),)) for category in categories]

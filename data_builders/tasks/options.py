@@ -20,6 +20,9 @@ DEFAULT_MIX: Mapping[str, float] = {
     "classify": 1.0,
     "refer": 3.0,
     "ground": 1.0,
+    # Off by default: a whole-tile answer is long (max_boxes geometries) and ground's
+    # per-category questions teach the same geometry.
+    "grounded_caption": 0.0,
     "identify": 1.0,
     "segment": 2.0,
     "reason_segment": 1.0,

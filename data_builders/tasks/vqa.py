@@ -69,4 +69,5 @@ def generate_count(scene: Scene, rng: np.random.Generator, count: int) -> list[S
     turns = [count_turn(scene, rng, scene.vocabulary.plurals[c], ()) for c in absent]
     present = pick_varied(rng, countable_expressions(scene), count - len(turns))
     turns += [count_turn(scene, rng, e.plural, e.targets) for e in present if e.plural]
-    return [Sample((turn,), scene_level=True) for turn in turns]
+    # The truth is the counted objects, so a count is scored under its category.
+    return [Sample((turn,)) for turn in turns]

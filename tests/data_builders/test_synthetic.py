@@ -347,6 +347,38 @@ def test_command_line_writes_the_worlds(tmp_path, capsys):
     assert "2 synthetic world" in capsys.readouterr().out
 
 
+def test_a_gsd_range_gives_each_world_its_own_gsd_drawn_by_its_seed(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_synthetic_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path / "a"), "--n", "4", "--size", "32"])
+    assert args.gsd == 0.5
+    args = parser.parse_args(
+        ["--out", str(tmp_path / "a"), "--n", "4", "--size", "32", "--gsd", "0.2:0.6"]
+    )
+    assert args.gsd == (0.2, 0.6)
+    assert synthetic_main(args) == 0
+    manifest = json.loads((tmp_path / "a" / "worlds.json").read_text())["worlds"]
+    gsds = [w["gsd"] for w in manifest]
+    assert len(set(gsds)) == 4 and all(0.2 <= g <= 0.6 for g in gsds)
+    for world, gsd in zip(manifest, gsds, strict=True):
+        with rasterio.open(tmp_path / "a" / world["out_dir"].split("/")[-1] / "world.tif") as tif:
+            assert tif.res == pytest.approx((gsd, gsd))
+    # The same seed gives the same GSDs, and a world's GSD does not depend on how many are built.
+    again = generate_worlds(tmp_path / "b", n=2, seed=0, width=32, height=32, gsd=(0.2, 0.6))
+    assert [
+        w["gsd"] for w in json.loads((tmp_path / "b" / "worlds.json").read_text())["worlds"]
+    ] == gsds[:2]
+    for written, gsd in zip(again, gsds, strict=False):
+        with rasterio.open(written.tif) as tif:
+            assert tif.res == pytest.approx((gsd, gsd))
+    with pytest.raises(SyntheticWorldError, match="low <= high"):
+        generate_worlds(tmp_path / "c", gsd=(0.6, 0.2), width=32, height=32)
+    with pytest.raises(SyntheticWorldError, match="gsd must be in"):
+        generate_worlds(tmp_path / "c", gsd=(0.2, 9.0), width=32, height=32)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--gsd", "0.2:0.4:0.6"])
+
+
 def test_world_files_get_the_mode_open_would_give(tmp_path):
     previous = os.umask(0o022)
     try:

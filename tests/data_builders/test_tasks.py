@@ -19,13 +19,17 @@ from geochat.data_builders.tasks import (
     allocate,
     generate_records,
 )
+from geochat.data_builders.tasks.dialogue import MAX_TURNS, follow_ups
 from geochat.data_builders.tasks.expressions import referring_expressions
 from geochat.data_builders.tasks.reason import RULES, reason_turn, rule_targets
+from geochat.data_builders.tasks.refer import locate_turn
 from geochat.data_builders.tasks.scene import Scene, load_vocabulary
 from geochat.data_builders.tile import Tile, TileObject
 from geochat.geometry import canonical_quad, mask_to_rle, min_area_rect, rasterize, rle_to_mask
-from geochat.grammar import NONE, format_mask, parse
-from geochat.records import TASKS, TruthObject, check_record
+from geochat.grammar import NONE, format_mask, format_ref, parse
+from geochat.metrics import score_record
+from geochat.prompts import FOLLOW_UP_QUESTIONS
+from geochat.records import TruthObject, check_record
 
 SIZE = 256
 TOLERANCE = SIZE / 2000 + 1e-6  # grammar quantisation: half a step of 1000 per axis
@@ -131,7 +135,7 @@ def rich_records():
 
 
 def test_default_options_give_every_task_on_a_rich_tile(rich_records):
-    assert {r["task"] for r in rich_records} == set(TASKS)
+    assert {r["task"] for r in rich_records} == set(TaskOptions().active_tasks)
     assert len(rich_records) <= TaskOptions().max_records
     for record in rich_records:
         check_record(record)
@@ -170,12 +174,25 @@ def test_same_seed_same_records_and_other_seed_other_records():
 def test_scene_level_tasks_carry_every_object_and_others_their_targets(rich_records):
     tile = rich_tile()
     for record in rich_records:
-        if record["task"] in ("caption", "count", "ground", "multi_turn"):
+        if record["task"] in ("caption", "grounded_caption", "multi_turn"):
             assert len(record["objects"]) == len(tile.objects)
-        elif NONE in answers(record)[-1] or answers(record)[-1] == "No":
+        elif NONE in answers(record)[-1] or answers(record)[-1] in ("No", "0"):
             assert record["objects"] == []
         else:
             assert 1 <= len(record["objects"]) < len(tile.objects)
+
+
+def test_count_records_carry_the_counted_objects_so_they_score_under_their_category():
+    records = records_of(rich_tile(), "count", seeds=range(6), none_fraction=0.2)
+    categories = set()
+    for record in records:
+        assert len(record["objects"]) == int(answers(record)[0])
+        (sample,), _ = score_record(record, answers(record)[0])
+        assert sample.result == (len(record["objects"]),) * 2
+        category = {o["category"] for o in record["objects"]}
+        assert sample.category == (category.pop() if category else "none") != "mixed"
+        categories.add(sample.category)
+    assert {"building", "swimming pool", "none"} <= categories
 
 
 def test_options_from_a_mapping_round_trip_and_bad_options_raise():
@@ -235,6 +252,23 @@ def test_referring_boxes_and_quads_parse_back_to_the_truth():
     assert forms == {"hbb", "quad"}
 
 
+def test_referring_answers_name_their_targets_and_none_stays_bare():
+    records = records_of(rich_tile(), "refer", seeds=range(10), none_fraction=0.3)
+    named = {answers(r)[0] for r in records if r["objects"]}
+    assert "<ref>swimming pools</ref><" in "".join(named)
+    for record in records:
+        answer = answers(record)[0]
+        if not record["objects"]:
+            assert answer == NONE
+            continue
+        question = record["conversations"][0]["value"]
+        (phrase,) = {o.phrase for o in parse(answer, SIZE, SIZE, strict=True).objects}
+        assert answer.startswith(f"<ref>{phrase}</ref><")
+        # One target: the question's phrase; several: its plural noun without "all".
+        assert (phrase if len(record["objects"]) == 1 else f"all {phrase}") in question
+    assert any(not r["objects"] for r in records)
+
+
 def test_multi_target_expressions_answer_all_matches_in_one_tag():
     records = [r for r in records_of(rich_tile(), "refer", seeds=range(30), none_fraction=0.0)]
     plural = [r for r in records if "all swimming pools" in r["conversations"][0]["value"]]
@@ -261,9 +295,51 @@ def test_text_masks_parse_back_to_the_truth_at_grid_resolution():
             assert rle_to_mask(mask.mask)[truth].any()
 
 
-def test_grounded_descriptions_locate_every_object_under_its_phrase():
+def test_ground_finds_every_object_of_the_asked_category_under_its_plural():
     tile = rich_tile()
-    records = records_of(tile, "ground", seeds=range(4))
+    records = records_of(tile, "ground", seeds=range(8), none_fraction=0.0)
+    asked = set()
+    for record in records:
+        (category,) = {o["category"] for o in record["objects"]}
+        asked.add(category)
+        members = [o for o in tile.objects if o.category == category]
+        assert len(record["objects"]) == len(members)
+        plural = load_vocabulary().plurals[category]
+        question = record["conversations"][0]["value"]
+        assert plural in question or f"every {category} " in question
+        answer = answers(record)[0]
+        assert answer.startswith(f"<ref>{plural}</ref><")
+        parsed = parse(answer, SIZE, SIZE, strict=True)
+        assert {o.phrase for o in parsed.objects} == {plural}
+        if parsed.objects[0].kind == "hbb":
+            assert_boxes_match([o.hbb for o in parsed.objects], truth_boxes(record))
+        else:
+            assert "oriented" in question
+            want = sorted(canonical_quad(o["quad"]).ravel().tolist() for o in record["objects"])
+            got = sorted(np.ravel(o.quad).tolist() for o in parsed.objects)
+            np.testing.assert_allclose(got, want, atol=TOLERANCE)
+        scores, _ = score_record(record, answer)
+        assert scores[0].category == category and scores[0].result.is_correct(0.9)
+    assert {"building", "swimming pool", "car", "road"} <= asked
+
+
+def test_ground_asks_for_absent_categories_and_answers_none():
+    records = records_of(rich_tile(), "ground", seeds=range(4), none_fraction=1.0)
+    assert records
+    for record in records:
+        assert answers(record) == [NONE] and record["objects"] == []
+        assert re.search(r"(all|every) ", record["conversations"][0]["value"])
+
+
+def test_ground_skips_categories_with_more_than_max_boxes_objects():
+    records = records_of(rich_tile(), "ground", seeds=range(6), none_fraction=0.0, max_boxes=3)
+    assert records
+    assert all(o["category"] != "building" for r in records for o in r["objects"])
+
+
+def test_grounded_captions_locate_every_object_under_its_phrase():
+    tile = rich_tile()
+    records = records_of(tile, "grounded_caption", seeds=range(4))
     assert records
     for record in records:
         parsed = parse(answers(record)[0], SIZE, SIZE, strict=True)
@@ -277,8 +353,8 @@ def test_grounded_descriptions_locate_every_object_under_its_phrase():
             assert_boxes_match([o.hbb for o in parsed.objects], truth_boxes(record))
 
 
-def test_ground_is_skipped_when_the_answer_would_hold_too_many_boxes():
-    assert records_of(rich_tile(), "ground", seeds=range(2), max_boxes=5) == []
+def test_grounded_caption_is_skipped_when_the_answer_would_hold_too_many_boxes():
+    assert records_of(rich_tile(), "grounded_caption", seeds=range(2), max_boxes=5) == []
 
 
 def test_identify_regions_are_the_truth_and_answers_name_it():
@@ -436,11 +512,11 @@ def test_absent_categories_respect_the_ground_sample_distance():
 def test_round_objects_get_boxes_not_quads():
     trees = [make_object("tree", Point(x, 60).buffer(6), {"natural": "tree"}) for x in (40, 200)]
     tile = make_tile([*trees, building(100, 150, 30, 20, "red", angle=25)])
-    for task in ("refer", "identify", "ground"):
+    for task in ("refer", "identify", "ground", "grounded_caption"):
         for record in records_of(tile, task, seeds=range(4), none_fraction=0.0):
             if {o["category"] for o in record["objects"]} == {"tree"}:
                 assert "<quad>" not in record["conversations"][0]["value"] + answers(record)[0]
-            if task == "ground" and "<quad>" in answers(record)[0]:
+            if task == "grounded_caption" and "<quad>" in answers(record)[0]:
                 assert re.search(r"<ref>two trees</ref><box>", answers(record)[0])
 
 
@@ -449,7 +525,9 @@ def test_an_empty_tile_gets_only_questions_about_absent_things():
     assert records
     for record in records:
         assert record["objects"] == []
-        assert answers(record)[-1] in ("No", "0", NONE) or answers(record)[-1].endswith(NONE)
+        # A dialogue may close with a caption ("An overhead view of an area.").
+        asked = answers(record)[:2] if record["task"] == "multi_turn" else answers(record)
+        assert all(a in ("No", "0", NONE) or a.endswith(NONE) for a in asked)
 
 
 def test_caption_mentions_each_category_once_with_counts_and_colours(rich_records):
@@ -501,6 +579,94 @@ def test_dialogues_mix_tasks_and_mention_the_image_once():
         assert len(turns) >= 4
         assert sum("<image>" in t["value"] for t in turns) == 1
         assert answers(record)[0] in ("Yes", "No")
+        assert len(turns) <= 2 * MAX_TURNS
+
+
+MASK_THEM = FOLLOW_UP_QUESTIONS["segment"][1].format(them="them")
+
+
+def all_buildings_turn(scene, form="box"):
+    buildings = scene.members["building"]
+    return locate_turn(scene, np.random.default_rng(0), "all buildings", buildings, form, True)
+
+
+def test_follow_ups_answer_about_the_objects_located_before():
+    """Rich tile: the grey industrial building (3) is the largest, the rotated 20 px one (4)
+    the smallest, clearly (area ratios 2.5 and 1.5)."""
+    scene = scene_of(rich_tile())
+    seen = {}
+    for seed in range(30):
+        previous = all_buildings_turn(scene)
+        turns = follow_ups(scene, np.random.default_rng(seed), previous, "box", room=2)
+        assert 1 <= len(turns) <= 2
+        for turn in turns:
+            seen[turn.question] = turn.answer
+            if turn.question in FOLLOW_UP_QUESTIONS["largest"]:
+                assert turn.answer == format_ref(
+                    "the grey-roofed industrial building", scene.boxes_text([3])
+                )
+                previous = turn
+            elif turn.question in FOLLOW_UP_QUESTIONS["smallest"]:
+                assert turn.answer == format_ref("the red-roofed building", scene.boxes_text([4]))
+                previous = turn
+            elif turn.question in FOLLOW_UP_QUESTIONS["count"]:
+                assert turn.answer == str(len(previous.targets))
+            else:
+                them = "them" if len(previous.targets) > 1 else "it"
+                segment = [q.format(them=them) for q in FOLLOW_UP_QUESTIONS["segment"]]
+                assert turn.question in segment
+                assert turn.answer == format_mask(scene.union_mask(previous.targets), 16)
+    asked = set(seen)
+    for kind in ("largest", "smallest", "count"):
+        assert asked & set(FOLLOW_UP_QUESTIONS[kind]), kind
+    assert {"Segment it.", "Segment them."} & asked
+
+
+def test_follow_ups_skip_what_is_unclear_or_already_said():
+    scene = scene_of(rich_tile())
+    buildings = scene.members["building"]
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        # After a mask of the buildings, counted already: only a superlative is left to ask.
+        (turn,) = follow_ups(scene, rng, all_buildings_turn(scene), "mask", buildings, room=1)
+        assert "largest" in turn.question or "smallest" in turn.question
+    # Land cover is not counted or compared: only "Segment them." is left.
+    areas = [make_object("forest", box(x, 0, x + 60, 60), {"landuse": "forest"}) for x in (0, 150)]
+    land = scene_of(make_tile(areas))
+    previous = locate_turn(land, np.random.default_rng(0), "all forests", (0, 1), "box", True)
+    for seed in range(5):
+        turns = follow_ups(land, np.random.default_rng(seed), previous, "box", room=2)
+        assert [t.question for t in turns] in (["Segment them."], [MASK_THEM])
+    # Two pools of sizes 1.2 apart: no clear largest or smallest.
+    close = scene_of(make_tile([pool(20, 20, 20, 10), pool(150, 150, 20, 12)]))
+    pools = close.members["swimming pool"]
+    previous = locate_turn(
+        close, np.random.default_rng(0), "all swimming pools", pools, "box", True
+    )
+    for seed in range(10):
+        for turn in follow_ups(close, np.random.default_rng(seed), previous, "box", room=2):
+            assert "largest" not in turn.question and "smallest" not in turn.question
+
+
+def test_dialogue_follow_ups_are_decidable_from_the_turn_before():
+    records = records_of(rich_tile(), "multi_turn", seeds=range(20), none_fraction=0.0)
+    follow = {q for questions in FOLLOW_UP_QUESTIONS.values() for q in questions}
+    found = 0
+    for record in records:
+        turns = record["conversations"]
+        for index in range(2, len(turns), 2):
+            question, answer = turns[index]["value"], turns[index + 1]["value"]
+            if not any(question == q.format(them=t) for q in follow for t in ("it", "them")):
+                continue
+            found += 1
+            before = parse(turns[index - 1]["value"], SIZE, SIZE, strict=True).objects
+            if answer.isdigit():
+                assert int(answer) == len(before) or before[0].kind == "mask"
+            elif answer.startswith("<ref>"):
+                (winner,) = parse(answer, SIZE, SIZE, strict=True).objects
+                boxes = [b.hbb for b in before if b.kind != "mask"]  # after a mask: new geometry
+                assert not boxes or any(np.allclose(winner.hbb, b) for b in boxes)
+    assert found >= 5
 
 
 # Curriculum.

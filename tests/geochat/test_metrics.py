@@ -320,6 +320,34 @@ def test_refer_quad_is_scored_with_polygon_iou():
     assert sample.result.ious[0] == pytest.approx(shapely_iou(geometry.hbb_to_quad(box), truth))
 
 
+TWO_SHIPS = [SHIP, {"category": "ship", "hbb": [100, 50, 140, 90]}]
+
+
+@pytest.mark.parametrize("task", ["refer", "ground", "multi_turn"])
+@pytest.mark.parametrize(
+    ("objects", "geometry_text"),
+    [
+        ([SHIP], box_text(SHIP["hbb"])),
+        (TWO_SHIPS, box_text(*(o["hbb"] for o in TWO_SHIPS))),
+        ([SHIP], quad_text(geometry.hbb_to_quad(SHIP["hbb"]))),
+    ],
+)
+def test_a_ref_before_the_geometry_scores_exactly_as_the_bare_geometry(
+    task, objects, geometry_text
+):
+    def score(reference, answer):
+        result = score_one(make_record(task, reference, objects), answer).result
+        return result.ious.tolist(), result.num_predictions, result.num_targets
+
+    named = "<ref>ships</ref>" + geometry_text
+    shifted = geometry_text.replace("[100,", "[110,").replace("[[100,", "[[110,")
+    for answer in (geometry_text, named, shifted, "<ref>ships</ref>" + shifted, "<none>"):
+        assert score(named, answer) == score(geometry_text, answer)
+    assert score(named, named) == score(geometry_text, geometry_text)
+    assert score(named, named)[0] == pytest.approx([1.0] * len(objects))
+    assert metrics.score_record(make_record(task, named, objects), named)[1] == []
+
+
 def test_an_empty_answer_to_an_empty_target_is_right():
     record = make_record("refer", "<none>")
     assert score_one(record, "<none>").result.is_correct(0.5)

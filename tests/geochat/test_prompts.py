@@ -43,7 +43,7 @@ def test_the_ui_asks_training_questions():
 
 
 def test_the_family_prompts_are_questions_the_builders_write():
-    ground = written(prompts.GROUND_QUESTIONS, **prompts.form_words("box", plural=True))
+    ground = written(prompts.GROUNDED_CAPTION_QUESTIONS, **prompts.form_words("box", plural=True))
     assert IDEFICS3.task_prompts["ground"] in ground
     assert IDEFICS3.task_prompts["refer"] in prompts.REFER_QUESTIONS["box"]
     assert IDEFICS3.task_prompts["identify"] in prompts.IDENTIFY_QUESTIONS

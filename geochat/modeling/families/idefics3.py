@@ -44,7 +44,9 @@ IDEFICS3 = Family(
     dialect="canonical",
     task_prompts={  # the first question of each task the data builders write
         "refer": prompts.LOCATE,
-        "ground": prompts.GROUND_QUESTIONS[0].format(**prompts.form_words("box", plural=True)),
+        "ground": prompts.GROUNDED_CAPTION_QUESTIONS[0].format(
+            **prompts.form_words("box", plural=True)
+        ),
         "identify": prompts.IDENTIFY_QUESTIONS[0],
         "caption": prompts.DESCRIBE,
     },
