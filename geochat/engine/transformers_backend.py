@@ -314,17 +314,21 @@ def load_transformers(
     dtype: torch.dtype | str | None = None,
     max_tiles_per_side: int | None = None,
     dialect: str | None = None,
+    base: str | Path | None = None,
 ) -> TransformersAssistant:
     """Loads a checkpoint folder (or hub id, where a hub is reachable) into an assistant.
 
     A training run folder loads its `final/` model, else its newest complete checkpoint
-    (`geochat.modeling.resolve_checkpoint`); the assistant's `model_name` says which.
+    (`geochat.modeling.resolve_checkpoint`); the assistant's `model_name` says which. A peft
+    adapter folder loads on its base (`base`, else the one it names; see
+    `geochat.modeling.families.load_backbone`).
 
     Raises:
         FileNotFoundError: For a path that does not exist and is no hub id, or a folder that
             holds no model (no `config.json`).
         ValueError: For an unknown dtype or dialect, `max_tiles_per_side` outside 1..6, an
-            unsupported `model_type`, or a tokenizer without the family's image token.
+            unsupported `model_type`, a tokenizer without the family's image token, or an
+            adapter that does not fit its base.
     """
     folder = resolve_checkpoint(model)
     if isinstance(dtype, str):
@@ -332,7 +336,7 @@ def load_transformers(
         if not isinstance(found, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
         dtype = found
-    backbone = load_backbone(folder, dtype=dtype, device=device, dialect=dialect)
+    backbone = load_backbone(folder, dtype=dtype, device=device, dialect=dialect, base=base)
     return TransformersAssistant(backbone, model_name_of(model, folder), max_tiles_per_side)
 
 

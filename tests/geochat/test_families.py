@@ -334,9 +334,9 @@ def test_an_offline_hub_id_that_is_not_cached_is_explained(offline):
         load("nobody/no-such-model")
 
 
-def test_an_adapter_folder_names_its_base_and_how_to_merge_it(checkpoints, tmp_path):
-    folder = adapter_folder(tmp_path, checkpoints["qwen3_vl"])
-    with pytest.raises(ValueError, match=f"is a LoRA adapter of {checkpoints['qwen3_vl']}, not"):
+def test_an_adapter_whose_base_is_missing_names_it(tmp_path):
+    folder = adapter_folder(tmp_path, tmp_path / "gone")
+    with pytest.raises(FileNotFoundError, match=f"is a LoRA adapter of {tmp_path / 'gone'}, which"):
         load(folder)
 
 
@@ -358,7 +358,7 @@ BAD_MODELS = {
     "nobody/no-such-model": "not in the local cache and HF_HUB_OFFLINE is set",
     "bert": "model_type 'bert' is not supported; supported:",
     "no-image-token": "the tokenizer has no '<image>' token",
-    "adapter": "is a LoRA adapter of",
+    "adapter": "is a LoRA adapter of",  # whose base is not here
 }
 
 
@@ -374,7 +374,7 @@ def test_bad_models_are_one_sentence_in_every_command(
     data = data_module()
     special = tuple(token for token in data.LLAVA_SPECIAL if token != "<image>")
     data.tokenizer(special, eos_token="</s>").save_pretrained(no_token)
-    adapter_folder(tmp_path, checkpoints["qwen3_vl"])
+    adapter_folder(tmp_path, tmp_path / "gone")
     target = model if "/" in model else str(tmp_path / model)
     written = tmp_path / "written"
     turns = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A pool."}]

@@ -10,6 +10,7 @@ from peft import PeftModel
 from PIL import Image
 from transformers import AutoConfig
 
+from geochat.engine import load
 from geochat.grammar import parse
 from geochat.modeling.families import FAMILIES, dialect_for
 from geochat.training.collator import ChatCollator, encode_example
@@ -92,6 +93,25 @@ def test_merge_gives_the_adapted_logits_and_lora_exports(trained, checkpoints, s
             merged(**batch).logits, adapted(**batch).logits, atol=1e-4, rtol=1e-4
         )
     assert (export_lora(final, final.parent / "export") / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_the_engine_loads_a_training_run_of_adapters_on_its_base(trained, checkpoints, squares):
+    run = trained("qwen2_5_vl")  # its final/ is an adapter folder, the processor beside it
+    family = FAMILIES["qwen2_5_vl"]
+
+    assistant = load(run)
+
+    adapted = PeftModel.from_pretrained(
+        family.model_class.from_pretrained(checkpoints["qwen2_5_vl"]), str(run / "final")
+    ).eval()
+    batch = ChatCollator(assistant.processor, 512, family)(
+        [RecordDataset(squares, "val", ["refer"])[0]]
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            assistant.model(**batch).logits, adapted(**batch).logits, atol=1e-4, rtol=1e-4
+        )
 
 
 def learned_text(processor, example):
