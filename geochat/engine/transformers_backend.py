@@ -7,7 +7,8 @@ pixels of the original image.
 
 Generation runs in a thread that feeds a `TextIteratorStreamer`, so text arrives token by
 token (the streamer releases whole words); the non-streaming call consumes the same stream.
-`constrain="grounding"` is honoured by :class:`GroundingLogitsProcessor`.
+`constrain="grounding"` is honoured by :class:`GroundingLogitsProcessor`. Answers are decoded
+without the special tokens but those the dialect writes geometry with (:func:`hidden_token_ids`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from geochat.engine.assistant import (
     _request,
 )
 from geochat.engine.grounding import GroundingLogitsProcessor, grounding_regex, token_pieces
+from geochat.grammar import Dialect
 from geochat.imagery import ImagerySettings, ImageSource, LoadedImage
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
@@ -47,12 +49,40 @@ from geochat.modeling.families.batching import batch_inputs
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
 
-class _CountingStreamer(TextIteratorStreamer):
-    """A `TextIteratorStreamer` that also counts generated tokens and times the first one."""
+def hidden_token_ids(tokenizer: PreTrainedTokenizerBase, dialect: Dialect) -> frozenset[int]:
+    """The special tokens an answer is decoded without: all but the dialect's own tags.
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stats: GenerationStats) -> None:
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    `skip_special_tokens` would drop every special token, and with it the geometry of a
+    dialect whose tags are special tokens (Qwen2-VL's `<|box_start|>`, `<|object_ref_start|>`);
+    the end, pad, image and chat-turn tokens are still dropped.
+    """
+    special = {
+        token_id for token_id, token in tokenizer.added_tokens_decoder.items() if token.special
+    }
+    special.update(tokenizer.all_special_ids)
+    keep = dialect.tags
+    return frozenset(
+        token_id for token_id in special if tokenizer.convert_ids_to_tokens(token_id) not in keep
+    )
+
+
+def without(token_ids: Sequence[int], hidden: frozenset[int]) -> list[int]:
+    """`token_ids` without the `hidden` ones."""
+    return [token_id for token_id in token_ids if token_id not in hidden]
+
+
+class _CountingStreamer(TextIteratorStreamer):
+    """A `TextIteratorStreamer` that also counts generated tokens and times the first one.
+
+    It decodes the answer without the `hidden` tokens (:func:`hidden_token_ids`).
+    """
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, stats: GenerationStats, hidden: frozenset[int]
+    ) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=False)
         self.stats = stats
+        self.hidden = hidden
         self.started = time.perf_counter()
         self._prompt_seen = False
 
@@ -62,6 +92,7 @@ class _CountingStreamer(TextIteratorStreamer):
             if self.stats.prefill_s is None:
                 self.stats.prefill_s = time.perf_counter() - self.started
             self.stats.completion_tokens += value.numel()
+            value = torch.tensor(without(value.flatten().tolist(), self.hidden), dtype=value.dtype)
         self._prompt_seen = True
         super().put(value)
 
@@ -125,6 +156,14 @@ class TransformersAssistant(Assistant):
                 )
             _set_max_tiles(backbone.processor, max_tiles_per_side)
         self._pieces: list[str] | None = None
+        self._hidden: frozenset[int] | None = None
+
+    def _hidden_tokens(self) -> frozenset[int]:
+        """The special tokens answers are decoded without (:func:`hidden_token_ids`)."""
+        if self._hidden is None:
+            tokenizer = self.processor.tokenizer
+            self._hidden = hidden_token_ids(tokenizer, dialect_for(self.backbone.dialect))
+        return self._hidden
 
     def close(self) -> None:
         """Nothing to free: the model goes with the assistant."""
@@ -212,7 +251,11 @@ class TransformersAssistant(Assistant):
             logits_processor=LogitsProcessorList(logits_processor or []),
         )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # [B, new]
-        texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        hidden = self._hidden_tokens()
+        texts = [
+            self.processor.tokenizer.decode(without(row, hidden), skip_special_tokens=False)
+            for row in new_tokens.tolist()
+        ]
         ends = self._end_tokens()
         replies = []
         for request, tokens, text in zip(requests, new_tokens.tolist(), texts, strict=True):
@@ -230,7 +273,7 @@ class TransformersAssistant(Assistant):
     def _generation(self, inputs: BatchFeature, request: Request) -> Generator[str, None, None]:
         """Runs `generate` in a thread and yields its text; closing stops the thread."""
         stats = request.stats
-        streamer = _CountingStreamer(self.processor.tokenizer, stats)
+        streamer = _CountingStreamer(self.processor.tokenizer, stats, self._hidden_tokens())
         cancel = threading.Event()
         failures: list[BaseException] = []
 

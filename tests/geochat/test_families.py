@@ -195,6 +195,34 @@ def test_streaming_reads_the_same_geometry(assistants):
     assert items[-1].parsed.objects[0].hbb == pytest.approx(POOL_PX, abs=1e-6)
 
 
+QWEN2VL_POOL = (
+    "<|object_ref_start|>the pool<|object_ref_end|><|box_start|>(250,250),(500,500)<|box_end|>"
+)
+
+
+def test_qwen_special_token_tags_survive_streamed_and_batched_decoding(checkpoints):
+    # Qwen's grammar tags are special tokens: decoding keeps them, and drops <|im_end|>.
+    assistant = load(checkpoints["qwen2_5_vl"], dialect="qwen2vl")
+    tokenizer = assistant.processor.tokenizer
+    assert len(tokenizer.encode("<|box_start|>", add_special_tokens=False)) == 1
+    assert tokenizer.added_tokens_decoder[tokenizer.convert_tokens_to_ids("<|box_start|>")].special
+
+    items = list(
+        assistant.chat(
+            image(), QUESTION, stream=True, logits_processor=[Force(assistant, QWEN2VL_POOL)]
+        )
+    )
+    batched = assistant.chat_batch(
+        [(image(), QUESTION)], logits_processor=[Force(assistant, QWEN2VL_POOL)]
+    )[0]
+
+    assert "".join(items[:-1]) == QWEN2VL_POOL
+    for reply in (items[-1], batched):
+        assert reply.parsed.objects[0].phrase == "the pool"
+        assert reply.parsed.objects[0].hbb == pytest.approx(POOL_PX, abs=1e-6)
+        assert reply.completion_tokens == len(tokenizer.encode(QWEN2VL_POOL)) + 1  # + <|im_end|>
+
+
 def test_dialect_override_replaces_the_family_dialect(checkpoints):
     assistant = load(checkpoints["qwen3_vl"], dialect="canonical")
     answer = "<ref>the pool</ref><box>[[250,250,500,500]]</box>"
