@@ -23,7 +23,14 @@ from pathlib import Path
 
 import torch
 
-from geochat.engine.assistant import Assistant, BackendError, NativeInput, Reply, prepare_messages
+from geochat.engine.assistant import (
+    Assistant,
+    BackendError,
+    NativeInput,
+    Reply,
+    prepare_messages,
+    task_question,
+)
 from geochat.engine.grounding import GROUNDING_REGEX
 from geochat.engine.transformers_backend import TransformersAssistant, load_transformers
 from geochat.imagery import ImageError, LoadedImage, load_image
@@ -118,4 +125,5 @@ __all__ = [
     "load",
     "load_image",
     "prepare_messages",
+    "task_question",
 ]

@@ -140,6 +140,7 @@ class TransformersAssistant(Assistant):
             ValueError: For `max_tiles_per_side` outside 1..6 or on another family.
         """
         self.backbone = backbone
+        self.family = backbone.family
         self.model = backbone.model
         self.processor = backbone.processor
         self.model_name = model_name
