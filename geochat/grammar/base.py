@@ -38,6 +38,9 @@ class Dialect(abc.ABC):
     """A text format for geometry: parses answers into pixel geometry and writes it back."""
 
     name: ClassVar[str]
+    # Whether an object's phrase is written inside its geometry (Qwen's JSON `label`), rather
+    # than in a phrase tag before it.
+    labels_in_geometry: ClassVar[bool] = False
 
     @property
     def tags(self) -> frozenset[str]:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from family_fixtures import HEIGHT, NATIVE, POOL_PX, WIDTH
 from peft import PeftModel
 from PIL import Image
 from transformers import AutoConfig
@@ -141,6 +142,39 @@ def test_targets_are_written_in_the_family_dialect(checkpoints, name):
     assert found.hbb == pytest.approx(box, abs=3)
     # Only the answer (and its end-of-turn token) is learned: never the image or the question.
     assert "Where" not in answer and str(processor.image_token) not in answer
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "qwen3_vl"])
+def test_qwen_targets_name_their_boxes_with_json_labels(checkpoints, name):
+    # Qwen answers grounding questions with [{"bbox_2d": [...], "label": "..."}]: the phrase
+    # is the box's label, not a <ref> tag before the JSON.
+    family = FAMILIES[name]
+    processor = family.load_processor(
+        checkpoints[name], AutoConfig.from_pretrained(checkpoints[name])
+    )
+    image = Image.new("RGB", (WIDTH, HEIGHT), (90, 90, 90))
+    answers = {
+        "refer": "<ref>the pool</ref><box>[[250,250,500,500]]</box>",
+        "prose": "There is <ref>the pool</ref><box>[[250,250,500,500]]</box> by the road.",
+        "none": "<ref>the pool</ref><none>",
+    }
+    learned = {}
+    for case, answer in answers.items():
+        conversations = [
+            {"from": "human", "value": "<image>\nWhere is the pool?"},
+            {"from": "gpt", "value": answer},
+        ]
+        example = encode_example(processor, conversations, image, 4096, family)
+        learned[case] = learned_text(processor, example)
+
+    assert learned["refer"].startswith(NATIVE[name])  # then the end of the turn
+    assert learned["prose"].startswith(f"There is the pool by the road.\n{NATIVE[name]}")
+    assert learned["none"].startswith("```json\n[]\n```")
+    dialect = dialect_for(family.dialect, family.input_frame(processor, image))
+    for text in learned.values():
+        assert "<ref>" not in text
+    (pool,) = parse(learned["prose"], WIDTH, HEIGHT, dialect).objects
+    assert pool.phrase == "the pool" and pool.hbb == pytest.approx(POOL_PX, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["qwen2_5_vl", "llava"])

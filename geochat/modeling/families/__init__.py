@@ -15,6 +15,7 @@ family's dialect is translated at this edge (:func:`dialect_for`, :func:`to_dial
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from geochat.grammar import (
     DIALECTS,
+    CanonicalDialect,
     Dialect,
     GroundedObject,
     Qwen25VLDialect,
@@ -44,6 +46,8 @@ FAMILIES: dict[str, Family] = {
     for family in (IDEFICS3, QWEN2_5_VL, QWEN3_VL, LLAVA)
     for model_type in family.model_types
 }
+# A canonical phrase tag and its phrase: `<ref>the pool</ref>`.
+PHRASE_TAG = re.compile("{}.*?{}".format(*map(re.escape, CanonicalDialect.SYNTAX.phrase)), re.S)
 FRAME_DIALECTS = frozenset({Qwen25VLDialect.name})  # dialects in pixels of the resized image
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what peft saves
 PROCESSOR_MARK = "tokenizer_config.json"  # a folder a processor was saved into
@@ -232,6 +236,36 @@ def to_dialect(
     """
     objects = parse(text, width, height, source).objects
     return rewrite_geometry(text, objects, width, height, dialect, phrases=False)
+
+
+def to_answer(text: str, width: int, height: int, dialect: Dialect) -> str:
+    """An answer in the canonical grammar (a training target), written as `dialect` answers.
+
+    Tag dialects: as :func:`to_dialect`. Dialects that write an object's phrase inside its
+    geometry (Qwen's JSON `label`): one list of every object, each labelled with its phrase,
+    as Qwen2.5-VL and Qwen3-VL answer grounding questions
+    (`[{"bbox_2d": [...], "label": "the pool"}]`); the answer's prose, where it has more than
+    geometry and phrases, comes first with its phrases as plain words; "nothing found" is the
+    empty list.
+
+    Args:
+        text: An answer whose geometry is in the canonical grammar.
+        width: Width of the image in pixels.
+        height: Height of the image in pixels.
+        dialect: The dialect to write.
+    """
+    if not dialect.labels_in_geometry:
+        return to_dialect(text, width, height, dialect)
+    parsed = parse(text, width, height)
+    if not parsed.objects:
+        return text
+    listing = dialect.format(parsed.objects, width, height)
+    spans = sorted({item.span for item in parsed.objects})
+    starts, ends = [0, *(end for _, end in spans)], [*(start for start, _ in spans), len(text)]
+    rest = PHRASE_TAG.sub("", "".join(text[a:b] for a, b in zip(starts, ends, strict=True)))
+    if not any(character.isalnum() for character in rest):
+        return listing
+    return f"{parsed.text.strip()}\n{listing}"
 
 
 def to_canonical(text: str, objects: list[GroundedObject], width: int, height: int) -> str:
@@ -461,6 +495,7 @@ __all__ = [
     "processor_folder",
     "rewrite_geometry",
     "supported",
+    "to_answer",
     "to_canonical",
     "to_dialect",
 ]
