@@ -79,7 +79,14 @@ from geochat.app.schemas import (
     ModelList,
     SegmentParams,
 )
-from geochat.engine import Assistant, BackendError, ImageError, LoadedImage, Reply
+from geochat.engine import (
+    Assistant,
+    BackendError,
+    ImageError,
+    LoadedImage,
+    Reply,
+    task_question,
+)
 from geochat.georef import to_geojson, to_pixel_geojson
 
 if TYPE_CHECKING:
@@ -106,7 +113,7 @@ def create_app(
 
     Args:
         assistant: The engine (:func:`geochat.engine.load`), or anything with its ``chat``,
-            ``model_name`` and ``backend``.
+            ``model_name``, ``backend`` and ``family``.
         settings: Limits and the API key; the defaults of :class:`ApiSettings` when None.
         refiner: SAM, for ``/v1/segment``'s refinement; None: masks come from the model alone.
 
@@ -223,7 +230,9 @@ async def ground(request: Request, service: Service) -> GroundResponse:
     """Finds what an expression refers to: boxes (``kind=hbb``) or oriented boxes (``quad``)."""
     params, data = await read_image_request(request, GroundParams)
     _check_expression(service, params.expression, "expression")
-    prompt = prompts.locate(_sentence_part(params.expression), GROUND_FORMS[params.kind])
+    phrase = _sentence_part(params.expression)
+    question = prompts.locate(phrase, GROUND_FORMS[params.kind])
+    prompt = task_question(service.assistant.family, "refer", question, phrase=phrase)
     max_new_tokens = service.check_new_tokens(params.max_new_tokens)
     work = partial(service.ask, data, params.imagery_options(), prompt, max_new_tokens, "grounding")
     image, reply = await service.running_gate().run(work, service.settings.inference_timeout_s)

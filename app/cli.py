@@ -26,7 +26,13 @@ LOOPBACK_NAMES = {"localhost"}
 
 def _add_engine_arguments(parser: argparse.ArgumentParser, port: int) -> None:
     """The options of the verbs that run the engine: which model, on what, and where to listen."""
-    parser.add_argument("--model", help="checkpoint folder (default: the bundled geochat-nano)")
+    parser.add_argument(
+        "--model",
+        help="checkpoint folder or LoRA adapter folder (default: the bundled geochat-nano)",
+    )
+    parser.add_argument(
+        "--base", help="base model of an adapter --model (default: the one it names)"
+    )
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
     parser.add_argument("--vllm-url", help="a running vLLM server, e.g. http://127.0.0.1:8001/v1")
     parser.add_argument("--device", default="cpu", help="torch device of the embedded model")
@@ -171,7 +177,11 @@ def _serve_api(args: argparse.Namespace, sock: socket.socket) -> int:
     )
     try:
         assistant = load(
-            args.model, backend=args.backend, device=args.device, vllm_url=args.vllm_url
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            vllm_url=args.vllm_url,
+            base=args.base,
         )
         refiner = Refiner.from_pretrained(args.sam, device=args.device) if args.sam else None
     except (OSError, ValueError) as error:
@@ -234,7 +244,11 @@ def app_main(argv: list[str] | None = None) -> int:
 
     try:
         assistant = load(
-            args.model, backend=args.backend, device=args.device, vllm_url=args.vllm_url
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            vllm_url=args.vllm_url,
+            base=args.base,
         )
     except (OSError, ValueError) as error:
         print(f"geochat app: {error}", file=sys.stderr)

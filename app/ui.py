@@ -58,11 +58,11 @@ from geochat.app.overlay import (
 )
 from geochat.draw import UNNAMED
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
-from geochat.engine.assistant import prepare_messages
+from geochat.engine.assistant import prepare_messages, task_question
 from geochat.engine.scene import ScenePlan, SceneResult, run_scene
 from geochat.engine.scene_output import scene_files, write_scene
 from geochat.fileio import atomic_writer
-from geochat.grammar import readable
+from geochat.grammar import format_region, readable
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ EXAMPLES = (
     ("port.tif", prompts.where("the industrial area")),
 )
 # Question templates of the task buttons; {target} is the object field. They follow the
-# wording of the training tasks (geochat.prompts), which the bundled model knows.
+# wording of the training tasks (geochat.prompts), which the bundled model knows. The region
+# button's question is asked as the identify task, with the drawn region inside it.
 TASKS = (
     ("Describe", prompts.DESCRIBE),
     ("Find all", prompts.locate("all {target}")),
@@ -83,6 +84,7 @@ TASKS = (
     ("Segment", prompts.segment("the {target}")),
     ("What is in the region?", "What is in the region?"),
 )
+REGION_QUESTION = TASKS[-1][1]
 # The imagery controls: "" keeps the model's settings (geochat.imagery.ImagerySettings).
 BAND_PRESETS = [
     ("Model default (the file's colour interpretation, else 1,2,3)", ""),
@@ -368,8 +370,9 @@ class _Handlers:
         shown = html.escape(question) + (f"\n\n{_region_note(region)}" if region else "")
         chat = [*chat, {"role": "user", "content": shown}, {"role": "assistant", "content": ""}]
         yield chat, "", gr.skip(), gr.skip(), gr.skip()
-        messages = [*history, {"role": "user", "content": question}]
         image = session.loaded if session is not None else None
+        content, region = self._question(question, region, image)
+        messages = [*history, {"role": "user", "content": content}]
         text, reply = "", None
         try:
             stream = self.assistant.chat(
@@ -407,6 +410,21 @@ class _Handlers:
             self._overlay(reply, session),
             self._download(reply, session),
         )
+
+    def _question(
+        self, question: str, region: list[float] | None, image: LoadedImage | None
+    ) -> tuple[str, list[float] | None]:
+        """The question as the model is asked it, and the region the engine is to append.
+
+        The region button's question becomes the identify task's (`prompts.identify`, the
+        region inside the sentence as training writes it), in the family's own words where it
+        has them (`geochat.engine.task_question`); any other question keeps the region appended.
+        """
+        if question != REGION_QUESTION or region is None or image is None:
+            return question, region
+        place = format_region(region, image.width, image.height)
+        asked = prompts.identify(place)
+        return task_question(self.assistant.family, "identify", asked, region=place), None
 
     @staticmethod
     def _region(

@@ -130,6 +130,11 @@ def locate(phrase: str, form: str = "box") -> str:
     return LOCATE_AS.format(phrase=phrase, **form_words(form, plural=False))
 
 
+def identify(region: str) -> str:
+    """Asks what is in a region (a ``<box>`` or ``<quad>``): "What is in the region <box>...?"."""
+    return IDENTIFY_QUESTIONS[0].format(region=region)
+
+
 def where(phrase: str, plural: bool = False) -> str:
     """Asks where a phrase's objects are: "Where is the water?"."""
     return WHERE.format(phrase=phrase, be="are" if plural else "is")

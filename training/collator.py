@@ -23,7 +23,7 @@ from PIL import Image
 from transformers.processing_utils import ProcessorMixin
 
 from geochat.modeling import conversation_to_messages
-from geochat.modeling.families import Family, dialect_for, to_dialect
+from geochat.modeling.families import Family, dialect_for, to_answer, to_dialect
 from geochat.modeling.families.batching import IGNORE_INDEX, SEQUENCE_PADDING, batch_inputs
 from geochat.modeling.families.idefics3 import IDEFICS3
 
@@ -87,8 +87,16 @@ def target_messages(
     if image is None or name == "canonical":
         return messages
     target = dialect_for(name, family.input_frame(processor, image))
+    # Answers are written as the family answers (Qwen: labels inside the JSON); questions keep
+    # their words, with any region rewritten in place.
+    write = {"assistant": to_answer}
     return [
-        {**m, "content": to_dialect(m["content"], image.width, image.height, target)}
+        {
+            **m,
+            "content": write.get(m["role"], to_dialect)(
+                m["content"], image.width, image.height, target
+            ),
+        }
         for m in messages
     ]
 

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig
 
 from geochat.modeling.checkpoints import ADAPTER_CONFIG
-from geochat.modeling.families import check_adapter_base, family_of
+from geochat.modeling.families import check_adapter_base, family_of, processor_folder
 
 
 class MergeError(ValueError):
@@ -71,9 +71,7 @@ def merge_adapter(
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     output_dir = Path(output_dir)
     merged.save_pretrained(output_dir)
-    # Training saves the processor beside the adapter (with its imagery settings).
-    has_processor = (Path(adapter_dir) / "tokenizer_config.json").is_file()
-    source = adapter_dir if has_processor else base
+    source = processor_folder(adapter_dir, base)  # training saves it beside the adapter
     family.load_processor(source, AutoConfig.from_pretrained(base)).save_pretrained(output_dir)
     print(f"merged {adapter_dir} into {base}; wrote {output_dir}")
     return output_dir

@@ -72,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         help="checkpoint folder, training run folder or hub id (vllm: served name); "
-        "default geochat-nano",
+        "default geochat-nano; or a LoRA adapter folder, loaded on its base",
+    )
+    parser.add_argument(
+        "--base", help="base model of an adapter --model (default: the one it names)"
     )
     parser.add_argument("--region", type=_region, help="pixel box x0,y0,x1,y1 or quad (8 values)")
     parser.add_argument("--draw", type=_drawing_path, help="write the image with geometry here")
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             vllm_url=args.vllm_url,
             max_tiles_per_side=args.max_tiles,
             dialect=args.dialect,
+            base=args.base,
         )
         try:
             settings = imagery.from_arguments(args, assistant.imagery)

@@ -283,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--model", help="model folder, training run folder (its final/ or newest checkpoint)"
     )
+    run.add_argument("--base", help="base model of an adapter --model (default: the one it names)")
     run.add_argument("--data", type=Path, help="records: a JSONL file or a build folder")
     run.add_argument("--split", default="test", help="split of a build folder (default test)")
     run.add_argument(
@@ -363,7 +364,7 @@ def _run_model(args: argparse.Namespace, console: Console) -> int:
         return 2
     try:
         model_path = resolve_checkpoint(args.model)  # a run folder: its final/ or checkpoint
-        assistant = load_transformers(model_path, device=args.device)
+        assistant = load_transformers(model_path, device=args.device, base=args.base)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"geochat eval: {error}", file=sys.stderr)
         return 2

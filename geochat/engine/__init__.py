@@ -23,7 +23,14 @@ from pathlib import Path
 
 import torch
 
-from geochat.engine.assistant import Assistant, BackendError, NativeInput, Reply, prepare_messages
+from geochat.engine.assistant import (
+    Assistant,
+    BackendError,
+    NativeInput,
+    Reply,
+    prepare_messages,
+    task_question,
+)
 from geochat.engine.grounding import GROUNDING_REGEX
 from geochat.engine.transformers_backend import TransformersAssistant, load_transformers
 from geochat.imagery import ImageError, LoadedImage, load_image
@@ -40,6 +47,7 @@ def load(
     dtype: torch.dtype | str | None = None,
     max_tiles_per_side: int | None = None,
     dialect: str | None = None,
+    base: str | Path | None = None,
 ) -> Assistant:
     """Returns an assistant for a model on a backend.
 
@@ -47,7 +55,8 @@ def load(
         model: transformers: a checkpoint folder (`save_pretrained` of a model and its
             processor), a training run folder (its `final/`, else its newest checkpoint;
             `geochat.modeling.resolve_checkpoint`) or a hub id; None for the bundled
-            geochat-nano (`DEFAULT_MODEL`). The assistant's `model_name` is the folder loaded.
+            geochat-nano (`DEFAULT_MODEL`); or a peft adapter folder (as `geochat train`
+            writes), loaded on its base. The assistant's `model_name` is the folder loaded.
             vllm: the served model or adapter name; None for the first the server lists.
         backend: "transformers" (in this process) or "vllm" (a running server).
         device: Where transformers runs the model ("cpu", "cuda", "cuda:1", ...).
@@ -60,6 +69,8 @@ def load(
             None takes its family's (`geochat.modeling.families`, chosen by the checkpoint's
             `model_type`; for vllm, read from the served checkpoint folder when it is readable
             here, else the canonical grammar).
+        base: For an adapter folder on transformers, the base model to load it on instead of
+            the one the adapter names (a folder, training run folder or hub id).
 
     Raises:
         FileNotFoundError: When the model folder is missing (the bundled one included) or holds
@@ -71,12 +82,14 @@ def load(
     if backend == "transformers":
         if vllm_url is not None:
             raise ValueError("vllm_url is for backend='vllm'")
-        return load_transformers(_model_folder(model), device, dtype, max_tiles_per_side, dialect)
+        return load_transformers(
+            _model_folder(model), device, dtype, max_tiles_per_side, dialect, base
+        )
     if backend == "vllm":
-        if dtype is not None or max_tiles_per_side is not None:
+        if dtype is not None or max_tiles_per_side is not None or base is not None:
             raise ValueError(
-                "dtype and max_tiles_per_side are for backend='transformers' (they are the vLLM "
-                "server's settings: geochat serve)"
+                "dtype, max_tiles_per_side and base are for backend='transformers' (they are the "
+                "vLLM server's settings: geochat serve, with --lora for adapters)"
             )
         # Imported here: httpx is needed only by this backend (the `app` extra).
         from geochat.engine.vllm_backend import DEFAULT_VLLM_URL, VLLMAssistant
@@ -112,4 +125,5 @@ __all__ = [
     "load",
     "load_image",
     "prepare_messages",
+    "task_question",
 ]

@@ -20,6 +20,7 @@ from transformers import LogitsProcessor
 from geochat.georef import to_geojson, to_pixel_geojson
 from geochat.grammar import Dialect, Parsed, format_region, parse, readable
 from geochat.imagery import ImagerySettings, ImageSource, LoadedImage, load_image
+from geochat.modeling.families.base import Family
 
 IMAGE_PLACE = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -165,12 +166,15 @@ class Assistant(ABC):
             choice over them with ``assistant.imagery.updated(...)``.
         native_input: The tile size and GSD the model was trained on (scene inference), None
             when the backend cannot tell.
+        family: The model's backbone family, None when the backend cannot tell (it decides
+            how a task is asked: :func:`task_question`).
     """
 
     model_name: str
     backend: str
     imagery: ImagerySettings = ImagerySettings()
     native_input: NativeInput | None = None
+    family: Family | None = None
 
     def chat(
         self,
@@ -290,6 +294,25 @@ class Assistant(ABC):
         finally:
             deltas.close()  # a consumer that stops early stops the generation
         yield _reply("".join(pieces), request, started)
+
+
+def task_question(family: Family | None, task: str, question: str, **fields: str) -> str:
+    """The question that asks a model for a task: its family's own prompt, else `question`.
+
+    The one place a family's task prompt is applied (GeoChat-7B's `[refer]`, `[grounding]`
+    and `[identify]` prompts, Qwen's cookbook grounding prompts); a family that declares none
+    for the task (geochat's own models), or an unknown family, is asked in geochat's wording,
+    the questions its training data holds.
+
+    Args:
+        family: The assistant's `family`.
+        task: A key of `Family.task_prompts`: `refer`, `ground`, `identify`, `caption`.
+        question: The question in geochat's wording (`geochat.prompts`), fields filled in.
+        fields: The family prompt's fields: `phrase`, and `region` (a region in geochat's
+            grammar, which the backend rewrites in the model's dialect).
+    """
+    template = None if family is None else family.task_prompts.get(task)
+    return question if template is None else template.format(**fields)
 
 
 def prepare_messages(

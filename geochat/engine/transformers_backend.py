@@ -7,7 +7,8 @@ pixels of the original image.
 
 Generation runs in a thread that feeds a `TextIteratorStreamer`, so text arrives token by
 token (the streamer releases whole words); the non-streaming call consumes the same stream.
-`constrain="grounding"` is honoured by :class:`GroundingLogitsProcessor`.
+`constrain="grounding"` is honoured by :class:`GroundingLogitsProcessor`. Answers are decoded
+without the special tokens but those the dialect writes geometry with (:func:`hidden_token_ids`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from geochat.engine.assistant import (
     _request,
 )
 from geochat.engine.grounding import GroundingLogitsProcessor, grounding_regex, token_pieces
+from geochat.grammar import Dialect
 from geochat.imagery import ImagerySettings, ImageSource, LoadedImage
 from geochat.modeling import GeoChatProcessor, resolve_checkpoint
 from geochat.modeling.families import Backbone, dialect_for, load_backbone
@@ -47,12 +49,40 @@ from geochat.modeling.families.batching import batch_inputs
 from geochat.modeling.tokenizer import MAX_TILES_PER_SIDE
 
 
-class _CountingStreamer(TextIteratorStreamer):
-    """A `TextIteratorStreamer` that also counts generated tokens and times the first one."""
+def hidden_token_ids(tokenizer: PreTrainedTokenizerBase, dialect: Dialect) -> frozenset[int]:
+    """The special tokens an answer is decoded without: all but the dialect's own tags.
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stats: GenerationStats) -> None:
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    `skip_special_tokens` would drop every special token, and with it the geometry of a
+    dialect whose tags are special tokens (Qwen2-VL's `<|box_start|>`, `<|object_ref_start|>`);
+    the end, pad, image and chat-turn tokens are still dropped.
+    """
+    special = {
+        token_id for token_id, token in tokenizer.added_tokens_decoder.items() if token.special
+    }
+    special.update(tokenizer.all_special_ids)
+    keep = dialect.tags
+    return frozenset(
+        token_id for token_id in special if tokenizer.convert_ids_to_tokens(token_id) not in keep
+    )
+
+
+def without(token_ids: Sequence[int], hidden: frozenset[int]) -> list[int]:
+    """`token_ids` without the `hidden` ones."""
+    return [token_id for token_id in token_ids if token_id not in hidden]
+
+
+class _CountingStreamer(TextIteratorStreamer):
+    """A `TextIteratorStreamer` that also counts generated tokens and times the first one.
+
+    It decodes the answer without the `hidden` tokens (:func:`hidden_token_ids`).
+    """
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, stats: GenerationStats, hidden: frozenset[int]
+    ) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=False)
         self.stats = stats
+        self.hidden = hidden
         self.started = time.perf_counter()
         self._prompt_seen = False
 
@@ -62,6 +92,7 @@ class _CountingStreamer(TextIteratorStreamer):
             if self.stats.prefill_s is None:
                 self.stats.prefill_s = time.perf_counter() - self.started
             self.stats.completion_tokens += value.numel()
+            value = torch.tensor(without(value.flatten().tolist(), self.hidden), dtype=value.dtype)
         self._prompt_seen = True
         super().put(value)
 
@@ -109,6 +140,7 @@ class TransformersAssistant(Assistant):
             ValueError: For `max_tiles_per_side` outside 1..6 or on another family.
         """
         self.backbone = backbone
+        self.family = backbone.family
         self.model = backbone.model
         self.processor = backbone.processor
         self.model_name = model_name
@@ -125,6 +157,14 @@ class TransformersAssistant(Assistant):
                 )
             _set_max_tiles(backbone.processor, max_tiles_per_side)
         self._pieces: list[str] | None = None
+        self._hidden: frozenset[int] | None = None
+
+    def _hidden_tokens(self) -> frozenset[int]:
+        """The special tokens answers are decoded without (:func:`hidden_token_ids`)."""
+        if self._hidden is None:
+            tokenizer = self.processor.tokenizer
+            self._hidden = hidden_token_ids(tokenizer, dialect_for(self.backbone.dialect))
+        return self._hidden
 
     def close(self) -> None:
         """Nothing to free: the model goes with the assistant."""
@@ -212,7 +252,11 @@ class TransformersAssistant(Assistant):
             logits_processor=LogitsProcessorList(logits_processor or []),
         )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # [B, new]
-        texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        hidden = self._hidden_tokens()
+        texts = [
+            self.processor.tokenizer.decode(without(row, hidden), skip_special_tokens=False)
+            for row in new_tokens.tolist()
+        ]
         ends = self._end_tokens()
         replies = []
         for request, tokens, text in zip(requests, new_tokens.tolist(), texts, strict=True):
@@ -230,7 +274,7 @@ class TransformersAssistant(Assistant):
     def _generation(self, inputs: BatchFeature, request: Request) -> Generator[str, None, None]:
         """Runs `generate` in a thread and yields its text; closing stops the thread."""
         stats = request.stats
-        streamer = _CountingStreamer(self.processor.tokenizer, stats)
+        streamer = _CountingStreamer(self.processor.tokenizer, stats, self._hidden_tokens())
         cancel = threading.Event()
         failures: list[BaseException] = []
 
@@ -314,17 +358,21 @@ def load_transformers(
     dtype: torch.dtype | str | None = None,
     max_tiles_per_side: int | None = None,
     dialect: str | None = None,
+    base: str | Path | None = None,
 ) -> TransformersAssistant:
     """Loads a checkpoint folder (or hub id, where a hub is reachable) into an assistant.
 
     A training run folder loads its `final/` model, else its newest complete checkpoint
-    (`geochat.modeling.resolve_checkpoint`); the assistant's `model_name` says which.
+    (`geochat.modeling.resolve_checkpoint`); the assistant's `model_name` says which. A peft
+    adapter folder loads on its base (`base`, else the one it names; see
+    `geochat.modeling.families.load_backbone`).
 
     Raises:
         FileNotFoundError: For a path that does not exist and is no hub id, or a folder that
             holds no model (no `config.json`).
         ValueError: For an unknown dtype or dialect, `max_tiles_per_side` outside 1..6, an
-            unsupported `model_type`, or a tokenizer without the family's image token.
+            unsupported `model_type`, a tokenizer without the family's image token, or an
+            adapter that does not fit its base.
     """
     folder = resolve_checkpoint(model)
     if isinstance(dtype, str):
@@ -332,7 +380,7 @@ def load_transformers(
         if not isinstance(found, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}; e.g. 'float32', 'bfloat16', 'float16'")
         dtype = found
-    backbone = load_backbone(folder, dtype=dtype, device=device, dialect=dialect)
+    backbone = load_backbone(folder, dtype=dtype, device=device, dialect=dialect, base=base)
     return TransformersAssistant(backbone, model_name_of(model, folder), max_tiles_per_side)
 
 

@@ -38,6 +38,17 @@ class Dialect(abc.ABC):
     """A text format for geometry: parses answers into pixel geometry and writes it back."""
 
     name: ClassVar[str]
+    # Whether an object's phrase is written inside its geometry (Qwen's JSON `label`), rather
+    # than in a phrase tag before it.
+    labels_in_geometry: ClassVar[bool] = False
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The literal tags its answers are written with; none for plain-text dialects (JSON).
+
+        A tokenizer may hold them as special tokens, which decoding must keep.
+        """
+        return frozenset()
 
     def parse(self, text: str, width: float, height: float, strict: bool = False) -> Parsed:
         """Parses an answer into objects in pixel coordinates of a ``width x height`` image.
@@ -174,6 +185,7 @@ class TagSyntax:
             only spaces or separators between (GeoChat, Qwen2-VL), or to the next one only. An
             empty phrase tag ends a chain: the geometry after it has no phrase.
         text_closers: Closing tags that are ordinary text when nothing opened them (``}``).
+        tags: Every tag above (derived).
     """
 
     phrase: tuple[str, str]
@@ -182,12 +194,14 @@ class TagSyntax:
     separators: frozenset[str] = frozenset()
     phrase_spans_chain: bool = False
     text_closers: frozenset[str] = frozenset()
+    tags: frozenset[str] = field(init=False, repr=False)
     pattern: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         tags = {*self.phrase, *self.geometry, *self.geometry.values(), *self.separators}
         if self.none is not None:
             tags.add(self.none)
+        object.__setattr__(self, "tags", frozenset(tags))
         # Longest first, so that a tag is never cut short by a shorter one it starts with.
         alternatives = sorted(tags, key=len, reverse=True)
         object.__setattr__(self, "pattern", re.compile("|".join(map(re.escape, alternatives))))
@@ -313,6 +327,11 @@ class TagDialect(Dialect):
 
     SYNTAX: ClassVar[TagSyntax]
     readers: Mapping[str, ContentReader]
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The tags of :attr:`SYNTAX`."""
+        return self.SYNTAX.tags
 
     def read(
         self, text: str, width: float, height: float, log: ProblemLog

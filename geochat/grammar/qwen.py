@@ -127,6 +127,7 @@ class Qwen25VLDialect(Dialect):
     """
 
     name = "qwen25vl"
+    labels_in_geometry = True
 
     def __init__(self, input_size: tuple[int, int] | None = None) -> None:
         self.input_size = input_size

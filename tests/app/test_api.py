@@ -58,6 +58,7 @@ class FakeAssistant:
     model_name = "fake-geochat"
     backend = "fake"
     imagery = ImagerySettings()
+    family = None  # no backbone family: asked in geochat's wording
 
     def __init__(self, answer=SHIP, error=None, hold=None, delay_s=0.0):
         self.answer = answer

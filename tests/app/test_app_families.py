@@ -13,7 +13,11 @@ from family_fixtures import HEIGHT, NAMES, NATIVE, POOL_PX, WIDTH, Force, image
 from fastapi.testclient import TestClient
 
 import geochat.engine
+from geochat import prompts
 from geochat.app.cli import api_main, app_main
+from geochat.app.ui import REGION_QUESTION
+from geochat.grammar import format_region
+from geochat.modeling import tiny
 
 
 @pytest.fixture
@@ -81,3 +85,76 @@ def test_app_grounds_in_original_pixels(checkpoints, launches, forced, png, name
     assert feature["properties"]["phrase"] == "the pool"
     xs, ys = zip(*feature["geometry"]["coordinates"][0], strict=True)
     assert [min(xs), min(ys), max(xs), max(ys)] == pytest.approx(POOL_PX, abs=1e-6)
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    """The messages each assistant that `geochat.engine.load` returns was asked, in order."""
+    real, questions = geochat.engine.load, []
+
+    def load(model=None, **options):
+        assistant = real(model, **options)
+        chat = assistant.chat
+
+        def recording_chat(image, messages, **kwargs):
+            questions.append(messages[-1]["content"])
+            return chat(image, messages, **{**kwargs, "max_new_tokens": 2})  # any answer will do
+
+        assistant.chat = recording_chat
+        return assistant
+
+    monkeypatch.setattr(geochat.engine, "load", load)
+    return questions
+
+
+@pytest.fixture(scope="module")
+def nano(tmp_path_factory):
+    """A tiny geochat (Idefics3 family) checkpoint, as geochat-nano is."""
+    folder = tmp_path_factory.mktemp("tiny-geochat")
+    model, processor = tiny()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+REFER = {  # the question /v1/ground asks for "the pool", by family
+    "llava": "[refer] give me the location of <p>the pool</p>",
+    "qwen2_5_vl": "Locate the pool in the image and output its bbox coordinates in JSON format.",
+    "geochat": "Locate the pool.",  # geochat's own wording, which its training data holds
+}
+
+
+@pytest.mark.parametrize("name", list(REFER))
+def test_api_grounding_asks_in_the_family_task_prompt(checkpoints, nano, serves, asked, png, name):
+    folder = nano if name == "geochat" else checkpoints[name]
+    assert api_main(["--model", str(folder), "--port", "0"]) == 0
+
+    with TestClient(serves["app"]) as client:
+        files = {"image": ("scene.png", png.read_bytes(), "image/png")}
+        response = client.post("/v1/ground", files=files, data={"expression": "the pool"})
+
+    assert response.status_code == 200, response.text
+    (question,) = asked
+    assert question.endswith(REFER[name])
+    assert question.count("[refer]") == (name == "llava")  # once, in one place
+
+
+@pytest.mark.parametrize("name", ["llava", "geochat"])
+def test_the_region_button_asks_the_identify_task(checkpoints, nano, launches, asked, png, name):
+    folder = nano if name == "geochat" else checkpoints[name]
+    assert app_main(["--model", str(folder), "--port", "0"]) == 0
+    page = launches[0]["page"]
+    session, *_ = _handler(page, "open_image")(str(png))
+    region = {"image": str(png), "boxes": [{"xmin": 75, "ymin": 30, "xmax": 150, "ymax": 60}]}
+
+    *_, (_, _, history, _, _) = _handler(page, "ask")(
+        REGION_QUESTION, region, 2, 0.0, session, [], []
+    )
+
+    place = format_region(POOL_PX, WIDTH, HEIGHT)
+    expected = {
+        "llava": f"[identify] what is this {place}",
+        "geochat": prompts.IDENTIFY_QUESTIONS[0].format(region=place),  # as training writes it
+    }[name]
+    assert asked[-1].endswith(expected)
+    assert history[-2]["content"].endswith(expected)  # what the next turn sees

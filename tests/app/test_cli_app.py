@@ -26,7 +26,9 @@ def loads(monkeypatch) -> list[dict]:
 
 def test_serves_the_default_model_on_loopback_and_never_shares(launches, loads, capsys):
     assert app_main([]) == 0
-    assert loads == [{"model": None, "backend": "transformers", "device": "cpu", "vllm_url": None}]
+    assert loads == [
+        {"model": None, "backend": "transformers", "device": "cpu", "vllm_url": None, "base": None}
+    ]
     [options] = launches
     assert (options["server_name"], options["server_port"]) == ("127.0.0.1", 7860)
     assert options["share"] is False

@@ -5,7 +5,9 @@ import pytest
 from geochat import prompts
 from geochat.app.ui import EXAMPLES, TASKS
 from geochat.data_builders.tasks.language import indefinite
+from geochat.engine import task_question
 from geochat.modeling.families.idefics3 import IDEFICS3
+from geochat.modeling.families.llava import LLAVA
 
 
 def written(templates, **fields) -> set[str]:
@@ -42,9 +44,20 @@ def test_the_ui_asks_training_questions():
     assert prompts.DESCRIBE in prompts.CAPTION_QUESTIONS
 
 
-def test_the_family_prompts_are_questions_the_builders_write():
-    ground = written(prompts.GROUNDED_CAPTION_QUESTIONS, **prompts.form_words("box", plural=True))
-    assert IDEFICS3.task_prompts["ground"] in ground
-    assert IDEFICS3.task_prompts["refer"] in prompts.REFER_QUESTIONS["box"]
-    assert IDEFICS3.task_prompts["identify"] in prompts.IDENTIFY_QUESTIONS
-    assert IDEFICS3.task_prompts["caption"] in prompts.CAPTION_QUESTIONS
+def test_geochat_models_are_asked_the_questions_the_builders_write():
+    box = "<box>[[100,200,300,400]]</box>"
+    quad = prompts.locate("the pier", "quad")
+    assert task_question(IDEFICS3, "refer", quad, phrase="the pier") == quad
+    assert task_question(None, "refer", quad, phrase="the pier") == quad
+    identify = task_question(IDEFICS3, "identify", prompts.identify(box), region=box)
+    assert identify == f"What is in the region {box}?"
+    assert identify in written(prompts.IDENTIFY_QUESTIONS, region=box)
+
+
+def test_other_families_are_asked_in_their_own_task_prompts():
+    box = "<box>[[100,200,300,400]]</box>"
+    refer = task_question(LLAVA, "refer", prompts.locate("the pool"), phrase="the pool")
+    assert refer == "[refer] give me the location of <p>the pool</p>"
+    assert task_question(LLAVA, "identify", prompts.identify(box), region=box).startswith(
+        "[identify] what is this <box>"
+    )

@@ -6,10 +6,12 @@ import json
 
 import pytest
 import torch
+from family_fixtures import HEIGHT, NATIVE, POOL_PX, WIDTH
 from peft import PeftModel
 from PIL import Image
 from transformers import AutoConfig
 
+from geochat.engine import load
 from geochat.grammar import parse
 from geochat.modeling.families import FAMILIES, dialect_for
 from geochat.training.collator import ChatCollator, encode_example
@@ -94,6 +96,25 @@ def test_merge_gives_the_adapted_logits_and_lora_exports(trained, checkpoints, s
     assert (export_lora(final, final.parent / "export") / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
+def test_the_engine_loads_a_training_run_of_adapters_on_its_base(trained, checkpoints, squares):
+    run = trained("qwen2_5_vl")  # its final/ is an adapter folder, the processor beside it
+    family = FAMILIES["qwen2_5_vl"]
+
+    assistant = load(run)
+
+    adapted = PeftModel.from_pretrained(
+        family.model_class.from_pretrained(checkpoints["qwen2_5_vl"]), str(run / "final")
+    ).eval()
+    batch = ChatCollator(assistant.processor, 512, family)(
+        [RecordDataset(squares, "val", ["refer"])[0]]
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            assistant.model(**batch).logits, adapted(**batch).logits, atol=1e-4, rtol=1e-4
+        )
+
+
 def learned_text(processor, example):
     ids = [i for i, label in zip(example.input_ids, example.labels, strict=True) if label != -100]
     return processor.tokenizer.decode(ids)
@@ -121,6 +142,39 @@ def test_targets_are_written_in_the_family_dialect(checkpoints, name):
     assert found.hbb == pytest.approx(box, abs=3)
     # Only the answer (and its end-of-turn token) is learned: never the image or the question.
     assert "Where" not in answer and str(processor.image_token) not in answer
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl", "qwen3_vl"])
+def test_qwen_targets_name_their_boxes_with_json_labels(checkpoints, name):
+    # Qwen answers grounding questions with [{"bbox_2d": [...], "label": "..."}]: the phrase
+    # is the box's label, not a <ref> tag before the JSON.
+    family = FAMILIES[name]
+    processor = family.load_processor(
+        checkpoints[name], AutoConfig.from_pretrained(checkpoints[name])
+    )
+    image = Image.new("RGB", (WIDTH, HEIGHT), (90, 90, 90))
+    answers = {
+        "refer": "<ref>the pool</ref><box>[[250,250,500,500]]</box>",
+        "prose": "There is <ref>the pool</ref><box>[[250,250,500,500]]</box> by the road.",
+        "none": "<ref>the pool</ref><none>",
+    }
+    learned = {}
+    for case, answer in answers.items():
+        conversations = [
+            {"from": "human", "value": "<image>\nWhere is the pool?"},
+            {"from": "gpt", "value": answer},
+        ]
+        example = encode_example(processor, conversations, image, 4096, family)
+        learned[case] = learned_text(processor, example)
+
+    assert learned["refer"].startswith(NATIVE[name])  # then the end of the turn
+    assert learned["prose"].startswith(f"There is the pool by the road.\n{NATIVE[name]}")
+    assert learned["none"].startswith("```json\n[]\n```")
+    dialect = dialect_for(family.dialect, family.input_frame(processor, image))
+    for text in learned.values():
+        assert "<ref>" not in text
+    (pool,) = parse(learned["prose"], WIDTH, HEIGHT, dialect).objects
+    assert pool.phrase == "the pool" and pool.hbb == pytest.approx(POOL_PX, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["qwen2_5_vl", "llava"])

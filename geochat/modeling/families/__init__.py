@@ -15,6 +15,8 @@ family's dialect is translated at this edge (:func:`dialect_for`, :func:`to_dial
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,14 @@ from transformers.processing_utils import ProcessorMixin
 
 from geochat.grammar import (
     DIALECTS,
+    CanonicalDialect,
     Dialect,
     GroundedObject,
     Qwen25VLDialect,
     get_dialect,
     parse,
 )
-from geochat.modeling.checkpoints import ADAPTER_CONFIG
+from geochat.modeling.checkpoints import ADAPTER_CONFIG, resolve_checkpoint
 from geochat.modeling.families.base import Family, ModelInputs, Modules, content_parts
 from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.families.llava import LLAVA
@@ -43,7 +46,11 @@ FAMILIES: dict[str, Family] = {
     for family in (IDEFICS3, QWEN2_5_VL, QWEN3_VL, LLAVA)
     for model_type in family.model_types
 }
+# A canonical phrase tag and its phrase: `<ref>the pool</ref>`.
+PHRASE_TAG = re.compile("{}.*?{}".format(*map(re.escape, CanonicalDialect.SYNTAX.phrase)), re.S)
 FRAME_DIALECTS = frozenset({Qwen25VLDialect.name})  # dialects in pixels of the resized image
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # what peft saves
+PROCESSOR_MARK = "tokenizer_config.json"  # a folder a processor was saved into
 
 
 @dataclass
@@ -231,6 +238,36 @@ def to_dialect(
     return rewrite_geometry(text, objects, width, height, dialect, phrases=False)
 
 
+def to_answer(text: str, width: int, height: int, dialect: Dialect) -> str:
+    """An answer in the canonical grammar (a training target), written as `dialect` answers.
+
+    Tag dialects: as :func:`to_dialect`. Dialects that write an object's phrase inside its
+    geometry (Qwen's JSON `label`): one list of every object, each labelled with its phrase,
+    as Qwen2.5-VL and Qwen3-VL answer grounding questions
+    (`[{"bbox_2d": [...], "label": "the pool"}]`); the answer's prose, where it has more than
+    geometry and phrases, comes first with its phrases as plain words; "nothing found" is the
+    empty list.
+
+    Args:
+        text: An answer whose geometry is in the canonical grammar.
+        width: Width of the image in pixels.
+        height: Height of the image in pixels.
+        dialect: The dialect to write.
+    """
+    if not dialect.labels_in_geometry:
+        return to_dialect(text, width, height, dialect)
+    parsed = parse(text, width, height)
+    if not parsed.objects:
+        return text
+    listing = dialect.format(parsed.objects, width, height)
+    spans = sorted({item.span for item in parsed.objects})
+    starts, ends = [0, *(end for _, end in spans)], [*(start for start, _ in spans), len(text)]
+    rest = PHRASE_TAG.sub("", "".join(text[a:b] for a, b in zip(starts, ends, strict=True)))
+    if not any(character.isalnum() for character in rest):
+        return listing
+    return f"{parsed.text.strip()}\n{listing}"
+
+
 def to_canonical(text: str, objects: list[GroundedObject], width: int, height: int) -> str:
     """A model's answer with its geometry rewritten in the canonical grammar.
 
@@ -279,32 +316,144 @@ def load_backbone(
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     dialect: str | None = None,
+    base: str | Path | None = None,
 ) -> Backbone:
-    """Loads a checkpoint folder with its family's classes.
+    """Loads a checkpoint folder, or a peft adapter folder on its base, with its family's classes.
+
+    An adapter folder (``adapter_config.json``, as ``geochat train`` writes) loads its base
+    (``base_model_name_or_path``, or ``base``) like any model, then the LoRA/DoRA adapter with
+    peft, folded into the base weights; the processor is the one saved beside the adapter
+    (with its imagery settings), else the base's.
 
     Args:
         folder: Written by `save_pretrained` of a model and its processor (or tokenizer, image
-            processor and chat template).
+            processor and chat template), or of a peft adapter.
         dtype: The weights' dtype; None keeps the saved one.
         device: Where to put the model.
         dialect: A dialect name that replaces the family's (a checkpoint fine-tuned to write
             another format); None keeps the family's.
+        base: For an adapter folder, the base model to put it on (a folder, training run folder
+            or hub id) instead of the one it names.
 
     Raises:
-        FileNotFoundError: When the folder or its `config.json` is missing.
-        ValueError: For an unsupported `model_type`, an unknown dialect, or a processor that
-            cannot serve the model (no image token, a different image token count).
+        FileNotFoundError: When the folder or its `config.json` is missing, or an adapter's
+            base is not here.
+        ValueError: For an unsupported `model_type`, an unknown dialect, a processor that
+            cannot serve the model (no image token, a different image token count), `base`
+            for a full checkpoint, or an adapter that does not fit its base.
     """
-    family = family_of(folder)
+    adapter = is_adapter_folder(folder)
+    if base is not None and not adapter:
+        raise ValueError(f"{folder} is a full checkpoint; a base model is only for an adapter")
+    model_folder = adapter_base_folder(folder, base) if adapter else folder
+    family = family_of(model_folder)
+    if adapter:
+        check_adapter(folder, model_folder, family)  # before the base's weights load
     chosen = dialect or family.dialect
     if chosen not in DIALECTS:
         raise ValueError(f"unknown dialect {chosen!r}; known: {sorted(DIALECTS)}")
-    config = AutoConfig.from_pretrained(folder)
-    processor = family.load_processor(folder, config)
+    config = AutoConfig.from_pretrained(model_folder)
+    processor = family.load_processor(processor_folder(folder, model_folder), config)
     _check_image_token(folder, family, config, processor)
+    model = family.model_class.from_pretrained(model_folder, dtype=dtype)
+    if adapter:
+        model = apply_adapter(model, folder, model_folder, family)
     # transformers' wrapper of `to` types its argument as the model itself.
-    model = family.model_class.from_pretrained(folder, dtype=dtype).to(device).eval()  # type: ignore[arg-type]
+    model = model.to(device).eval()  # type: ignore[arg-type]
     return Backbone(family, model, processor, chosen)
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    """Whether `path` is a peft adapter folder (`adapter_config.json` and no `config.json`)."""
+    folder = Path(path)
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def adapter_base_folder(adapter: str | Path, base: str | Path | None = None) -> str | Path:
+    """The base model to load an adapter on, resolved like any model (`resolve_checkpoint`).
+
+    Args:
+        adapter: A peft adapter folder.
+        base: Replaces the base the adapter names (`base_model_name_or_path`).
+
+    Raises:
+        FileNotFoundError: When the base is not here (nor, for a hub id, reachable).
+        ValueError: When the adapter names no base and none is given, or the base is no
+            model geochat loads.
+    """
+    chosen = base or adapter_base(adapter)
+    if not chosen:
+        raise ValueError(f"{adapter} is a LoRA adapter that names no base model; pass --base DIR")
+    try:
+        folder = resolve_checkpoint(chosen)
+        family_of(folder)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"{adapter} is a LoRA adapter of {chosen}, which cannot be loaded ({error}); "
+            "pass its base with --base DIR"
+        ) from error
+    except ValueError as error:
+        raise ValueError(
+            f"{adapter} is a LoRA adapter of {chosen}, which is not usable: {error}"
+        ) from error
+    return folder
+
+
+def processor_folder(adapter: str | Path, base: str | Path) -> str | Path:
+    """Where an adapter's processor is: beside it (training saves it there), else in the base."""
+    return adapter if (Path(adapter) / PROCESSOR_MARK).is_file() else base
+
+
+def check_adapter(adapter: str | Path, base: str | Path, family: Family) -> None:
+    """An adapter must have weights and be trained on a base of `family`, where that is known.
+
+    Raises:
+        ValueError: When the adapter has no weights, or was trained on another family (by the
+            base it names, or the model class peft recorded when it saved the adapter).
+    """
+    if not any((Path(adapter) / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise ValueError(f"{adapter} holds no adapter weights ({ADAPTER_WEIGHTS[0]})")
+    check_adapter_base(adapter, base)
+    recorded = _recorded_family(adapter)
+    if recorded is not None and recorded is not family:
+        raise ValueError(
+            f"{adapter} is an adapter for a {recorded.name} model, not for {base} "
+            f"({family.name}); use it with a {recorded.name} model"
+        )
+
+
+def apply_adapter(
+    model: PreTrainedModel, adapter: str | Path, base: str | Path, family: Family
+) -> PreTrainedModel:
+    """Loads a LoRA/DoRA adapter on its base with peft and folds it into the weights.
+
+    Raises:
+        ValueError: When the adapter's modules or weight shapes are not the base's.
+    """
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # peft's warnings are errors here (strict check)
+            loaded = PeftModel.from_pretrained(model, str(adapter), strict_adapter_check="error")
+    except (ValueError, RuntimeError, KeyError) as error:
+        # peft's messages list every module or tensor; the sentence says what went wrong.
+        raise ValueError(
+            f"{adapter} does not fit {base} ({family.name}): its modules or weight shapes are "
+            "not the base's (an adapter trained on another model)"
+        ) from error
+    return loaded.merge_and_unload()
+
+
+def _recorded_family(adapter: str | Path) -> Family | None:
+    """The family of the model class peft recorded when it saved the adapter, if it did."""
+    config = json.loads((Path(adapter) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    mapping = config.get("auto_mapping") if isinstance(config, dict) else None
+    recorded = mapping.get("base_model_class") if isinstance(mapping, dict) else None
+    for family in FAMILIES.values():
+        if family.model_class.__name__ == recorded:
+            return family
+    return None
 
 
 def _check_image_token(
@@ -333,14 +482,20 @@ __all__ = [
     "Family",
     "ModelInputs",
     "Modules",
+    "adapter_base_folder",
+    "apply_adapter",
+    "check_adapter",
     "content_parts",
     "dialect_for",
     "family_of",
+    "is_adapter_folder",
     "load_backbone",
     "looks_like_hub_id",
     "model_type_of",
+    "processor_folder",
     "rewrite_geometry",
     "supported",
+    "to_answer",
     "to_canonical",
     "to_dialect",
 ]

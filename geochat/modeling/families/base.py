@@ -152,7 +152,9 @@ class Family(Generic[P]):
         image_token_id: Reads the image token's id from the model's config.
         dialect: Its native coordinate dialect, a name in `geochat.grammar.DIALECTS`.
         task_prompts: The prompt of each task it was trained on (`refer`, `ground`,
-            `identify`, ...), with `{phrase}` and `{region}` (a region in its dialect) places.
+            `identify`, ...), with `{phrase}` and `{region}` places (a region in geochat's
+            grammar, rewritten in its dialect at the edge); applied by
+            `geochat.engine.task_question`. Empty: asked in geochat's wording.
         modules: The names of its vision tower, connector, LLM and head.
         vllm_architecture: `architectures[0]` that vLLM serves it with.
         pads_to_square: Whether the image is padded to a centred square before processing

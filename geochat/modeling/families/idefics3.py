@@ -11,7 +11,6 @@ from __future__ import annotations
 from PIL import Image
 from transformers import BatchFeature
 
-from geochat import prompts
 from geochat.modeling.families.base import Family, Modules, no_frame
 from geochat.modeling.modeling import GeoChatForConditionalGeneration
 from geochat.modeling.processing import GeoChatProcessor, load_processor
@@ -42,14 +41,9 @@ IDEFICS3 = Family(
     input_frame=no_frame,
     image_token_id=lambda config: config.image_token_id,
     dialect="canonical",
-    task_prompts={  # the first question of each task the data builders write
-        "refer": prompts.LOCATE,
-        "ground": prompts.GROUNDED_CAPTION_QUESTIONS[0].format(
-            **prompts.form_words("box", plural=True)
-        ),
-        "identify": prompts.IDENTIFY_QUESTIONS[0],
-        "caption": prompts.DESCRIBE,
-    },
+    # None: geochat's models are asked in geochat's own wording (`geochat.prompts`, which the
+    # data builders write), whatever the geometry form asked for.
+    task_prompts={},
     modules=Modules(
         vision_tower=("model.vision_model",),
         connector=("model.connector",),
