@@ -6,7 +6,12 @@ import re
 import shlex
 from pathlib import Path
 
-README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).parents[1]
+# The project README and the bundled model's card, whose commands are the README's too.
+README = "\n".join(
+    (ROOT / name).read_text(encoding="utf-8")
+    for name in ("README.md", "geochat/assets/geochat-nano/README.md")
+)
 
 
 def bash_blocks() -> list[str]:
