@@ -360,6 +360,7 @@ class SampleScore:
             they do not, ``none`` when the record has none (:func:`record_category`).
         group: The world, scene or image the record was cut from (:func:`record_group`):
             samples of one group are not independent, so intervals resample groups.
+        oriented: True when a box answer was scored against quads (rotated IoU).
     """
 
     record_id: str
@@ -372,6 +373,7 @@ class SampleScore:
     notes: tuple[str, ...] = field(default=())
     category: str = "none"
     group: str = ""
+    oriented: bool = False
 
 
 @dataclass(frozen=True)
@@ -586,7 +588,7 @@ def _score_turn(
     task = record["task"]
     from_objects = task != "multi_turn"
     family = _task_family(task, turn) if from_objects else _text_family(turn.reference)
-    notes = []
+    notes, kind = [], None
     if family in {"boxes", "mask"}:
         kind = _reference_kind(turn.reference)
         if from_objects:
@@ -608,6 +610,7 @@ def _score_turn(
         notes=tuple(notes),
         category=record_category(record),
         group=record_group(record),
+        oriented=family == "boxes" and kind == "quad",
     )
 
 
@@ -693,12 +696,13 @@ def summarize_by_category(
     Returns:
         ``{task: {category: {"family": ..., "n": ..., <metrics>}}}``; a record whose objects
         are of several categories is summarised under ``mixed``, one without objects (a
-        ``<none>`` answer) under ``none``.
+        ``<none>`` answer) under ``none``; oriented-box answers under ``<category> (quad)``.
     """
     grouped: dict[tuple[str, str, Family], list[SampleScore]] = defaultdict(list)
     for sample in scores:
         if sample.task in CATEGORY_TASKS:
-            grouped[(sample.task, sample.category, sample.family)].append(sample)
+            category = f"{sample.category} (quad)" if sample.oriented else sample.category
+            grouped[(sample.task, category, sample.family)].append(sample)
     summary: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (task, category, family), samples in sorted(grouped.items()):
         summary[task][category] = {

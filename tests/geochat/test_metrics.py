@@ -495,6 +495,17 @@ def test_dialogues_are_summarised_per_turn_and_family():
     assert single["by_turn"] == {}
 
 
+def test_oriented_box_answers_get_their_own_category_rows():
+    quad = [20, 10, 60, 10, 60, 50, 20, 50]
+    ship = {"category": "ship", "quad": quad, "hbb": [20, 10, 60, 50]}
+    as_quads = make_record("ground", "<ref>ships</ref>" + quad_text(quad), [ship], record_id="q")
+    as_boxes = make_record("ground", "<ref>ships</ref>" + box_text(ship["hbb"]), [ship])
+    report = metrics.score([as_quads, as_boxes], {"q": quad_text(quad), "r": "<none>"})
+    rows = report["by_category"]["ground"]
+    assert rows["ship (quad)"]["n"] == 1 and rows["ship (quad)"]["acc@0.5"] == 1.0
+    assert rows["ship"]["n"] == 1 and rows["ship"]["acc@0.5"] == 0.0
+
+
 def test_broken_references_and_truth_are_skipped_with_a_reason():
     broken = make_record("refer", "<box>[[1,2", [SHIP])
     no_geometry = make_record("refer", box_text(SHIP["hbb"]), [{"category": "ship"}])
