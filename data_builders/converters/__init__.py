@@ -75,8 +75,8 @@ CONVERTERS: dict[str, Converter] = {
     for converter in (
         Converter(
             "dota",
-            "DOTA v1.0/1.5/2.0 (images/ + labelTxt/ quads) -> ground and per-category refer "
-            "records with quads, boxes, rasterised masks and gsd",
+            "DOTA v1.0/1.5/2.0 (images/ + labelTxt/ quads) -> grounded_caption and "
+            "per-category ground (find-all) records with quads, boxes, rasterised masks and gsd",
             dota.convert,
         ),
         Converter(
