@@ -94,7 +94,7 @@ CONVERTERS: dict[str, Converter] = {
         Converter(
             "geochat_instruct",
             "GeoChat_Instruct (LLaVA JSON with GeoChat boxes) -> records in grammar v1 "
-            "(ground, refer, identify, vqa, caption, classify, multi_turn)",
+            "(grounded_caption, refer, identify, vqa, caption, classify, multi_turn)",
             geochat_instruct.convert,
         ),
         Converter(

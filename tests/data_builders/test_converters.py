@@ -568,7 +568,7 @@ def test_geochat_instruct_answers_are_canonical_grammar(tmp_path):
         record = records[f"geochat_instruct/{index}"]
         text = " ".join(turn["value"] for turn in record["conversations"])
         assert "<p>" not in text and "{<" not in text and "<delim>" not in text
-        if item["task"] in ("ground", "refer"):
+        if item["task"] in ("grounded_caption", "refer"):
             found = parsed(record)
             assert [(obj.phrase, obj.kind) for obj in found] == [
                 (label, kind) for label, _, kind, _ in item["truth"]
