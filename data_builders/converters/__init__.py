@@ -75,8 +75,8 @@ CONVERTERS: dict[str, Converter] = {
     for converter in (
         Converter(
             "dota",
-            "DOTA v1.0/1.5/2.0 (images/ + labelTxt/ quads) -> ground and per-category refer "
-            "records with quads, boxes, rasterised masks and gsd",
+            "DOTA v1.0/1.5/2.0 (images/ + labelTxt/ quads) -> grounded_caption and "
+            "per-category ground (find-all) records with quads, boxes, rasterised masks and gsd",
             dota.convert,
         ),
         Converter(
@@ -94,7 +94,7 @@ CONVERTERS: dict[str, Converter] = {
         Converter(
             "geochat_instruct",
             "GeoChat_Instruct (LLaVA JSON with GeoChat boxes) -> records in grammar v1 "
-            "(ground, refer, identify, vqa, caption, classify, multi_turn)",
+            "(grounded_caption, refer, identify, vqa, caption, classify, multi_turn)",
             geochat_instruct.convert,
         ),
         Converter(

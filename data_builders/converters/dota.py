@@ -1,4 +1,4 @@
-"""DOTA: oriented object detection in aerial images -> ``ground`` and ``refer`` records.
+"""DOTA: oriented object detection in aerial images -> ``grounded_caption``, ``ground`` records.
 
 Format (DOTA v1.0 / v1.5 / v2.0, https://captain-whu.github.io/DOTA/dataset.html, and the
 DOTA devkit's ``dota_utils.parse_dota_poly``): one folder per split holding ``images/`` (PNG)
@@ -16,13 +16,16 @@ adds ``container-crane``, v2.0 ``airport`` and ``helipad``); a class outside the
 (``--version``, else the one a folder name such as ``labelTxt-v1.5`` states, else 2.0) is
 converted with a warning, counted in the report.
 
-Records: per image one ``ground`` record ("find every object", all objects, one ``<ref>`` per
-category) and per category present one ``refer`` record ("all planes"). Truth objects carry the
-canonical quad, its enclosing box, the rasterised quad as mask (``--no-masks`` leaves it
-out), the vocabulary's category and DOTA's class as ``source_category``; objects that stick
-out of the image are clipped (``truncated``) and ``difficult`` is kept in ``attributes``. The
-label's ``gsd`` goes into the record. Images are not tiled: DOTA's large images (up to about
-4000 x 4000) are converted whole.
+Records: per image one ``grounded_caption`` record ("find every object", all objects, one
+``<ref>`` per category; ``<none>`` for an image without objects) and per category present one
+``ground`` record, the find-all question of :data:`geochat.prompts.GROUND_QUESTIONS` (its first
+template, so a conversion is reproducible) answered with every object of that category
+(``Locate all planes.`` -> ``<ref>planes</ref><box>[[...],[...]]</box>`` with ``--box hbb``).
+Truth objects carry the canonical quad, its enclosing box, the rasterised quad as mask
+(``--no-masks`` leaves it out), the vocabulary's category and DOTA's class as
+``source_category``; objects that stick out of the image are clipped (``truncated``) and
+``difficult`` is kept in ``attributes``. The label's ``gsd`` goes into the record. Images are
+not tiled: DOTA's large images (up to about 4000 x 4000) are converted whole.
 
 Added in geochat 0.1.
 """
@@ -37,7 +40,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from geochat import categories, geometry
+from geochat import categories, geometry, prompts
 from geochat.cliargs import Flag
 from geochat.data_builders.converters.common import (
     ConversionError,
@@ -55,11 +58,12 @@ from geochat.grammar import NONE, format_hbbs, format_quads, format_ref
 from geochat.records import Record
 
 DATASET = "dota"
-TASKS = ("ground", "refer")
+TASKS = ("grounded_caption", "ground")
 BOX_KINDS = ("quad", "hbb")
-GROUND_PROMPT = "Find every object in this image and give the {box} of each."
-CATEGORY_PROMPT = "Where are all the {plural} in this image? Give their {box}."
+GROUNDED_CAPTION_PROMPT = "Find every object in this image and give the {box} of each."
 BOX_WORDS = {"quad": "oriented boxes", "hbb": "boxes"}
+# The question form (geochat.prompts.GROUND_QUESTIONS) of each --box choice.
+BOX_FORMS = {"quad": "quad", "hbb": "box"}
 VERSIONS = tuple(categories.DOTA_CLASSES)
 LATEST = VERSIONS[-1]
 _VERSION_IN_NAME = re.compile(r"v(\d\.\d)(?!\d)")
@@ -200,7 +204,9 @@ def _by_category(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
     return dict(sorted(groups.items()))
 
 
-def _ground_answer(objects: list[dict[str, Any]], box: str, width: int, height: int) -> str:
+def _grounded_caption_answer(
+    objects: list[dict[str, Any]], box: str, width: int, height: int
+) -> str:
     if not objects:
         return NONE
     return " ".join(
@@ -236,28 +242,41 @@ def _image_records(
     if options["split"]:
         base["split"] = options["split"]
     box, prefix = options["box"], f"{DATASET}/{options['split'] or 'all'}/{stem}"
-    if "ground" in options["tasks"]:
-        prompt = GROUND_PROMPT.format(box=BOX_WORDS[box])
-        answer = _ground_answer(objects, box, width, height)
+    if "grounded_caption" in options["tasks"]:
+        prompt = GROUNDED_CAPTION_PROMPT.format(box=BOX_WORDS[box])
+        answer = _grounded_caption_answer(objects, box, width, height)
         yield {
-            "id": f"{prefix}/ground",
-            "task": "ground",
+            "id": f"{prefix}/grounded_caption",
+            "task": "grounded_caption",
             **base,
             "conversations": conversation(prompt, answer),
             "objects": objects,
         }
-    if "refer" in options["tasks"]:
+    if "ground" in options["tasks"]:
         for category, group in _by_category(objects).items():
             plural = categories.plural(category)
-            prompt = CATEGORY_PROMPT.format(plural=plural, box=BOX_WORDS[box])
-            answer = format_ref(f"all {plural}", _geometry_text(group, box, width, height))
+            answer = format_ref(plural, _geometry_text(group, box, width, height))
             yield {
-                "id": f"{prefix}/refer/{category.replace(' ', '-')}",
-                "task": "refer",
+                "id": f"{prefix}/ground/{category.replace(' ', '-')}",
+                "task": "ground",
                 **base,
-                "conversations": conversation(prompt, answer),
+                "conversations": conversation(find_all(category, box), answer),
                 "objects": group,
             }
+
+
+def find_all(category: str, box: str) -> str:
+    """The find-all question of a category: the first :data:`prompts.GROUND_QUESTIONS` template.
+
+    Always the first, so that converting twice gives the same records; in ``--box`` ``hbb``
+    that is ``Locate all planes.``, in ``quad`` the same asking for oriented bounding boxes.
+    """
+    form = BOX_FORMS[box]
+    return prompts.GROUND_QUESTIONS[form][0].format(
+        plural=categories.plural(category),
+        category=category,
+        **prompts.form_words(form, plural=True),
+    )
 
 
 def convert(
@@ -279,7 +298,7 @@ def convert(
         src: DOTA root; with ``split`` the split's folder ``src/<split>`` is read.
         out: Output folder (``out/dota[_<split>].jsonl``, ``out/images/dota/``).
         split: ``train``, ``val``... (a sub-folder of ``src``), or None for ``src`` itself.
-        tasks: Record tasks to write, among ``ground`` and ``refer``.
+        tasks: Record tasks to write, among ``grounded_caption`` and ``ground``.
         box: Geometry written in answers: ``quad`` (oriented) or ``hbb``.
         labels: Label folder below the split folder (e.g. ``labelTxt-v1.5``).
         images: Image folder below the split folder.

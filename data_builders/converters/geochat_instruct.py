@@ -21,15 +21,20 @@ a human turn becomes ``<box>`` or ``<quad>``; every other character of the text 
 GeoChat's task identifiers (``[grounding]``, ``[refer]``, ``[identify]``) included, since they
 tell apart answers with and without boxes.
 
-Tasks, from the first human turn: ``[grounding]`` -> ``ground``, ``[refer]`` -> ``refer``,
-``[identify]`` -> ``identify``; otherwise several rounds -> ``multi_turn``, "describe ... in
-detail" -> ``caption``, "classify" -> ``classify``, anything else ``vqa``. GeoChat answers a
-``[refer]`` question with bare boxes; the converted answer names them with the question's
-``<p>`` phrase (``<ref>silver plane</ref><quad>...``), as every referring answer in grammar v1
-does, in any round of a conversation. Truth objects are the boxes of the gpt turns with the
-category their phrase names (:func:`geochat.categories.find_in_phrase`) and the phrase as
-``source_category``; for an ``[identify]`` round, the region asked about, with the category the
-answer names and the answer's words as ``source_category``.
+Tasks, from the first human turn: ``[grounding]`` -> ``grounded_caption``, ``[refer]`` ->
+``refer``, ``[identify]`` -> ``identify``; otherwise several rounds -> ``multi_turn``,
+"describe ... in detail" -> ``caption``, "classify" -> ``classify``, anything else ``vqa``.
+``[grounding]`` is GeoChat's grounded description of the whole image, not a search for one
+category: "When asked to describe the image with the special token '[grounding]', GeoChat
+outputs both the description of the image as well as the bounding boxes for all the objects
+detected" (GeoChat's README, section "Grounded Description"), so its records hold every
+object the answer names. GeoChat answers a ``[refer]`` question with bare boxes; the converted
+answer names them with the question's ``<p>`` phrase (``<ref>silver plane</ref><quad>...``), as
+every referring answer in grammar v1 does, in any round of a conversation. Truth objects are
+the boxes of the gpt turns with the category their phrase names
+(:func:`geochat.categories.find_in_phrase`) and the phrase as ``source_category``; for an
+``[identify]`` round, the region asked about, with the category the answer names and the
+answer's words as ``source_category``.
 
 Added in geochat 0.1.
 """
@@ -60,7 +65,7 @@ DATASET = "geochat_instruct"
 RELEASED_NESTING = Path("share/softwares/kartik/GeoChat_finetuning/final_images_llava")
 IDENTIFY = "[identify]"
 DIALECT = "geochat"
-TASK_TAGS = {"[grounding]": "ground", "[refer]": "refer", IDENTIFY: "identify"}
+TASK_TAGS = {"[grounding]": "grounded_caption", "[refer]": "refer", IDENTIFY: "identify"}
 _CAPTION = re.compile(r"\bdescribe\b.*\bin detail\b", re.IGNORECASE)
 _CLASSIFY = re.compile(r"\bclassify\b", re.IGNORECASE)
 _PHRASE = re.compile(r"<p>([^<>]*)</p>")

@@ -116,7 +116,11 @@ def test_every_keyword_of_convert_is_an_option_with_help(name):
     ("name", "argv", "expected"),
     [
         ("dota", ["--no-masks", "--skip-difficult"], {"masks": False, "skip_difficult": True}),
-        ("dota", ["--tasks", "ground,refer"], {"tasks": ("ground", "refer")}),
+        (
+            "dota",
+            ["--tasks", "grounded_caption,ground"],
+            {"tasks": ("grounded_caption", "ground")},
+        ),
         ("refgeo", ["--geometry", "quad"], {"geometry_kinds": ("quad",)}),
         ("refgeo", ["--subsets", "dior_rsvg,geochat"], {"subsets": ("dior_rsvg", "geochat")}),
         ("geochat_bench", ["--parts", "lrben", "aid"], {"parts": ("lrben", "aid")}),
@@ -147,13 +151,13 @@ def test_run_from_command_line_arguments(tmp_path):
             "--split",
             "train",
             "--tasks",
-            "refer",
+            "ground",
             "--box",
             "hbb",
         ]
     )
     summary = converter.run(args)
-    assert summary["tasks"] == {"refer": 5}
+    assert summary["tasks"] == {"ground": 5}
     assert "<box>" in Path(summary["jsonl"]).read_text()
 
 
@@ -180,7 +184,7 @@ def test_output_is_deterministic_and_images_are_copied(tmp_path, name, split):
 
 def test_images_can_be_hard_linked_instead_of_copied(tmp_path):
     summary, records = run("dota", tmp_path, split="train", link_images=True)
-    record = records["dota/train/P0001/ground"]
+    record = records["dota/train/P0001/grounded_caption"]
     source = DATA / "dota" / "train" / "images" / "P0001.png"
     assert image_path(record, summary["jsonl"]).samefile(source)
 
@@ -220,29 +224,67 @@ def test_json_lines_name_the_bad_line_or_hand_it_to_skip(tmp_path):
 def test_dota_records_match_the_fake_labels(tmp_path):
     truth = fake("dota")
     summary, records = run("dota", tmp_path, split="train")
-    assert summary["tasks"] == {"ground": 3, "refer": 5}
-    ground = records["dota/train/P0001/ground"]
-    assert ground["gsd"] == 0.5 and ground["split"] == "train"
-    assert len(ground["objects"]) == 5
-    found = {(obj.phrase, tuple(np.round(obj.hbb))) for obj in parsed(ground)}
-    assert len(found) == 5 and all(obj.kind == "quad" for obj in parsed(ground))
-    inside = [obj for obj in ground["objects"] if not obj["truncated"]]
+    assert summary["tasks"] == {"grounded_caption": 3, "ground": 5}
+    described = records["dota/train/P0001/grounded_caption"]
+    assert described["task"] == "grounded_caption"
+    assert described["gsd"] == 0.5 and described["split"] == "train"
+    assert len(described["objects"]) == 5
+    found = {(obj.phrase, tuple(np.round(obj.hbb))) for obj in parsed(described)}
+    assert len(found) == 5 and all(obj.kind == "quad" for obj in parsed(described))
+    assert {obj.phrase for obj in parsed(described)} == {
+        "planes",
+        "ships",
+        "small vehicles",
+        "storage tanks",
+    }
+    inside = [obj for obj in described["objects"] if not obj["truncated"]]
     for obj, (corners, _, difficult) in zip(inside, truth.IMAGES["P0001"][3][:4], strict=True):
         assert_same_quad(obj["quad"], np.reshape(corners, (4, 2)), atol=1e-9)
         assert obj["attributes"]["difficult"] is bool(difficult)
         assert geometry.mask_to_hbb(obj["mask"]) is not None
-    planes = parsed(records["dota/train/P0001/refer/plane"])
-    assert [obj.phrase for obj in planes] == ["all planes"]
-    assert_same_quad(
-        planes[0].quad,
-        np.reshape(truth.IMAGES["P0001"][3][0][0], (4, 2)),
-        atol=grammar_tolerance(ground),
+    planes = records["dota/train/P0001/ground/plane"]
+    assert planes["conversations"][0]["value"] == (
+        "<image>\nLocate all planes with oriented bounding boxes."
     )
+    (plane,) = parsed(planes)
+    assert plane.phrase == "planes"
+    assert_same_quad(
+        plane.quad,
+        np.reshape(truth.IMAGES["P0001"][3][0][0], (4, 2)),
+        atol=grammar_tolerance(planes),
+    )
+
+
+def test_dota_ground_records_find_every_object_of_their_category(tmp_path):
+    _, records = run("dota", tmp_path, split="train")
+    grounds = {key: record for key, record in records.items() if "/ground/" in key}
+    assert sorted(grounds) == [
+        "dota/train/P0001/ground/plane",
+        "dota/train/P0001/ground/ship",
+        "dota/train/P0001/ground/small-vehicle",
+        "dota/train/P0001/ground/storage-tank",
+        "dota/train/P0002/ground/tennis-court",
+    ]
+    vehicles = grounds["dota/train/P0001/ground/small-vehicle"]
+    assert vehicles["conversations"][0]["value"].endswith(
+        "Locate all small vehicles with oriented bounding boxes."
+    )
+    assert answer(vehicles).startswith("<ref>small vehicles</ref><quad>[[")
+    for record in grounds.values():
+        assert record["task"] == "ground" and answer(record) != "<none>"
+        (category,) = {obj["category"] for obj in record["objects"]}
+        found = parsed(record)
+        assert {obj.phrase for obj in found} == {categories.plural(category)}
+        assert len(found) == len(record["objects"])
+    # The find-all records of an image share out the objects of its grounded description.
+    described = records["dota/train/P0001/grounded_caption"]["objects"]
+    asked = [obj for key, record in grounds.items() if "P0001" in key for obj in record["objects"]]
+    assert sorted(obj["id"] for obj in asked) == sorted(obj["id"] for obj in described)
 
 
 def test_dota_clips_objects_that_leave_the_image(tmp_path):
     _, records = run("dota", tmp_path, split="train")
-    (ship,) = records["dota/train/P0001/refer/ship"]["objects"]
+    (ship,) = records["dota/train/P0001/ground/ship"]["objects"]
     assert ship["truncated"] is True
     assert ship["hbb"] == [56.0, 38.0, 64.0, 46.0]
     assert geometry.mask_area(ship["mask"]) == 8 * 8
@@ -250,7 +292,7 @@ def test_dota_clips_objects_that_leave_the_image(tmp_path):
 
 def test_dota_rasterises_the_quad_as_mask(tmp_path):
     _, records = run("dota", tmp_path, split="train")
-    vehicles = records["dota/train/P0001/refer/small-vehicle"]["objects"]
+    vehicles = records["dota/train/P0001/ground/small-vehicle"]["objects"]
     assert [geometry.mask_area(obj["mask"]) for obj in vehicles] == [8 * 6, 8 * 6]
     assert [obj["category"] for obj in vehicles] == ["small vehicle", "small vehicle"]
     assert [obj["source_category"] for obj in vehicles] == ["small-vehicle", "small-vehicle"]
@@ -258,9 +300,10 @@ def test_dota_rasterises_the_quad_as_mask(tmp_path):
 
 def test_dota_image_without_objects_answers_none(tmp_path):
     _, records = run("dota", tmp_path, split="train")
-    empty = records["dota/train/P0003/ground"]
+    empty = records["dota/train/P0003/grounded_caption"]
     assert answer(empty) == "<none>" and empty["objects"] == []
-    assert "gsd" not in empty and "gsd" not in records["dota/train/P0002/ground"]
+    assert not any(key.startswith("dota/train/P0003/ground/") for key in records)
+    assert "gsd" not in empty and "gsd" not in records["dota/train/P0002/grounded_caption"]
 
 
 def test_dota_options_skip_difficult_and_write_boxes(tmp_path):
@@ -268,7 +311,7 @@ def test_dota_options_skip_difficult_and_write_boxes(tmp_path):
         "dota",
         tmp_path,
         split="train",
-        tasks=("refer",),
+        tasks=("ground",),
         box="hbb",
         skip_difficult=True,
         masks=False,
@@ -278,11 +321,13 @@ def test_dota_options_skip_difficult_and_write_boxes(tmp_path):
     manifest = json.loads(Path(summary["manifest"]).read_text())
     assert manifest["summary"] == summary
     assert manifest["arguments"]["skip_difficult"] is True
-    assert manifest["arguments"]["tasks"] == ["refer"]
+    assert manifest["arguments"]["tasks"] == ["ground"]
     assert not any("storage" in record_id for record_id in records)
     assert all("mask" not in obj for record in records.values() for obj in record["objects"])
-    court = records["dota/train/P0002/refer/tennis-court"]
+    court = records["dota/train/P0002/ground/tennis-court"]
+    assert court["conversations"][0]["value"] == "<image>\nLocate all tennis courts."
     (box,) = parsed(court)
+    assert box.phrase == "tennis courts"
     np.testing.assert_allclose(box.hbb, [4, 40, 20, 60], atol=grammar_tolerance(court))
 
 
@@ -318,7 +363,9 @@ def test_dota_warns_of_a_class_outside_the_version(tmp_path, category, version, 
     reason = f"class not in DOTA v{expected}"
     assert summary["warnings"] == ({reason: {category: 1}} if warned else {})
     assert [str(w.message) for w in caught] == ([f"{reason}: {category}"] if warned else [])
-    (added,) = [o for o in records["dota/train/P0002/ground"]["objects"] if o["hbb"][1] == 2]
+    (added,) = [
+        o for o in records["dota/train/P0002/grounded_caption"]["objects"] if o["hbb"][1] == 2
+    ]
     assert added["source_category"] == category
     assert added["category"] == categories.normalise(category)
 
@@ -521,7 +568,7 @@ def test_geochat_instruct_answers_are_canonical_grammar(tmp_path):
         record = records[f"geochat_instruct/{index}"]
         text = " ".join(turn["value"] for turn in record["conversations"])
         assert "<p>" not in text and "{<" not in text and "<delim>" not in text
-        if item["task"] in ("ground", "refer"):
+        if item["task"] in ("grounded_caption", "refer"):
             found = parsed(record)
             assert [(obj.phrase, obj.kind) for obj in found] == [
                 (label, kind) for label, _, kind, _ in item["truth"]

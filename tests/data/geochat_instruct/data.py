@@ -79,7 +79,7 @@ ITEMS = [
                 "{<60><35><80><55>|<0>} parked near <p>a hangar</p> {<20><30><60><50>|<30>}.",
             ),
         ],
-        "task": "ground",
+        "task": "grounded_caption",
         "truth": [
             ("two planes", "plane", "hbb", box_pixels("wide.png", (10, 30, 30, 50))),
             ("two planes", "plane", "hbb", box_pixels("wide.png", (60, 35, 80, 55))),
