@@ -151,7 +151,7 @@ class Family(Generic[P]):
             does not need it.
         image_token_id: Reads the image token's id from the model's config.
         dialect: Its native coordinate dialect, a name in `geochat.grammar.DIALECTS`.
-        task_prompts: The prompt of each task it was trained on (`refer`, `ground`,
+        task_prompts: The prompt of each task it was trained on (`refer`, `grounded_caption`,
             `identify`, ...), with `{phrase}` and `{region}` places (a region in geochat's
             grammar, rewritten in its dialect at the edge); applied by
             `geochat.engine.task_question`. Empty: asked in geochat's wording.

@@ -47,7 +47,7 @@ LLAVA = Family(
     dialect="geochat",
     task_prompts={  # GeoChat's task identifiers (its demo and GeoChat_Instruct)
         "refer": "[refer] give me the location of <p>{phrase}</p>",
-        "ground": "[grounding] Describe the image in detail.",
+        "grounded_caption": "[grounding] Describe the image in detail.",
         "identify": "[identify] what is this {region}",
         "caption": "Describe the image in detail.",
     },

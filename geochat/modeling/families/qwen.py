@@ -107,8 +107,10 @@ QWEN2_5_VL = Family(
     dialect="qwen25vl",
     task_prompts={  # the form of the Qwen2.5-VL cookbooks (spatial_understanding.ipynb)
         "refer": "Locate {phrase} in the image and output its bbox coordinates in JSON format.",
-        "ground": "Locate every object in the image and output their bbox coordinates and "
-        "labels in JSON format.",
+        "grounded_caption": (
+            "Locate every object in the image and output their bbox coordinates and "
+            "labels in JSON format."
+        ),
         "identify": "What is the object in the region {region}?",
         "caption": "Describe this image.",
     },
@@ -127,8 +129,10 @@ QWEN3_VL = Family(
     dialect="qwen3vl",
     task_prompts={  # the form of the Qwen3-VL cookbooks (2d_grounding.ipynb)
         "refer": "Locate {phrase} in the image, output its bbox_2d coordinates in JSON format.",
-        "ground": "Locate every object in the image, output their bbox_2d coordinates and "
-        "labels in JSON format.",
+        "grounded_caption": (
+            "Locate every object in the image, output their bbox_2d coordinates and "
+            "labels in JSON format."
+        ),
         "identify": "What is the object in the region {region}?",
         "caption": "Describe this image.",
     },
