@@ -6,9 +6,9 @@ app`` (:func:`app.cli.app_main`) launches it on 127.0.0.1.
 
 What a user does:
 
-- upload a PNG, JPEG or GeoTIFF (or pick an example). The engine reads it at full
-  resolution; the page shows a copy at most ``display_max_side`` pixels wide
-  (:mod:`app.overlay`).
+- upload a PNG, JPEG or GeoTIFF, or pick an example: an image and a short conversation,
+  whose questions are asked in order. The engine reads the image at full resolution; the
+  page shows a copy at most ``display_max_side`` pixels wide (:mod:`app.overlay`).
 - choose the bands (a preset such as colour-infrared or a sensor's natural colour, or band
   numbers like 3,2,1) and the stretch; the image is read again and the page says what was
   applied before anything is asked (:mod:`geochat.imagery`; the default is the model's own
@@ -68,11 +68,31 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".tif", ".tiff"]
 EXAMPLES_DIR = Path(__file__).parent / "examples"
-# (file in EXAMPLES_DIR, question): made by app/examples/make_examples.py
+# (file in EXAMPLES_DIR, questions asked in order in one conversation): the images are made
+# by app/examples/make_examples.py, and each conversation is about objects its image holds.
+# The questions are the training tasks' (geochat.prompts): find-all grounding, presence and the
+# follow-ups that refer back to the objects just located.
 EXAMPLES = (
-    ("harbour.png", prompts.where("the water")),
-    ("suburb.jpg", prompts.count("buildings")),
-    ("port.tif", prompts.where("the industrial area")),
+    (
+        "harbour.png",
+        (
+            prompts.PRESENCE_QUESTIONS[0].format(a_category="a ship"),
+            prompts.GROUND_QUESTIONS["quad"][1].format(
+                plural="ships", **prompts.form_words("quad", plural=True)
+            ),
+        ),
+    ),
+    (
+        "suburb.jpg",
+        (prompts.FIND_ALL.format(plural="buildings"), prompts.FOLLOW_UP_QUESTIONS["count"][0]),
+    ),
+    (
+        "port.tif",
+        (
+            prompts.FIND_ALL.format(plural="industrial areas"),
+            prompts.FOLLOW_UP_QUESTIONS["segment"][0].format(them="them"),
+        ),
+    ),
 )
 # Question templates of the task buttons; {target} is the object field. They follow the
 # wording of the training tasks (geochat.prompts), which the bundled model knows. The region
@@ -334,6 +354,43 @@ class _Handlers:
         annotator_value = {"image": session.display.image, "boxes": []}
         return (session, annotator_value, _image_info(session), *cleared)
 
+    def run_example(
+        self,
+        path: str | None,
+        questions: str,
+        bands: str,
+        stretch: str,
+        max_new_tokens: float,
+        temperature: float,
+    ) -> Iterator[tuple[Any, ...]]:
+        """Opens an example's image, then asks its questions in order in one conversation.
+
+        Each answer streams and is drawn as a typed question's is (:meth:`ask`); a later
+        question sees the earlier turns, so a follow-up ("Segment them.") refers to them.
+
+        Args:
+            path: The example's image.
+            questions: One question a line.
+            bands: As :meth:`open_image`'s.
+            stretch: As :meth:`open_image`'s.
+            max_new_tokens: Answer length limit of each question.
+            temperature: Sampling temperature of each question.
+
+        Yields:
+            Session, annotator value, image info, chat, history, overlay, download button:
+            the opened image, then every update of each answer.
+        """
+        opened = self.open_image(path, bands, stretch)
+        yield opened
+        session, _, _, chat, history, _, _ = opened
+        for question in filter(str.strip, questions.splitlines()):
+            updates = self.ask(question, None, max_new_tokens, temperature, session, history, chat)
+            for chat_update, _, history_update, overlay, download in updates:
+                # ask skips the outputs it leaves unchanged; the next question needs them all.
+                chat = chat_update if isinstance(chat_update, list) else chat
+                history = history_update if isinstance(history_update, list) else history
+                yield (gr.skip(),) * 3 + (chat_update, history_update, overlay, download)
+
     def clear_chat(self) -> tuple[Any, ...]:
         """Forgets the conversation; keeps the image.
 
@@ -511,10 +568,10 @@ class _Handlers:
 
 
 def _examples() -> list[list[str]]:
-    """The shipped example images with a question each (those that exist)."""
+    """The shipped example images with their questions, one a line (those that exist)."""
     return [
-        [str(EXAMPLES_DIR / name), question]
-        for name, question in EXAMPLES
+        [str(EXAMPLES_DIR / name), "\n".join(questions)]
+        for name, questions in EXAMPLES
         if (EXAMPLES_DIR / name).is_file()
     ]
 
@@ -693,9 +750,9 @@ def _wire_scene(parts: dict[str, Any], handlers: _Handlers) -> None:
     )
 
 
-def _wire(page: _Page, handlers: _Handlers) -> None:
-    """Connects the events; ``open_image``, ``ask`` and ``clear`` are the page's API."""
-    opened = [
+def _opened(page: _Page) -> list[Any]:
+    """What opening an image sets: session, region, image info, chat, history, overlay, download."""
+    return [
         page.session,
         page.region,
         page.image_info,
@@ -704,8 +761,21 @@ def _wire(page: _Page, handlers: _Handlers) -> None:
         page.overlay,
         page.download,
     ]
+
+
+def _wire(page: _Page, handlers: _Handlers) -> None:
+    """Connects the events; ``open_image``, ``ask`` and ``clear`` are the page's API."""
+    opened = _opened(page)
     reading = [page.upload, page.bands, page.stretch]
-    page.upload.change(handlers.open_image, reading, opened, api_name="open_image")
+    # Uploads and clears only, not every change: an example sets the file and opens it itself
+    # (run_example), before asking its questions.
+    gr.on(
+        [page.upload.upload, page.upload.clear],
+        handlers.open_image,
+        reading,
+        opened,
+        api_name="open_image",
+    )
     # A new band or stretch choice reads the image again (and starts a new conversation).
     gr.on(
         [page.bands.change, page.stretch.change],
@@ -745,6 +815,36 @@ def _wire(page: _Page, handlers: _Handlers) -> None:
         )
 
 
+def _example_conversations(page: _Page, handlers: _Handlers) -> None:
+    """The examples under the chat: a click opens the image and asks its questions in order.
+
+    ``run_example`` is its API: an image and questions, one a line.
+    """
+    if not (rows := _examples()):
+        return
+    questions = gr.Textbox(label="Questions", visible=False)
+    examples = gr.Examples(
+        rows,
+        inputs=[page.upload, questions],
+        label="Examples (synthetic world): click one to ask its questions in order",
+    )
+    examples.load_input_event.then(
+        handlers.run_example,
+        inputs=[
+            page.upload,
+            questions,
+            page.bands,
+            page.stretch,
+            page.token_limit,
+            page.temperature,
+        ],
+        outputs=_opened(page),
+        api_name="run_example",
+        concurrency_id="model",  # shares the model with the chat
+        concurrency_limit=1,
+    )
+
+
 def build_ui(
     assistant: Assistant,
     *,
@@ -761,7 +861,7 @@ def build_ui(
 
     Returns:
         The page; ``launch()`` it. Its API names: ``open_image``, ``ask``, ``clear``,
-        ``scene``.
+        ``run_example``, ``scene``.
     """
     handlers = _Handlers(assistant, display_max_side)
     with gr.Blocks(title="geochat", analytics_enabled=False) as blocks:
@@ -780,12 +880,7 @@ def build_ui(
                     with gr.Column(scale=1):
                         chat_parts = _chat_column(max_new_tokens)
                 page = _Page(**states, **image_parts, **chat_parts)
-                if examples := _examples():
-                    gr.Examples(
-                        examples,
-                        inputs=[page.upload, page.question],
-                        label="Examples (synthetic world)",
-                    )
+                _example_conversations(page, handlers)
             with gr.Tab("Whole scene", id="scene-tab", elem_id="scene-tab"):
                 scene_parts = _scene_tab()
         _wire(page, handlers)

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.transform import Affine
 from ui_fakes import ScriptedAssistant, served
 
-from geochat.app.ui import EXAMPLES_DIR, build_ui
+from geochat.app.ui import EXAMPLES, EXAMPLES_DIR, build_ui
 from geochat.engine.assistant import NativeInput
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -136,10 +136,18 @@ def test_a_bad_file_shows_its_error_in_the_page(page, tmp_path):
     page.get_by_text("Cannot open broken.png: corrupt or unsupported").wait_for()
 
 
-def test_an_example_opens_its_image_and_question(page):
-    page.get_by_text("suburb.jpg", exact=True).click()
-    page.get_by_text("suburb.jpg: 320 × 320 px").wait_for()
-    assert page.locator("#question textarea").input_value() == "How many buildings are there?"
+def test_an_example_opens_its_image_and_asks_its_questions_in_order(page, assistant):
+    name, questions = next(example for example in EXAMPLES if example[0] == "suburb.jpg")
+    page.get_by_text(name, exact=True).click()
+    page.get_by_text(f"{name}: 320 × 320 px").wait_for()
+    chat = page.locator("#chat")
+    playwright_api.expect(chat.get_by_text("Found: two ships")).to_have_count(2)
+    for question in questions:
+        assert chat.get_by_text(question, exact=True).count() == 1
+    assert page.locator("#overlay .legend-item").all_inner_texts() == ["two ships", "the pier"]
+    assert assistant.calls[-1].messages[-1]["content"] == questions[1]
+    assert assistant.calls[-1].messages[-2]["role"] == "assistant"  # the first answer, before
+    assert page.locator("#question textarea").input_value() == ""
 
 
 def test_band_and_stretch_controls_change_the_image_before_asking(page, tmp_path):

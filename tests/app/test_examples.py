@@ -13,10 +13,11 @@ from geochat.app.ui import EXAMPLES, EXAMPLES_DIR
 from geochat.data_builders.tags import load_tag_table
 from geochat.geometry import hbb_iou, quad_to_hbb
 
-# The category that an example's grounding question asks for. The bundled model locates large
-# areas (water, industrial areas) far better than small objects, and the examples ask what it
-# can answer.
-TARGETS = {"harbour.png": "water", "port.tif": "industrial area"}
+# The category each example's conversation is about.
+TOPICS = {"harbour.png": "ship", "suburb.jpg": "building", "port.tif": "industrial area"}
+# The examples whose first question the bundled model answers on the truth: it locates large
+# areas (industrial areas) far better than small objects (ships, buildings).
+TARGETS = {"port.tif": "industrial area"}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_WORLDS))
@@ -38,9 +39,16 @@ def truth_boxes(name: str, category: str) -> np.ndarray:
     return np.array(boxes)
 
 
-@pytest.mark.parametrize(("name", "question"), [e for e in EXAMPLES if e[0] in TARGETS])
-def test_bundled_model_grounds_the_example_question_on_the_truth(name, question):
-    reply = engine.load().chat(EXAMPLES_DIR / name, [{"role": "user", "content": question}])
+@pytest.mark.parametrize(("name", "questions"), EXAMPLES)
+def test_each_example_conversation_is_about_objects_its_image_holds(name, questions):
+    assert len(truth_boxes(name, TOPICS[name])), f"{name} holds no {TOPICS[name]}"
+    assert TOPICS[name] in questions[0]
+
+
+@pytest.mark.parametrize(("name", "questions"), [e for e in EXAMPLES if e[0] in TARGETS])
+def test_bundled_model_grounds_the_example_first_question_on_the_truth(name, questions):
+    messages = [{"role": "user", "content": questions[0]}]
+    reply = engine.load().chat(EXAMPLES_DIR / name, messages)
     answered = [
         obj.hbb if obj.hbb is not None else quad_to_hbb(obj.quad)
         for obj in reply.parsed.objects

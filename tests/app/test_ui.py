@@ -203,6 +203,39 @@ def test_later_turns_carry_the_conversation(client, picture, assistant):
     ]
 
 
+def test_an_example_asks_its_questions_in_order_in_one_conversation(client, assistant):
+    name, questions = EXAMPLES[1]
+    job = client.submit(
+        handle_file(str(EXAMPLES_DIR / name)),
+        "\n".join(questions),
+        "",  # the model's bands
+        "",  # and stretch
+        64,
+        0.0,
+        api_name="/run_example",
+    )
+    job.result()
+    updates = job.outputs()  # (annotator, image info, chat, overlay, download) each
+    assert updates[0][1].startswith(f"**{name}**")
+    final_chat, overlay = updates[-1][2], updates[-1][3]
+    assert [message["role"] for message in final_chat] == ["user", "assistant"] * 2
+    assert [_text(message) for message in final_chat[::2]] == list(questions)
+    answer = "There are two ships beside the pier.\n\nFound: **two ships** (2 boxes)"
+    assert all(_text(message).startswith(answer) for message in final_chat[1::2])
+    # The second question is asked once the first is answered, with that answer before it.
+    first, second = assistant.calls[-2:]
+    assert first.messages == [{"role": "user", "content": f"<image>\n{questions[0]}"}]
+    assert second.messages == [
+        *first.messages,
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": questions[1]},
+    ]
+    asking_second = next(chat for _, _, chat, *_ in updates if len(chat) == 4)
+    assert _text(asking_second[1]).startswith(answer)  # the first answer, final, drawn
+    labels = [annotation["label"] for annotation in overlay["value"]["annotations"]]
+    assert labels == ["two ships", "the pier"]  # each answer drawn with its legend
+
+
 def test_clear_forgets_the_conversation_but_keeps_the_image(client, picture, assistant):
     _open(client, picture)
     _ask(client, "Where are the ships?")

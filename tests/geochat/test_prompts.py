@@ -1,9 +1,13 @@
 """The questions the engine, API and UI ask are questions the data builders write."""
 
+import re
+import string
+from collections.abc import Iterator
+
 import pytest
 
 from geochat import prompts
-from geochat.app.ui import EXAMPLES, TASKS
+from geochat.app.ui import EXAMPLES, EXAMPLES_DIR, TASKS
 from geochat.data_builders.tasks.language import indefinite
 from geochat.engine import task_question
 from geochat.modeling.families.idefics3 import IDEFICS3
@@ -37,11 +41,41 @@ def test_form_words_use_the_article_of_the_builders(form):
 
 
 def test_the_ui_asks_training_questions():
-    fields = {"target": "ships"}
-    questions = [question for _, question in EXAMPLES] + [t.format(**fields) for _, t in TASKS]
-    assert "Where is the water?" in questions
+    questions = [template.format(target="ships") for _, template in TASKS]
     assert "Locate all ships." in questions
     assert prompts.DESCRIBE in prompts.CAPTION_QUESTIONS
+
+
+def templates(value) -> Iterator[str]:
+    """The strings in a template constant (a string, or tuples and dicts of them)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict | tuple):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from templates(item)
+
+
+def question_templates() -> set[str]:
+    """Every question template of geochat.prompts: its upper-case constants but the forms'."""
+    names = [name for name in vars(prompts) if name.isupper() and not name.startswith("FORM_")]
+    return {template for name in names for template in templates(getattr(prompts, name))}
+
+
+def template_pattern(template: str) -> str:
+    """A regex of the questions a template writes: its text, any value in each field."""
+    pieces = string.Formatter().parse(template)
+    return "".join(re.escape(text) + ("(.+)" if field else "") for text, field, *_ in pieces)
+
+
+def test_every_example_is_an_image_and_questions_from_the_training_templates():
+    patterns = [template_pattern(template) for template in question_templates()]
+    assert len(EXAMPLES) == 3
+    for name, questions in EXAMPLES:
+        assert (EXAMPLES_DIR / name).is_file()
+        assert len(questions) >= 2  # a conversation: a later question refers to earlier ones
+        for question in questions:
+            assert any(re.fullmatch(p, question) for p in patterns), question
+    assert not any(re.fullmatch(p, "Show me all the buildings.") for p in patterns)
 
 
 def test_geochat_models_are_asked_the_questions_the_builders_write():
