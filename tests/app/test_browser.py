@@ -18,6 +18,7 @@ from ui_fakes import ScriptedAssistant, served
 
 from geochat.app.ui import EXAMPLES, EXAMPLES_DIR, build_ui
 from geochat.engine.assistant import NativeInput
+from geochat.grammar import parse
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -115,8 +116,12 @@ def test_upload_draw_a_region_ask_and_see_the_overlay(page, assistant, large_geo
     legend.nth(1).wait_for()
     assert legend.all_inner_texts() == ["two ships", "the pier"]
     page.locator("#chat").get_by_text("There are two ships beside the pier.").wait_for()
-    assert assistant.calls[-1].region == pytest.approx(expected, abs=2 * original_per_css)
-    assert assistant.calls[-1].image.width == ZOOM * 256  # analysed at full resolution
+    # The identify task's wording: the region goes inside the question, in original pixels.
+    image = assistant.calls[-1].image
+    assert image.width == ZOOM * 256  # analysed at full resolution
+    asked = parse(assistant.calls[-1].messages[-1]["content"], image.width, image.height)
+    (region,) = asked.objects
+    assert region.hbb == pytest.approx(expected, abs=2 * original_per_css)
     assert page.locator("#download").inner_text() == "Download GeoJSON (lon/lat)"
     # The masks are drawn once their images load.
     page.wait_for_function(
