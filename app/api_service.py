@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hmac
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -27,6 +26,7 @@ from geochat import geometry
 from geochat.app.api_runtime import ApiError, InferenceGate
 from geochat.app.schemas import DetectedObject, ErrorResponse, ImageInfo, SegmentParams, Usage
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
+from geochat.engine.refinement import mask_object, refine_reply
 from geochat.grammar import GroundedObject
 
 if TYPE_CHECKING:
@@ -132,8 +132,6 @@ class ApiService:
     settings: ApiSettings
     refiner: Refiner | None = None
     gate: InferenceGate | None = None
-    # The refiner keeps the last image's embedding on itself: one call at a time.
-    _refiner_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def running_gate(self) -> InferenceGate:
         """The inference gate; raises RuntimeError outside the app's lifespan."""
@@ -225,25 +223,23 @@ class ApiService:
     ) -> Segmentation:
         """Asks for a mask; every geometry of the answer becomes a full-resolution mask.
 
-        With ``refine`` (and SAM) SAM makes the masks; otherwise a text-mask is taken as it is
-        and a box or quad is filled.
+        With ``refine`` (and SAM) SAM makes the masks, by the engine's rule for a question that
+        asks for a mask (:mod:`geochat.engine.refinement`); otherwise a text-mask is taken as
+        it is and a box or quad is filled.
         """
         image, reply = self.ask(
             data, params.imagery_options(), prompt, params.max_new_tokens, None, cancel
         )
-        found = [obj for obj in reply.parsed.objects if obj.kind != "none"]
-        refined = None
         if refine and self.refiner is not None:
-            with self._refiner_lock:
-                refined = self.refiner.refine(image.image, found)
+            reply = refine_reply(reply, image, self.refiner, mask_asked=True)
+        refined = reply.refined or [None] * len(reply.parsed.objects)
         objects, masks = [], []
-        for index, obj in enumerate(found):
-            sam = None if refined is None else refined[index]
+        for obj, sam in zip(reply.parsed.objects, refined, strict=True):
+            if obj.kind == "none":
+                continue
             mask = sam.mask if sam else _filled_mask(obj, image.height, image.width)
             objects.append(detected(obj, mask, sam))
-            box = geometry.mask_to_hbb(mask)
-            hbb = None if box is None else box.tolist()
-            masks.append(dataclasses.replace(obj, kind="mask", mask=mask, hbb=hbb))
+            masks.append(mask_object(obj, mask))
         return Segmentation(image, reply, objects, masks)
 
 

@@ -38,6 +38,7 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the embedded model")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--sam", metavar="PATH", help="SAM checkpoint to refine masks with")
 
 
 def _api_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,6 @@ def _api_parser() -> argparse.ArgumentParser:
         help=f"key clients send as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}; "
         "none: no key needed)",
     )
-    parser.add_argument("--sam", metavar="PATH", help="SAM checkpoint to refine masks with")
     parser.add_argument(
         "--max-concurrency",
         type=int,
@@ -249,6 +249,7 @@ def app_main(argv: list[str] | None = None) -> int:
             device=args.device,
             vllm_url=args.vllm_url,
             base=args.base,
+            sam=args.sam,
         )
     except (OSError, ValueError) as error:
         print(f"geochat app: {error}", file=sys.stderr)

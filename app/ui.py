@@ -181,7 +181,7 @@ def _answer_markdown(reply: Reply) -> str:
 
 def answer_geojson(reply: Reply) -> dict[str, Any]:
     """The answer's geometry to download: lon/lat when georeferenced, else pixel coordinates."""
-    return reply.geojson if reply.geojson is not None else reply.pixel_geojson
+    return reply.to_geojson()
 
 
 def write_geojson(collection: dict[str, Any], directory: Path, stem: str) -> Path:
@@ -499,7 +499,7 @@ class _Handlers:
     def _overlay(reply: Reply, session: ImageSession | None) -> Any:
         if session is None:
             return None
-        annotations, colours = overlay_annotations(reply.parsed.objects, session.display)
+        annotations, colours = overlay_annotations(reply.refined_objects(), session.display)
         return gr.AnnotatedImage(value=(session.display.image, annotations), color_map=colours)
 
     def _download(self, reply: Reply, session: ImageSession | None) -> gr.DownloadButton:

@@ -13,6 +13,8 @@ of classes.
 
 from __future__ import annotations
 
+import re
+
 # Geometry forms of answers and how questions name them (singular, plural).
 FORM_NOUNS = {
     "box": ("bounding box", "bounding boxes"),
@@ -21,6 +23,10 @@ FORM_NOUNS = {
 }
 # What a reasoning question appends to ask for a form.
 FORM_REQUESTS = {"box": "Answer with bounding boxes.", "mask": "Answer with a segmentation mask."}
+
+# Words by which a question asks for a mask (every mask question below holds one, no box or
+# quad question does): what SAM refinement reads to refine boxes and quads too.
+MASK_WORDS = re.compile(r"\b(?:segment\w*|masks?|outline|pixels)\b", re.IGNORECASE)
 
 LOCATE = "Locate {phrase}."
 LOCATE_AS = "Locate {phrase} with {a_noun}."
@@ -148,6 +154,11 @@ def segment(phrase: str) -> str:
 def count(plural: str) -> str:
     """Asks how many objects of a (plural) category the image holds."""
     return COUNT.format(plural=plural)
+
+
+def asks_for_mask(question: str) -> bool:
+    """Whether a question asks for a mask ("Segment the pool.", "... with a mask")."""
+    return MASK_WORDS.search(question) is not None
 
 
 def reason(question: str, form: str = "mask") -> str:

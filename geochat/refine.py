@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -175,6 +176,8 @@ class Refiner:
         self.coarse_mask_prompt = coarse_mask_prompt
         self.max_batch = max_batch
         self._cached: _ImageEmbedding | None = None
+        # The cached embedding is shared state: one refinement at a time (API worker threads).
+        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -223,7 +226,8 @@ class Refiner:
         """Returns SAM's mask for each object, in the objects' order.
 
         The image is encoded once (and not again when the next call passes the same image);
-        every prompt of one kind is decoded in one batched forward pass.
+        every prompt of one kind is decoded in one batched forward pass. Calls from several
+        threads run one at a time.
 
         Args:
             image: A PIL image or an ``[H, W, 3]`` uint8 RGB array.
@@ -245,7 +249,8 @@ class Refiner:
             for owner, (item, kind) in enumerate(zip(objects, kinds, strict=True))
             for prompt in _prompts_for(owner, item, kind, height, width)
         ]
-        unions, scores = self._masks_by_owner(pixels, prompts)
+        with self._lock:
+            unions, scores = self._masks_by_owner(pixels, prompts)
         results: list[RefinedMask | None] = []
         for owner, (item, kind) in enumerate(zip(objects, kinds, strict=True)):
             if kind == "none":

@@ -192,9 +192,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:
         # Decoding untrusted bytes fails in open-ended ways (IndexError, KeyError,
         # UnicodeDecodeError ... from the unpickler): each one means "not a checkpoint".
+        # Its first line only: torch's unpickler errors run on for a page of advice.
+        reason = next(iter(str(error).splitlines()), type(error).__name__)
         raise SamCheckpointError(
             f"cannot read {path} as a checkpoint of tensors (only plain tensors are loaded, "
-            f"never arbitrary pickled objects): {error}"
+            f"never arbitrary pickled objects): {reason}"
         ) from error
     for wrapper in ("model", "state_dict"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):

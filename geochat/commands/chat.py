@@ -7,7 +7,7 @@ Usage::
         [--max-new-tokens N] [--temperature T] [--constrain grounding]
         [--backend transformers|vllm] [--vllm-url URL] [--device cpu] [--max-tiles N]
         [--bands 4,3,2] [--preset sentinel2:cir] [--stretch percentile:2,98] [--fill auto]
-        [--dialect NAME]
+        [--dialect NAME] [--sam PATH]
 
 The answer goes to stdout as text, each geometry tag replaced by its phrase (the grammar's
 plain text). A table of the objects found (phrase, kind, pixel box and, for a georeferenced
@@ -18,7 +18,9 @@ labelled, and a legend under it (format from the extension); ``--geojson`` the g
 GeoJSON: WGS84 lon/lat (RFC 7946) for a georeferenced image, pixel coordinates otherwise. Files
 are written atomically with the usual permissions. ``--model`` takes a checkpoint folder or a
 training run folder (its ``final/``, else its newest checkpoint); without it the bundled
-geochat-nano model answers.
+geochat-nano model answers. With ``--sam`` (a SAM checkpoint) every text-mask, and every box
+or quad of an answer to a question asking for a mask, is refined into a full-resolution mask,
+which ``--draw`` and ``--geojson`` show in place of the model's geometry.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(DIALECTS),
         help="coordinates the model writes (default: its family's, from config.json)",
     )
+    parser.add_argument(
+        "--sam", metavar="PATH", help="SAM checkpoint to refine masks with (folder, .pth, hub id)"
+    )
     return parser
 
 
@@ -176,6 +181,9 @@ def _report(reply: Reply, image: LoadedImage, model_name: str) -> None:
         print("\n".join(object_table(reply, image)), file=sys.stderr)
     for problem in reply.parsed.problems:
         print(f"problem: {problem}", file=sys.stderr)
+    refined = [number for number, sam in enumerate(reply.refined, start=1) if sam is not None]
+    if refined:
+        print(f"SAM refined objects {', '.join(map(str, refined))}", file=sys.stderr)
     print(
         f"{model_name}: {reply.prompt_tokens} prompt + {reply.completion_tokens} completion "
         f"tokens in {reply.timings['total_s']:.2f} s "
@@ -187,12 +195,12 @@ def _report(reply: Reply, image: LoadedImage, model_name: str) -> None:
 def _save_outputs(reply: Reply, image: LoadedImage, args: argparse.Namespace) -> None:
     if args.draw is not None:
         buffer = io.BytesIO()
-        drawn = draw_objects(image.image, reply.parsed.objects)
+        drawn = draw_objects(image.image, reply.refined_objects())
         drawn.save(buffer, format=Image.registered_extensions()[args.draw.suffix.lower()])
         atomic_write_bytes(args.draw, buffer.getvalue())
         print(f"wrote the drawing to {args.draw}", file=sys.stderr)
     if args.geojson is not None:
-        collection = reply.geojson if reply.geojson is not None else reply.pixel_geojson
+        collection = reply.to_geojson()
         atomic_write_text(args.geojson, json.dumps(collection, indent=1))
         space = "lon/lat" if reply.geojson is not None else "pixel coordinates"
         print(f"wrote GeoJSON ({space}) to {args.geojson}", file=sys.stderr)
@@ -214,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             max_tiles_per_side=args.max_tiles,
             dialect=args.dialect,
             base=args.base,
+            sam=args.sam,
         )
         try:
             settings = imagery.from_arguments(args, assistant.imagery)

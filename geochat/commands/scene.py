@@ -7,6 +7,7 @@ Usage::
         [--engine local|ray] [--workers N] [--ray-address ADDR]
         [--gsd 0.3] [--overlap 0.25] [--batch-size 8] [--merge-iou 0.5]
         [--max-new-tokens N] [--device cpu] [--bands 4,3,2] [--stretch ...] [--fill ...]
+        [--sam PATH]
 
 A scene (a GeoTIFF/COG, or a PNG/JPEG with ``--gsd``) is read in windows at the model's native
 GSD, tiles go through the model in batches and their geometry is merged across tiles
@@ -18,7 +19,9 @@ progress bar and the files written go to stderr. ``DIR`` receives ``answer.txt``
 Several ``--image`` or a folder run as one batch (:mod:`geochat.engine.scene_runs`): each scene's
 files go to ``DIR/<scene name>/``, in this process (``--engine local``) or on Ray Data with
 ``--workers`` model replicas (``--engine ray``). A scene whose outputs are all present is
-skipped, so a stopped run resumes.
+skipped, so a stopped run resumes. With ``--sam`` (a SAM checkpoint) each tile's masks, and
+its boxes and quads when the question asks for a mask, are refined into full-resolution masks
+before the merge.
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--vllm-url", help="vLLM server (default http://127.0.0.1:8000/v1)")
     parser.add_argument("--device", default="cpu", help="transformers device (default cpu)")
     imagery.add_arguments(parser)  # default: the settings the model was trained with
+    parser.add_argument(
+        "--sam", metavar="PATH", help="SAM checkpoint to refine each tile's masks with"
+    )
     return parser
 
 
@@ -142,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         on_gpu = args.backend == "transformers" and args.device.startswith("cuda")
         device = "cuda" if args.engine == "ray" and on_gpu else args.device
         load_model = functools.partial(
-            load, args.model, backend=args.backend, device=device, vllm_url=args.vllm_url
+            load,
+            args.model,
+            backend=args.backend,
+            device=device,
+            vllm_url=args.vllm_url,
+            sam=args.sam,
         )
         if not pending:
             runs: list[SceneOutcome] = []

@@ -11,15 +11,21 @@
     for item in assistant.chat(image, messages, stream=True):
         ...                                              # str deltas, then the Reply
 
+    assistant = load("path/to/checkpoint", sam="sam_vit_b_01ec64.pth")
+    reply = assistant.chat("scene.tif", [{"role": "user", "content": "Segment the pool."}])
+    reply.refined, reply.refined_geojson                 # SAM's full-resolution masks
+
 Backends: ``transformers`` (embedded, CPU or GPU; :mod:`.transformers_backend`) and ``vllm``
 (a client of an OpenAI-compatible vLLM server; :mod:`.vllm_backend`). Images:
 :func:`load_image` (:mod:`geochat.imagery`). Constrained grounding: :data:`GROUNDING_REGEX`
 (:mod:`.grounding`). Whole scenes of any size: :mod:`.scene` (files: :mod:`.scene_output`).
+SAM refinement of replies: :mod:`.refinement`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,6 +41,9 @@ from geochat.engine.grounding import GROUNDING_REGEX
 from geochat.engine.transformers_backend import TransformersAssistant, load_transformers
 from geochat.imagery import ImageError, LoadedImage, load_image
 
+if TYPE_CHECKING:
+    from geochat.refine import Refiner
+
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "geochat-nano"
 BACKENDS = ("transformers", "vllm")
 
@@ -48,6 +57,7 @@ def load(
     max_tiles_per_side: int | None = None,
     dialect: str | None = None,
     base: str | Path | None = None,
+    sam: str | Path | None = None,
 ) -> Assistant:
     """Returns an assistant for a model on a backend.
 
@@ -71,14 +81,47 @@ def load(
             here, else the canonical grammar).
         base: For an adapter folder on transformers, the base model to load it on instead of
             the one the adapter names (a folder, training run folder or hub id).
+        sam: A SAM checkpoint (`geochat.sam_checkpoints.load_sam`: a transformers folder, a
+            segment-anything `.pth`/`.safetensors` file or a hub id), run on `device`; every
+            reply then carries full-resolution masks (`Reply.refined`,
+            `geochat.engine.refinement`). None refines nothing and loads no SAM.
 
     Raises:
         FileNotFoundError: When the model folder is missing (the bundled one included) or holds
-            no model.
+            no model, or the SAM checkpoint is missing.
+        geochat.sam_checkpoints.SamCheckpointError: For a SAM checkpoint that cannot be read
+            or is not SAM (a ValueError).
         ValueError: For an unknown backend, an option the backend does not take, an unsupported
             `model_type` or a tokenizer without the model's image token.
         BackendError: When the vLLM server cannot be reached or does not serve the model.
     """
+    # SAM first: a bad checkpoint fails before the (larger) model loads.
+    refiner = None if sam is None else _refiner(sam, device)
+    assistant = _load_backend(
+        model, backend, device, vllm_url, dtype, max_tiles_per_side, dialect, base
+    )
+    assistant.refiner = refiner
+    return assistant
+
+
+def _refiner(sam: str | Path, device: str | torch.device) -> Refiner:
+    # Imported here: SAM's modules load only when refinement is asked for.
+    from geochat.refine import Refiner
+
+    return Refiner.from_pretrained(sam, device=device)
+
+
+def _load_backend(
+    model: str | Path | None,
+    backend: str,
+    device: str | torch.device,
+    vllm_url: str | None,
+    dtype: torch.dtype | str | None,
+    max_tiles_per_side: int | None,
+    dialect: str | None,
+    base: str | Path | None,
+) -> Assistant:
+    """The assistant of :func:`load`, before SAM."""
     if backend == "transformers":
         if vllm_url is not None:
             raise ValueError("vllm_url is for backend='vllm'")

@@ -4,7 +4,9 @@ A backend subclasses :class:`Assistant` and implements :meth:`Assistant._generat
 the answer's text deltas and fills a :class:`GenerationStats`. :meth:`Assistant.chat` does the
 rest, identically for every backend: it reads the image, puts ``<image>`` in the first user
 turn and the region in the last one, and turns the answer into a :class:`Reply` whose geometry
-is in pixels of the original image (and lon/lat for a georeferenced one).
+is in pixels of the original image (and lon/lat for a georeferenced one). An assistant with a
+``refiner`` (SAM, ``load(..., sam=PATH)``) adds full-resolution masks to every reply
+(:mod:`.refinement`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import LogitsProcessor
 
+from geochat.engine.refinement import mask_object, refine_reply
 from geochat.georef import to_geojson, to_pixel_geojson
-from geochat.grammar import Dialect, Parsed, format_region, parse, readable
+from geochat.grammar import Dialect, GroundedObject, Parsed, format_region, parse, readable
 from geochat.imagery import ImagerySettings, ImageSource, LoadedImage, load_image
 from geochat.modeling.families.base import Family
+from geochat.prompts import asks_for_mask
+
+if TYPE_CHECKING:
+    from geochat.refine import RefinedMask, Refiner
 
 IMAGE_PLACE = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -49,8 +56,15 @@ class Reply:
         prompt_tokens: Tokens of the prompt, image tokens included.
         completion_tokens: Tokens generated, the end-of-turn token included.
         timings: Seconds: `preprocess_s` (image and inputs), `prefill_s` (to the first
-            generated token, when the backend can tell), `total_s` (the whole call), and
-            `tokens_per_s` (completion tokens per second after preprocessing).
+            generated token, when the backend can tell), `refine_s` (SAM, when it ran),
+            `total_s` (the whole call), and `tokens_per_s` (completion tokens per second after
+            preprocessing).
+        refined: SAM's full-resolution mask (`geochat.refine.RefinedMask`: COCO RLE at the
+            image's size and SAM's score) per object of `parsed.objects`, in order, None for an
+            object not refined; empty when the assistant has no refiner or nothing was
+            refinable (`geochat.engine.refinement.refinable`).
+        refined_geojson: `geojson` with each refined object's geometry replaced by its SAM
+            mask's polygons; None without refinement or georeference.
     """
 
     text: str
@@ -61,6 +75,25 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, float]
+    refined: list[RefinedMask | None] = field(default_factory=list)
+    refined_geojson: dict[str, Any] | None = None
+
+    def refined_objects(self) -> list[GroundedObject]:
+        """`parsed.objects` with each refined object as its SAM mask (kind `mask`)."""
+        if not self.refined:
+            return list(self.parsed.objects)
+        return [
+            obj if sam is None else mask_object(obj, sam.mask)
+            for obj, sam in zip(self.parsed.objects, self.refined, strict=True)
+        ]
+
+    def to_geojson(self) -> dict[str, Any]:
+        """The geometry to save: lon/lat when georeferenced, else pixels; SAM's masks if refined."""
+        if not self.refined:
+            return self.geojson if self.geojson is not None else self.pixel_geojson
+        if self.refined_geojson is not None:
+            return self.refined_geojson
+        return to_pixel_geojson(self.refined_objects())
 
 
 @dataclass
@@ -168,6 +201,8 @@ class Assistant(ABC):
             when the backend cannot tell.
         family: The model's backbone family, None when the backend cannot tell (it decides
             how a task is asked: :func:`task_question`).
+        refiner: SAM (`load(..., sam=PATH)`), which adds full-resolution masks to every
+            reply about an image (`Reply.refined`); None (the default) refines nothing.
     """
 
     model_name: str
@@ -175,6 +210,7 @@ class Assistant(ABC):
     imagery: ImagerySettings = ImagerySettings()
     native_input: NativeInput | None = None
     family: Family | None = None
+    refiner: Refiner | None = None
 
     def chat(
         self,
@@ -235,7 +271,7 @@ class Assistant(ABC):
         if stream:
             return self._stream(deltas, request, started)
         text = "".join(deltas)
-        return _reply(text, request, started)
+        return self._finish(text, request, started)
 
     def chat_batch(
         self,
@@ -293,7 +329,15 @@ class Assistant(ABC):
                 yield delta
         finally:
             deltas.close()  # a consumer that stops early stops the generation
-        yield _reply("".join(pieces), request, started)
+        yield self._finish("".join(pieces), request, started)
+
+    def _finish(self, text: str, request: Request, started: float) -> Reply:
+        """The reply to a request; refined by SAM when the assistant has a refiner."""
+        reply = _reply(text, request, started)
+        if self.refiner is None or request.image is None:
+            return reply
+        mask_asked = asks_for_mask(request.messages[-1]["content"])
+        return refine_reply(reply, request.image, self.refiner, mask_asked)
 
 
 def task_question(family: Family | None, task: str, question: str, **fields: str) -> str:

@@ -385,7 +385,8 @@ def run_scene(
             run += len(valid)
             for (tile, _), reply in zip(valid, replies, strict=True):
                 problems += [f"window {list(tile.window)}: {p}" for p in reply.parsed.problems]
-                for obj in reply.parsed.objects:
+                # With SAM (the assistant's refiner) a tile's masks are refined before the merge.
+                for obj in reply.refined_objects():
                     if obj.kind == "mask":
                         canvas = masks.setdefault(obj.phrase, _MaskCanvas(plan))
                         canvas.paste(tile, obj)

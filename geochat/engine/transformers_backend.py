@@ -37,7 +37,6 @@ from geochat.engine.assistant import (
     NativeInput,
     Reply,
     Request,
-    _reply,
     _request,
 )
 from geochat.engine.grounding import GroundingLogitsProcessor, grounding_regex, token_pieces
@@ -263,7 +262,7 @@ class TransformersAssistant(Assistant):
             stops = [index for index, token in enumerate(tokens) if token in ends]
             request.stats.completion_tokens = stops[0] + 1 if stops else len(tokens)
             request.stats.preprocess_s += preprocess_s
-            replies.append(_reply(text, request, started))
+            replies.append(self._finish(text, request, started))
         return replies
 
     def _pad_token_id(self) -> int:

@@ -27,7 +27,14 @@ def loads(monkeypatch) -> list[dict]:
 def test_serves_the_default_model_on_loopback_and_never_shares(launches, loads, capsys):
     assert app_main([]) == 0
     assert loads == [
-        {"model": None, "backend": "transformers", "device": "cpu", "vllm_url": None, "base": None}
+        {
+            "model": None,
+            "backend": "transformers",
+            "device": "cpu",
+            "vllm_url": None,
+            "base": None,
+            "sam": None,
+        }
     ]
     [options] = launches
     assert (options["server_name"], options["server_port"]) == ("127.0.0.1", 7860)
@@ -41,6 +48,18 @@ def test_passes_the_vllm_backend_and_port_through(launches, loads):
     assert loads[0]["model"] == "geochat-lora"
     assert loads[0]["vllm_url"] == "http://h:8001/v1"
     assert launches[0]["server_port"] == 7999
+
+
+def test_passes_the_sam_checkpoint_to_the_engine(launches, loads):
+    assert app_main(["--sam", "sam_vit_b.pth"]) == 0
+    assert loads[0]["sam"] == "sam_vit_b.pth"
+
+
+def test_a_missing_sam_checkpoint_is_a_clear_error(tmp_path, launches, capsys):
+    assert app_main(["--sam", str(tmp_path / "sam.pth")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("geochat app: no SAM checkpoint") and err.count("\n") == 1
+    assert launches == []
 
 
 def test_warns_when_listening_beyond_this_machine(launches, loads, capsys):

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 import rasterio
 import regex
+import shapely.geometry
 import torch
 from PIL import Image
 from rasterio.transform import Affine
+from sam_fixtures import save, tiny_sam
 from transformers import LogitsProcessor
 
 import geochat.engine
@@ -34,6 +36,8 @@ from geochat.geometry import hbb_to_quad, mask_to_rle
 from geochat.grammar import GrammarError, format, format_hbbs, format_mask, format_quads, format_ref
 from geochat.imagery import ImagerySettings
 from geochat.modeling import tiny
+from geochat.refine import Refiner
+from geochat.sam_checkpoints import SamCheckpointError
 
 POOL = "<ref>the pool</ref><box>[[100,200,300,400]]</box>"
 QUESTION = [{"role": "user", "content": "Where is the pool?"}]
@@ -384,6 +388,134 @@ def test_bad_load_arguments_are_refused(model_dir, kwargs, error, match):
     kwargs = {"model": model_dir, **kwargs}
     with pytest.raises(error, match=match):
         load(**kwargs)
+
+
+# SAM refinement (load(..., sam=PATH))
+
+SEGMENT = [{"role": "user", "content": "Segment the pool."}]
+
+
+def coarse_pool_answer():
+    """A <seg> answer: a 16-grid text-mask of a block in a 300 x 120 image."""
+    mask = np.zeros((120, 300), dtype=bool)
+    mask[30:90, 75:225] = True
+    return format_ref("the pool", format_mask(mask, 16))
+
+
+@pytest.fixture(scope="module")
+def sam_dir(tmp_path_factory):
+    return save(tiny_sam(), tmp_path_factory.mktemp("tiny-sam"))
+
+
+@pytest.fixture(scope="module")
+def refined_assistant(model_dir, sam_dir):
+    return load(model_dir, sam=sam_dir)
+
+
+def test_a_seg_answer_comes_back_with_sams_mask(refined_assistant, sam_dir):
+    image = random_image(300, 120)
+    answer = coarse_pool_answer()
+    forcer = force(refined_assistant, answer)
+
+    reply = refined_assistant.chat(image, QUESTION, logits_processor=[forcer])
+
+    assert reply.text == answer  # what the model wrote is kept
+    (pool,) = reply.parsed.objects
+    assert pool.kind == "mask" and pool.grid == 16
+    (sam,) = reply.refined
+    (expected,) = Refiner.from_pretrained(sam_dir).refine(image, [pool])
+    assert sam.mask == expected.mask and sam.score == pytest.approx(expected.score)
+    assert sam.mask["size"] == [120, 300] and sam.mask != pool.mask
+    (refined,) = reply.refined_objects()
+    assert (refined.kind, refined.phrase, refined.mask) == ("mask", "the pool", sam.mask)
+    assert reply.refined_geojson is None  # a PNG has no georeference
+    assert reply.to_geojson()["coordinate_space"] == "pixel"
+    assert reply.timings["refine_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("question", "refined"),
+    [(QUESTION, False), (SEGMENT, True)],
+    ids=["box-question", "mask-question"],
+)
+def test_a_box_is_refined_only_when_the_question_asks_for_a_mask(
+    refined_assistant, question, refined
+):
+    reply = refined_assistant.chat(
+        random_image(300, 120), question, logits_processor=[force(refined_assistant)]
+    )
+
+    assert reply.text == POOL
+    assert [sam is not None for sam in reply.refined] == ([True] if refined else [])
+    assert reply.refined_objects()[0].kind == ("mask" if refined else "hbb")
+
+
+def test_batched_and_streamed_replies_are_refined_alike(refined_assistant):
+    image = random_image(300, 120)
+    answer = coarse_pool_answer()
+    single = refined_assistant.chat(
+        image, QUESTION, logits_processor=[force(refined_assistant, answer)]
+    )
+    (batched,) = refined_assistant.chat_batch(
+        [(image, QUESTION)], logits_processor=[force(refined_assistant, answer)]
+    )
+    *_, streamed = refined_assistant.chat(
+        image, QUESTION, stream=True, logits_processor=[force(refined_assistant, answer)]
+    )
+
+    assert batched.refined == single.refined == streamed.refined
+    assert len(single.refined) == 1
+
+
+def test_refined_masks_of_a_geotiff_are_in_lon_lat(refined_assistant, tmp_path):
+    path = tmp_path / "scene.tif"
+    transform = Affine(0.5, 0, 500000.0, 0, -0.5, 4650000.0)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=300,
+        height=120,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=transform,
+    ) as dataset:
+        dataset.write(np.asarray(random_image(300, 120)).transpose(2, 0, 1))
+    forcer = force(refined_assistant, coarse_pool_answer())
+
+    reply = refined_assistant.chat(path, QUESTION, logits_processor=[forcer])
+
+    features = reply.refined_geojson["features"]
+    assert features and all(f["properties"]["phrase"] == "the pool" for f in features)
+    for feature in features:  # Polygon or MultiPolygon in lon/lat
+        lon0, lat0, lon1, lat1 = shapely.geometry.shape(feature["geometry"]).bounds
+        assert 14.99 < lon0 <= lon1 < 15.01 and 41.99 < lat0 <= lat1 < 42.01
+    assert reply.to_geojson() is reply.refined_geojson
+    assert reply.geojson != reply.refined_geojson  # the model's own geometry is kept beside
+
+
+def test_without_sam_nothing_is_refined(assistant):
+    reply = assistant.chat(
+        random_image(300, 120),
+        QUESTION,
+        logits_processor=[force(assistant, coarse_pool_answer())],
+    )
+
+    assert assistant.refiner is None
+    assert reply.refined == [] and reply.refined_geojson is None
+    assert "refine_s" not in reply.timings
+    assert reply.refined_objects() == reply.parsed.objects
+    assert reply.to_geojson() is reply.pixel_geojson
+
+
+def test_a_missing_or_broken_sam_checkpoint_is_refused(model_dir, tmp_path):
+    broken = tmp_path / "sam.pth"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(FileNotFoundError, match="no SAM checkpoint"):
+        load(model_dir, sam=tmp_path / "missing")
+    with pytest.raises(SamCheckpointError, match="cannot read"):
+        load(model_dir, sam=broken)
 
 
 # The vLLM backend against a fake OpenAI-compatible server

@@ -95,3 +95,28 @@ def test_other_families_are_asked_in_their_own_task_prompts():
     assert task_question(LLAVA, "identify", prompts.identify(box), region=box).startswith(
         "[identify] what is this <box>"
     )
+
+
+def test_mask_questions_and_only_they_ask_for_a_mask():
+    fields = {"phrase": "the pool", "them": "them", "plural": "pools", "category": "pool"}
+    mask_questions = [
+        *(q.format(**fields) for q in prompts.SEGMENT_QUESTIONS),
+        *(q.format(**fields) for q in prompts.FOLLOW_UP_QUESTIONS["segment"]),
+        prompts.reason("Where could a boat be launched?", "mask"),
+    ]
+    other = [
+        *(
+            q.format(**fields, **prompts.form_words(form, False), be="is")
+            for form, templates in prompts.REFER_QUESTIONS.items()
+            for q in templates
+        ),
+        *(
+            q.format(**fields, **prompts.form_words(form, True))
+            for form, templates in prompts.GROUND_QUESTIONS.items()
+            for q in templates
+        ),
+        prompts.reason("Where could a boat be launched?", "box"),
+        prompts.count("pools"),
+    ]
+    assert all(prompts.asks_for_mask(q) for q in mask_questions)
+    assert not any(prompts.asks_for_mask(q) for q in other)

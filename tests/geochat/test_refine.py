@@ -18,6 +18,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from sam_fixtures import TINY_CONFIG, save, tiny_processor, tiny_sam
 from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
 
 from geochat import geometry
@@ -31,33 +32,6 @@ from geochat.sam_checkpoints import (
 )
 
 HEIGHT, WIDTH = 96, 160  # not square: SAM pads the resized image to a square
-
-TINY_CONFIG = {
-    "vision_config": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 256,
-        "patch_size": 16,
-        "output_channels": 32,
-        "mlp_dim": 64,
-        "window_size": 4,
-        "global_attn_indexes": [1],
-        "num_pos_feats": 16,  # half the prompt encoder's hidden size
-    },
-    "prompt_encoder_config": {
-        "hidden_size": 32,
-        "image_size": 256,
-        "patch_size": 16,
-        "mask_input_channels": 8,
-    },
-    "mask_decoder_config": {
-        "hidden_size": 32,
-        "mlp_dim": 64,
-        "num_attention_heads": 8,  # segment-anything's fixed count, which shapes cannot tell
-        "iou_head_hidden_dim": 32,
-    },
-}
 
 # The three published segment-anything sizes, as in transformers' convert_sam_to_hf.py.
 SEGMENT_ANYTHING_VISION = {
@@ -125,22 +99,6 @@ class Answer:
     mask: Any = None
 
 
-def tiny_sam() -> SamModel:
-    """A seeded tiny random SAM (its masks cover 5-65 % of the test image, varying by prompt)."""
-    torch.manual_seed(0)
-    return SamModel(SamConfig(**TINY_CONFIG)).eval()
-
-
-def tiny_processor() -> SamProcessor:
-    image_processor = SamImageProcessorPil(
-        size={"longest_edge": 256},
-        pad_size={"height": 256, "width": 256},
-        mask_size={"longest_edge": 64},
-        mask_pad_size={"height": 64, "width": 64},
-    )
-    return SamProcessor(image_processor=image_processor)
-
-
 def saturated_sam() -> SamModel:
     """A tiny SAM whose every mask logit is positive: it answers 'the whole image'."""
     model = tiny_sam()
@@ -153,12 +111,6 @@ def saturated_sam() -> SamModel:
             mlp.proj_out.weight.zero_()
             mlp.proj_out.bias.fill_(1.0)
     return model
-
-
-def save(model: SamModel, directory: Path) -> Path:
-    model.save_pretrained(directory)
-    tiny_processor().save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

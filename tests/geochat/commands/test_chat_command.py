@@ -11,15 +11,20 @@ import stat
 import numpy as np
 import pytest
 import rasterio
+import shapely.geometry
+from family_fixtures import Force
 from PIL import Image
 from rasterio.transform import Affine
+from sam_fixtures import save, tiny_sam
 
-from geochat import cli
+from geochat import cli, geometry
+from geochat.commands import chat as chat_command
 from geochat.commands.chat import answer_text, object_table
-from geochat.engine import DEFAULT_MODEL, LoadedImage, Reply
+from geochat.engine import DEFAULT_MODEL, LoadedImage, Reply, load
 from geochat.georef import Georef
-from geochat.grammar import parse
+from geochat.grammar import format_mask, format_ref, parse
 from geochat.modeling import tiny
+from geochat.refine import Refiner
 
 WIDTH, HEIGHT = 300, 120
 
@@ -217,3 +222,71 @@ def test_a_training_run_folder_answers_with_its_final_model(model_dir, png, tmp_
     assert chat(run, png) == 0
     # Named after the run, as servers name it (never by a path).
     assert "run/final: " in capsys.readouterr().err
+
+
+# --sam: SAM refinement
+
+
+@pytest.fixture(scope="module")
+def sam_dir(tmp_path_factory):
+    return save(tiny_sam(), tmp_path_factory.mktemp("tiny-sam"))
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Makes every assistant `geochat chat` loads answer a <seg> mask of the pool."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    mask[30:90, 75:225] = True
+    answer = format_ref("the pool", format_mask(mask, 16))
+
+    def load_scripted(*args, **kwargs):
+        assistant = load(*args, **kwargs)
+        chat = assistant.chat
+        assistant.chat = lambda *a, **o: chat(*a, logits_processor=[Force(assistant, answer)], **o)
+        return assistant
+
+    monkeypatch.setattr(chat_command, "load", load_scripted)
+    return answer
+
+
+def test_sam_refines_a_seg_answer_into_the_saved_geometry(
+    model_dir, sam_dir, png, tmp_path, scripted, capsys
+):
+    plain, refined = tmp_path / "plain.json", tmp_path / "refined.json"
+
+    assert chat(model_dir, png, "--geojson", str(plain), "--max-new-tokens", "256") == 0
+    plain_err = capsys.readouterr().err
+    code = chat(
+        model_dir, png, "--geojson", str(refined), "--max-new-tokens", "256", "--sam", str(sam_dir)
+    )
+    err = capsys.readouterr().err
+
+    assert code == 0
+    assert "SAM refined objects 1" in err and "SAM" not in plain_err
+    model_mask = parse(scripted, WIDTH, HEIGHT).objects[0]
+    (expected,) = Refiner.from_pretrained(sam_dir).refine(Image.open(png), [model_mask])
+    expected_area = geometry.rle_to_mask(expected.mask).sum()
+    (without,) = json.loads(plain.read_text())["features"]
+    with_sam = json.loads(refined.read_text())["features"]
+    assert all(f["properties"]["phrase"] == "the pool" for f in with_sam)
+    area = sum(shapely.geometry.shape(f["geometry"]).area for f in with_sam)
+    assert area == pytest.approx(expected_area)  # SAM's mask, pixel for pixel
+    assert shapely.geometry.shape(without["geometry"]).area != pytest.approx(expected_area)
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint"], ids=["missing", "broken"])
+def test_a_missing_or_broken_sam_checkpoint_is_one_line_and_writes_nothing(
+    model_dir, png, tmp_path, capsys, content
+):
+    sam = tmp_path / "sam.pth"
+    if content is not None:
+        sam.write_bytes(content)
+    out = tmp_path / "out"
+
+    code = chat(model_dir, png, "--sam", str(sam), "--geojson", str(out / "a.json"))
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("geochat chat: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not out.exists()
