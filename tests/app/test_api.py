@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
-from transformers import SamConfig, SamModel
+from sam_fixtures import tiny_sam
 
 from geochat.app.api import ApiSettings, create_app
 from geochat.app.api_runtime import serve_in_background
@@ -373,26 +373,9 @@ def test_segment_on_a_geotiff_returns_lonlat_polygons(client):
 
 @pytest.fixture(scope="module")
 def tiny_refiner():
-    """A seeded tiny random SAM (hidden 32, 2 layers, 256 px)."""
-    config = SamConfig(
-        vision_config={
-            "hidden_size": 32,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 256,
-            "patch_size": 16,
-            "output_channels": 32,
-            "mlp_dim": 64,
-            "window_size": 4,
-            "global_attn_indexes": [1],
-            "num_pos_feats": 16,
-        },
-        prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16},
-        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "iou_head_hidden_dim": 32},
-    )
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    return Refiner(SamModel(config).eval(), sam_processor_for(config))
+    """The seeded tiny random SAM of the SAM tests."""
+    sam = tiny_sam()
+    return Refiner(sam, sam_processor_for(sam.config))
 
 
 def test_segment_refines_masks_with_sam_when_the_server_has_it(fake, tiny_refiner):

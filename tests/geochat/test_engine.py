@@ -142,22 +142,28 @@ def test_box_maps_back_to_original_pixels(model_dir, width, height, tiles_per_si
     assert len(reply.pixel_geojson["features"]) == 1
 
 
-def test_geojson_of_a_geotiff_is_in_lon_lat(assistant, tmp_path):
-    path = tmp_path / "scene.tif"
-    transform = Affine(0.5, 0, 500000.0, 0, -0.5, 4650000.0)
-    data = np.random.default_rng(0).integers(0, 4000, size=(3, 120, 300)).astype(np.uint16)
+def write_geotiff(path, data, transform):
+    """Writes ``[3, H, W]`` bands as a GeoTIFF in UTM 33N."""
+    _, height, width = data.shape
     with rasterio.open(
         path,
         "w",
         driver="GTiff",
-        width=300,
-        height=120,
+        width=width,
+        height=height,
         count=3,
-        dtype="uint16",
+        dtype=data.dtype.name,
         crs="EPSG:32633",
         transform=transform,
     ) as dataset:
         dataset.write(data)
+
+
+def test_geojson_of_a_geotiff_is_in_lon_lat(assistant, tmp_path):
+    path = tmp_path / "scene.tif"
+    transform = Affine(0.5, 0, 500000.0, 0, -0.5, 4650000.0)
+    data = np.random.default_rng(0).integers(0, 4000, size=(3, 120, 300)).astype(np.uint16)
+    write_geotiff(path, data, transform)
     image = load_image(path)
 
     reply = assistant.chat(image, QUESTION, logits_processor=[force(assistant)])
@@ -470,18 +476,7 @@ def test_batched_and_streamed_replies_are_refined_alike(refined_assistant):
 def test_refined_masks_of_a_geotiff_are_in_lon_lat(refined_assistant, tmp_path):
     path = tmp_path / "scene.tif"
     transform = Affine(0.5, 0, 500000.0, 0, -0.5, 4650000.0)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=300,
-        height=120,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32633",
-        transform=transform,
-    ) as dataset:
-        dataset.write(np.asarray(random_image(300, 120)).transpose(2, 0, 1))
+    write_geotiff(path, np.asarray(random_image(300, 120)).transpose(2, 0, 1), transform)
     forcer = force(refined_assistant, coarse_pool_answer())
 
     reply = refined_assistant.chat(path, QUESTION, logits_processor=[forcer])
