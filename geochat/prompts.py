@@ -26,6 +26,7 @@ LOCATE_AS = "Locate {phrase} with {a_noun}."
 WHERE = "Where {be} {phrase}?"
 SEGMENT = "Segment {phrase}."
 COUNT = "How many {plural} are there?"
+FIND_ALL = "Where are all the {plural}?"
 DESCRIBE = "Describe this image."
 
 CAPTION_QUESTIONS = (
@@ -107,6 +108,14 @@ def locate(phrase: str, form: str = "box") -> str:
 def where(phrase: str, plural: bool = False) -> str:
     """Asks where a phrase's objects are: "Where is the water?"."""
     return WHERE.format(phrase=phrase, be="are" if plural else "is")
+
+
+def find_all(plural: str, form: str = "box") -> str:
+    """Asks for every object of a (plural) category, as boxes or oriented boxes (``"quad"``)."""
+    question = FIND_ALL.format(plural=plural)
+    if form == "box":
+        return question
+    return f"{question} Answer with {form_words(form, plural=True)['a_noun']}."
 
 
 def segment(phrase: str) -> str:
