@@ -415,7 +415,10 @@ def _one_view(
             [{"role": "user", "content": question.count_text}],
             max_new_tokens=options.max_new_tokens,
         )
-        count = extract_count(counted.text)
+        # As the record eval reads counts: from the text around any geometry; <none> is 0.
+        count = extract_count(counted.parsed.text)
+        if count is None and any(o.kind == "none" for o in counted.parsed.objects):
+            count = 0
     return score_answer(question, answer, world, count)
 
 
