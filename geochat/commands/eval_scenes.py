@@ -63,6 +63,7 @@ from geochat.georef import Georef, GeorefError
 from geochat.grammar.core import GroundedObject
 from geochat.imagery import ImageError
 from geochat.metrics import (
+    Family,
     MaskOverlap,
     Matching,
     SampleScore,
@@ -297,28 +298,24 @@ def score_answer(
 ) -> list[SampleScore]:
     """The samples of one answer: find-all boxes or quads and the count, or the mask."""
     truth = world.objects.get(question.category, [])
-    common = {
-        "record_id": f"{world.name}|{question.category}|{question.task}",
-        "turn": 0,
-        "problems": answer.problems,
-        "category": question.category,
-        "group": world.name,
-    }
+
+    def sample(task: str, family: Family, result: Any) -> SampleScore:
+        record_id = f"{world.name}|{question.category}|{question.task}"
+        problems, category, group = answer.problems, question.category, world.name
+        return SampleScore(record_id, task, 0, family, result, True, problems, (), category, group)
+
     if question.task == "segment":
         predicted = _mask_pixels(answer.masks, world.height, world.width)
         expected = _mask_pixels(truth, world.height, world.width)
         overlap = MaskOverlap(int((predicted & expected).sum()), int((predicted | expected).sum()))
-        return [SampleScore(task="segment", family="mask", result=overlap, **common)]
+        return [sample("segment", "mask", overlap)]
     matching: Matching
     if question.task == "find_all_quad":
         matching = match_quads(answer.quads, [min_area_rect(t) for t in truth])
     else:
         expected_boxes = np.array([t.bounds for t in truth], dtype=float).reshape(-1, 4)
         matching = match_hbbs(np.array(answer.hbbs, dtype=float).reshape(-1, 4), expected_boxes)
-    return [
-        SampleScore(task=question.task, family="boxes", result=matching, **common),
-        SampleScore(task="count", family="count", result=(count, len(truth)), **common),
-    ]
+    return [sample(question.task, "boxes", matching), sample("count", "count", (count, len(truth)))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,19 +399,14 @@ def _one_view(
     assistant: Assistant, question: Question, world: WorldTruth, options: RunOptions
 ) -> list[SampleScore]:
     """The whole world given to the model once, as ``geochat chat`` does."""
-    reply = assistant.chat(
-        world.image,
-        [{"role": "user", "content": question.text}],
+    texts = [question.text] if question.count_text is None else [question.text, question.count_text]
+    reply, *counts = assistant.chat_batch(
+        [(world.image, [{"role": "user", "content": text}]) for text in texts],
         max_new_tokens=options.max_new_tokens,
     )
     answer = view_answer(reply.parsed.objects, reply.parsed.problems)
     count = None
-    if question.count_text is not None:
-        counted = assistant.chat(
-            world.image,
-            [{"role": "user", "content": question.count_text}],
-            max_new_tokens=options.max_new_tokens,
-        )
+    for counted in counts:
         # As the record eval reads counts: from the text around any geometry; <none> is 0.
         count = extract_count(counted.parsed.text)
         if count is None and any(o.kind == "none" for o in counted.parsed.objects):
