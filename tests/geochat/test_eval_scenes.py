@@ -9,6 +9,7 @@ the image it is given, and nothing for a grey (blank) image, as a model that rea
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Generator
 
 import numpy as np
@@ -18,7 +19,13 @@ import shapely
 import geochat.engine
 import geochat.modeling
 from geochat.commands import eval as eval_cli
-from geochat.commands.eval_scenes import load_vocabulary, read_truth
+from geochat.commands.eval_scenes import (
+    WorldTruth,
+    build_trivial_counts,
+    load_vocabulary,
+    plan_questions,
+    read_truth,
+)
 from geochat.data_builders.synthetic import generate_world
 from geochat.engine import Assistant
 from geochat.engine.assistant import NativeInput, Request
@@ -26,6 +33,7 @@ from geochat.geometry import min_area_rect, rasterize
 from geochat.georef import Georef
 from geochat.grammar.canonical import format_hbbs, format_mask, format_quads, format_ref
 from geochat.predict import BLANK_GREY
+from geochat.records import write_jsonl
 
 GSD = 0.3
 SIZE = 512
@@ -191,3 +199,43 @@ def test_bad_input_is_one_sentence(worlds, tmp_path, monkeypatch, capsys):
     )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "unknown ['cat']" in err
     assert model.images == 0
+
+
+def test_questions_cover_present_categories_and_a_seeded_share_of_absent_ones(tmp_path):
+    vocabulary, _ = load_vocabulary()
+    box = shapely.box(0, 0, 10, 10)
+    present = {"building": [box], "car": [box], "water": [box], "tree": [box]}
+    worlds = [WorldTruth(f"w{i}", tmp_path / f"w{i}.tif", 64, 64, present) for i in range(3)]
+    questions = plan_questions(worlds, vocabulary, None, None, seed=1)
+    first = [(q.category, q.task) for q in questions if q.world == 0]
+    assert {("building", "find_all_box"), ("building", "segment"), ("car", "find_all_quad")} <= set(
+        first
+    )
+    assert ("water", "segment") in first and ("water", "find_all_box") not in first
+    car = next(q for q in questions if q.category == "car")
+    assert car.text == "Where are all the cars? Answer with oriented bounding boxes."
+    assert car.count_text == "How many cars are there?"
+    absent = {q.category for q in questions if q.world == 0} - set(present)
+    assert len(absent) == 1  # a quarter of the four present categories
+    assert questions == plan_questions(worlds, vocabulary, None, None, seed=1)
+    limited = plan_questions(worlds, vocabulary, ["building", "car"], 6, seed=1)
+    assert len(limited) == 6 and Counter(q.world for q in limited) == {0: 2, 1: 2, 2: 2}
+
+
+def test_the_trivial_count_of_a_training_build_is_its_commonest_per_category(tmp_path):
+    def record(index, category, answer):
+        return {
+            "id": str(index), "image": "x.png", "width": 8, "height": 8, "task": "count",
+            "objects": [{"category": category, "hbb": [0, 0, 1, 1]}],
+            "conversations": [
+                {"from": "human", "value": "<image>\nHow many?"},
+                {"from": "gpt", "value": answer},
+            ],
+        }  # fmt: skip
+
+    answers = [("car", "3"), ("car", "There are 3."), ("car", "5"), ("building", "one")]
+    write_jsonl(tmp_path / "train-00000.jsonl", [record(i, *a) for i, a in enumerate(answers)])
+    assert build_trivial_counts(tmp_path) == {"car": 3, "building": 1}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError):
+        build_trivial_counts(tmp_path / "empty")
