@@ -282,14 +282,18 @@ def view_answer(objects: Sequence[GroundedObject], problems: Sequence[str]) -> A
 
 
 def _mask_pixels(parts: Sequence[Any], height: int, width: int) -> np.ndarray:
+    """The union of masks and polygons as one boolean ``[height, width]`` scene mask."""
     pixels = np.zeros((height, width), dtype=bool)
+    polygons = [part for part in parts if not isinstance(part, np.ndarray)]
+    # One rasterisation of their union: a scene has hundreds of polygons and millions of pixels.
+    union = shapely.union_all(polygons) if polygons else None
+    if union is not None and not union.is_empty:
+        pixels |= rasterize(union, height, width)
     for part in parts:
         if isinstance(part, np.ndarray):
             if part.shape != pixels.shape:
                 raise GeometryError(f"a mask of {part.shape} for a {height}x{width} scene")
             pixels |= part
-        elif not part.is_empty:
-            pixels |= rasterize(part, height, width)
     return pixels
 
 
