@@ -502,18 +502,23 @@ def _merged(cluster: list[_Piece]) -> SceneObject:
         union = shapely.union_all([p.core for p in cluster])
         if union.is_empty:
             union = shapely.union_all([p.polygon for p in cluster])
+        if union.is_empty:
+            # Degenerate pieces (a zero-width box) have empty polygons: their corners remain.
+            union = shapely.MultiPoint(
+                np.concatenate([p.quad for p in cluster if p.quad is not None])
+            )
         if first.kind == "hbb":
             x0, y0, x1, y1 = union.bounds
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
         else:
             quad = min_area_rect(union)
-    polygon = quad_to_polygon(quad)
+    corners = np.asarray(quad, dtype=float)  # [4, 2]
     return SceneObject(
         first.phrase,
         first.kind,
-        polygon,
-        list(polygon.bounds),
-        np.asarray(quad, dtype=float).tolist(),
+        quad_to_polygon(corners),  # empty for a degenerate box: its corners say where it is
+        [*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist()],
+        corners.tolist(),
         None,  # the grammar carries no confidence
         windows,
     )

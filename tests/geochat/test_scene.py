@@ -461,3 +461,14 @@ def test_gdal_s_block_cache_is_capped_while_a_scene_is_read(tmp_path, capsys, mo
     with pytest.raises(SystemExit):
         _cli(capsys, monkeypatch, probe, "--image", str(path), "Q", "--gdal-cache-mb", "0")
     assert "at least 1 MB" in capsys.readouterr().err
+
+
+def test_a_degenerate_box_cut_by_a_tile_edge_is_kept_without_crashing_the_merge(tmp_path):
+    # A zero-width box on a tile's inner edge: its polygon is empty once clipped to the window,
+    # and the merge once took the bounds of that empty union (NaN corners).
+    path = _tif(tmp_path / "grey.tif", np.full((3, 64, 128), 9, np.uint8))
+    answer = format_ref("car", format_hbbs([[64, 10, 64, 30]], 64, 64))
+    result = run_scene(_Fixed(answer), path, "Q", native=NativeInput(64, (GSD, GSD)), overlap=0)
+    assert result.objects and all(np.isfinite(obj.hbb).all() for obj in result.objects)
+    assert result.objects[0].hbb == pytest.approx([64, 10, 64, 30], abs=0.1)
+    assert set(scene_files(result, path)) >= {"scene.geojson", "objects.json"}
