@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import rasterio
-import rasterio.env
 from rasterio.windows import Window
 
 from geochat.data_builders.synthetic import generate_world
 from geochat.engine import Assistant, load
 from geochat.engine.assistant import NativeInput, Request
-from geochat.engine.scene import run_scene
+from geochat.engine.scene import DEFAULT_GDAL_CACHE_MB, run_scene
 from geochat.engine.scene_output import scene_files, write_scene
 
 QUESTION = "Where are the buildings?"
@@ -99,15 +98,13 @@ def child(
     scripted: str | None,
     batch_size: int,
     out: str,
-    cache_mb: int | None,
+    cache_mb: int,
 ) -> dict:
     """Runs one scene in this (fresh) process; returns its timings and memory."""
-    if cache_mb is not None:
-        rasterio.env.set_gdal_config("GDAL_CACHEMAX", cache_mb * 2**20)
     assistant = ScriptedAssistant(scripted == "empty") if scripted else load(model)
     loaded_mb = peak_rss_mb()
     started = time.perf_counter()
-    result = run_scene(assistant, path, QUESTION, batch_size=batch_size)
+    result = run_scene(assistant, path, QUESTION, batch_size=batch_size, gdal_cache_mb=cache_mb)
     run_mb = peak_rss_mb()
     write_scene(result, out, scene_files(result, path, assistant.imagery))
     seconds = time.perf_counter() - started
@@ -139,8 +136,9 @@ def main() -> None:
     parser.add_argument(
         "--gdal-cache-mb",
         type=int,
-        help="GDAL's block cache (default: GDAL's own, 5%% of the RAM); it holds blocks read "
-        "before, up to this size, whatever the scene's size",
+        default=DEFAULT_GDAL_CACHE_MB,
+        help=f"GDAL's block cache (default: run_scene's, {DEFAULT_GDAL_CACHE_MB} MB); it holds "
+        "blocks read before, up to this size, whatever the scene's size",
     )
     args = parser.parse_args()
     gsd = SCRIPTED_INPUT.gsd[0] if args.scripted else _model_gsd(args.model)
@@ -175,8 +173,8 @@ def _model_gsd(model: str | None) -> float:
         assistant.close()
 
 
-def _print(rows: list[dict[str, Any]], cache_mb: int | None) -> None:
-    cache = "default" if cache_mb is None else f"{cache_mb} MB"
+def _print(rows: list[dict[str, Any]], cache_mb: int) -> None:
+    cache = f"{cache_mb} MB"
     print(
         f"\n{'side px':>8} {'km^2':>7} {'tiles':>6} {'objects':>7} {'minutes':>8} "
         f"{'km^2/min':>9} {'RSS loaded MB':>14} {'peak run MB':>12} {'peak RSS MB':>12}  model"

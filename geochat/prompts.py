@@ -146,6 +146,14 @@ def where(phrase: str, plural: bool = False) -> str:
     return WHERE.format(phrase=phrase, be="are" if plural else "is")
 
 
+def find_all(plural: str, form: str = "box") -> str:
+    """Asks for every object of a (plural) category, as boxes or oriented boxes (``"quad"``).
+
+    The first ``ground`` template of the form: what the data builders write most often.
+    """
+    return GROUND_QUESTIONS[form][0].format(plural=plural, **form_words(form, plural=True))
+
+
 def segment(phrase: str) -> str:
     """Asks for the mask of a phrase's objects."""
     return SEGMENT.format(phrase=phrase)

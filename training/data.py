@@ -135,6 +135,36 @@ def training_imagery(source: str | Path | Sequence[str | Path]) -> ImagerySettin
     return next(iter(found), None)
 
 
+def training_native_input(source: str | Path | Sequence[str | Path]) -> dict[str, Any] | None:
+    """The tiles a training source was cut into, as a checkpoint's ``native_input``.
+
+    The tile side is the builds' ``tile_size`` (their manifests); the GSD range spans the
+    ``gsd`` of the training records (what each tile was read at: a world's own GSD, or the
+    build's ``--tile-gsd``), None when no record has one.
+
+    Args:
+        source: The recipe's ``data.train``.
+
+    Returns:
+        ``{"image_size": int, "gsd": [low, high] | None}``, or None when a build records no
+        tile size (public datasets, hand-made JSONL) or the builds differ in it.
+    """
+    shards = find_shards(source, "train")
+    sizes = set()
+    for manifest in {shard.parent / MANIFEST for shard in shards}:
+        document = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        sizes.add(document.get("arguments", {}).get("options", {}).get("tile_size"))
+    if len(sizes) != 1 or not isinstance(size := sizes.pop(), int):
+        return None
+    gsds = [
+        float(record["gsd"])
+        for shard in shards
+        for record in iter_records(shard)
+        if isinstance(record.get("gsd"), int | float)
+    ]
+    return {"image_size": size, "gsd": [min(gsds), max(gsds)] if gsds else None}
+
+
 def check_augmentation(augmentation: str | None) -> None:
     """Raises ValueError for an augmentation this module does not know."""
     if augmentation is not None and augmentation not in AUGMENTATIONS:

@@ -43,6 +43,7 @@ from geochat.training.data import (
     StreamingRecordDataset,
     split_shards,
     training_imagery,
+    training_native_input,
 )
 from geochat.training.evaluation import GenerationEval, GeoChatTrainer
 from geochat.training.losses import CoordinateTargets, TrainingLoss
@@ -311,6 +312,9 @@ def train(
         imagery = training_imagery(recipe.data.train)
     except ValueError as error:
         raise RecipeError(f"data.train: {error}") from error
+    # It also records the tiles it was trained on: scene inference reads scenes at that size
+    # and GSD (geochat.engine.NativeInput).
+    native_input = training_native_input(recipe.data.train)
     train_set, val_set = build_datasets(recipe)
     if len(getattr(train_set, "items", [None])) == 0:
         raise RecipeError(f"data.train: no training records in {recipe.data.train}")
@@ -319,6 +323,8 @@ def train(
     model, processor, family = build_model(recipe)
     if imagery is not None:
         processor.imagery = imagery.to_dict()
+    if native_input is not None:
+        processor.native_input = native_input
     trainable = apply_stage(model, recipe, family)
     generation_eval = None
     if val_set is not None and recipe.data.generate_eval:

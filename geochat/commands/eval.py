@@ -6,6 +6,10 @@ Usage::
     geochat eval --model M --data DIR [--split test] [--out-dir DIR] [--limit N] [--seed S]
                  [--no-ablation] [--trivial-from TRAIN_BUILD] [--bootstrap 500]
                  [--device cuda]
+    geochat eval --scenes WORLDS_DIR --model M [--categories car,water] [--limit N] ...
+
+The third form scores whole scenes of synthetic worlds against their OSM truth
+(:mod:`geochat.commands.eval_scenes`).
 
 The second form runs the model on the records first (batched, greedy, through the engine:
 :mod:`geochat.predict`) and, unless ``--no-ablation``, again with every image blanked: the
@@ -42,6 +46,7 @@ from rich.markup import escape
 from rich.table import Table
 from tqdm import tqdm
 
+from geochat.commands import eval_scenes
 from geochat.evaluation import RESAMPLES, fit_trivial_answers, sample_records
 from geochat.fileio import atomic_write_text
 from geochat.metrics import BENCH_DATASET, Answer, score
@@ -304,6 +309,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--max-new-tokens", type=int, default=128)
     run.add_argument("--no-ablation", action="store_true", help="skip the blank-image run")
+    eval_scenes.add_arguments(parser)
     parser.add_argument(
         "--iou", type=_iou, default=0.5, help="IoU threshold for boxes and quads (default 0.5)"
     )
@@ -412,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     console = Console()
+    if args.scenes is not None:
+        if not args.model or args.data or args.records or args.predictions:
+            parser.error("--scenes needs --model (and no --data, --records or --predictions)")
+        return eval_scenes.run_scene_eval(args, console)
     if args.model or args.data:
         if not (args.model and args.data) or args.records or args.predictions:
             parser.error("a model run needs --model and --data (and no --records/--predictions)")

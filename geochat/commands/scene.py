@@ -6,8 +6,8 @@ Usage::
         "Where are the buildings?" --out DIR [--model DIR]
         [--engine local|ray] [--workers N] [--ray-address ADDR]
         [--gsd 0.3] [--overlap 0.25] [--batch-size 8] [--merge-iou 0.5]
-        [--max-new-tokens N] [--device cpu] [--bands 4,3,2] [--stretch ...] [--fill ...]
-        [--sam PATH]
+        [--max-new-tokens N] [--gdal-cache-mb 256] [--device cpu]
+        [--bands 4,3,2] [--stretch ...] [--fill ...] [--sam PATH]
 
 A scene (a GeoTIFF/COG, or a PNG/JPEG with ``--gsd``) is read in windows at the model's native
 GSD, tiles go through the model in batches and their geometry is merged across tiles
@@ -35,7 +35,13 @@ from tqdm import tqdm
 
 from geochat import imagery
 from geochat.engine import BACKENDS, BackendError, load
-from geochat.engine.scene import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, MERGE_IOU, ScenePlan
+from geochat.engine.scene import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GDAL_CACHE_MB,
+    DEFAULT_OVERLAP,
+    MERGE_IOU,
+    ScenePlan,
+)
 from geochat.engine.scene_runs import (
     SceneOptions,
     SceneOutcome,
@@ -87,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         "--merge-iou", type=float, default=MERGE_IOU, help="IoU of one object (default 0.5)"
     )
     parser.add_argument("--max-new-tokens", type=int, default=256, help="default 256")
+    parser.add_argument(
+        "--gdal-cache-mb",
+        type=_megabytes,
+        default=DEFAULT_GDAL_CACHE_MB,
+        help=f"GDAL's block cache while reading, in MB (default {DEFAULT_GDAL_CACHE_MB})",
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="transformers")
     parser.add_argument("--vllm-url", help="vLLM server (default http://127.0.0.1:8000/v1)")
     parser.add_argument("--device", default="cpu", help="transformers device (default cpu)")
@@ -95,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         "--sam", metavar="PATH", help="SAM checkpoint to refine each tile's masks with"
     )
     return parser
+
+
+def _megabytes(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the GDAL cache needs at least 1 MB, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 "stretch": args.stretch,
                 "fill": args.fill,
             },
+            args.gdal_cache_mb,
         )
         pending = []
         for job in scene_jobs(scenes, args.out, separate):

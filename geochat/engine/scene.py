@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import shapely
 from PIL import Image
 from rasterio import features
@@ -55,6 +56,9 @@ EDGE_TOLERANCE = 1.5  # tile pixels: geometry this close to an inner tile edge i
 CUT_OVERLAP = 0.1  # a cut piece joins another that covers this share of the smaller one
 COVERED = 0.9  # a whole view holding this share of every piece of its cluster is the object
 OVERVIEW_SIDE = 1024  # longest side of the overview image
+# GDAL's block cache defaults to 5 % of RAM and a windowed read of a large scene fills it
+# (a 16k px scene took a run to 1.5 GB): each window is read once, so a small cache loses little.
+DEFAULT_GDAL_CACHE_MB = 256
 
 
 class SceneError(ValueError):
@@ -328,6 +332,7 @@ def run_scene(
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[ScenePlan], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB,
 ) -> SceneResult:
     """Asks ``question`` about every tile of a scene and merges what they locate.
 
@@ -345,6 +350,7 @@ def run_scene(
         progress: Called with the number of tiles done after each batch.
         on_plan: Called with the plan before the first tile (e.g. to size a progress bar).
         cancel: Asked before each batch; True stops the run (nothing is returned).
+        gdal_cache_mb: GDAL's block cache for the run, in MB (its default is 5 % of RAM).
 
     Raises:
         SceneCancelledError: When ``cancel`` returned True.
@@ -353,6 +359,8 @@ def run_scene(
     """
     if batch_size < 1:
         raise SceneError(f"batch_size must be >= 1, got {batch_size}")
+    if gdal_cache_mb < 1:
+        raise SceneError(f"the GDAL cache needs at least 1 MB, got {gdal_cache_mb}")
     native = native or assistant.native_input
     if native is None:
         raise SceneError(
@@ -364,7 +372,14 @@ def run_scene(
     masks: dict[str | None, _MaskCanvas] = {}
     problems: list[str] = []
     run = skipped = 0
-    with open_scene(path, gsd) as (dataset, georef, scene_gsd):
+    with (
+        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb),
+        open_scene(path, gsd) as (
+            dataset,
+            georef,
+            scene_gsd,
+        ),
+    ):
         plan = plan_scene(dataset.width, dataset.height, scene_gsd, native, overlap)
         if on_plan is not None:
             on_plan(plan)
@@ -488,18 +503,23 @@ def _merged(cluster: list[_Piece]) -> SceneObject:
         union = shapely.union_all([p.core for p in cluster])
         if union.is_empty:
             union = shapely.union_all([p.polygon for p in cluster])
+        if union.is_empty:
+            # Degenerate pieces (a zero-width box) have empty polygons: their corners remain.
+            union = shapely.MultiPoint(
+                np.concatenate([p.quad for p in cluster if p.quad is not None])
+            )
         if first.kind == "hbb":
             x0, y0, x1, y1 = union.bounds
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
         else:
             quad = min_area_rect(union)
-    polygon = quad_to_polygon(quad)
+    corners = np.asarray(quad, dtype=float)  # [4, 2]
     return SceneObject(
         first.phrase,
         first.kind,
-        polygon,
-        list(polygon.bounds),
-        np.asarray(quad, dtype=float).tolist(),
+        quad_to_polygon(corners),  # empty for a degenerate box: its corners say where it is
+        [*corners.min(axis=0).tolist(), *corners.max(axis=0).tolist()],
+        corners.tolist(),
         None,  # the grammar carries no confidence
         windows,
     )

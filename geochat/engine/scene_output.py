@@ -229,15 +229,14 @@ def overview_png(
 
 def _drawn(obj: SceneObject, sx: float, sy: float, size: tuple[int, int]) -> GroundedObject:
     """An object in overview pixels: boxes and quads by their corners, masks rasterised."""
-    geometry = shapely.affinity.scale(obj.geometry, sx, sy, origin=(0, 0))
-    x0, y0, x1, y1 = geometry.bounds
     if obj.kind == "mask":
+        geometry = shapely.affinity.scale(obj.geometry, sx, sy, origin=(0, 0))
         mask = polygon_to_rle(geometry, size[1], size[0])
-        return GroundedObject("mask", obj.phrase, [x0, y0, x1, y1], None, mask)
+        return GroundedObject("mask", obj.phrase, list(geometry.bounds), None, mask)
+    # By the corners: a degenerate (zero-width) box has an empty polygon but a place.
     quad = (np.asarray(obj.quad) * [sx, sy]).tolist()
-    return GroundedObject(
-        "quad" if obj.kind == "quad" else "hbb", obj.phrase, [x0, y0, x1, y1], quad
-    )
+    hbb = (np.asarray(obj.hbb) * [sx, sy, sx, sy]).tolist()
+    return GroundedObject("quad" if obj.kind == "quad" else "hbb", obj.phrase, hbb, quad)
 
 
 def _png(image: Image.Image) -> bytes:

@@ -22,6 +22,7 @@ from typing import Any
 from geochat.engine.assistant import Assistant, BackendError
 from geochat.engine.scene import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_GDAL_CACHE_MB,
     DEFAULT_OVERLAP,
     MERGE_IOU,
     SceneError,
@@ -47,6 +48,7 @@ class SceneOptions:
         max_new_tokens: Longest answer per tile.
         imagery: Bands, preset, stretch and fill asked for, put over the model's own settings
             (:meth:`~geochat.imagery.ImagerySettings.updated`'s arguments; None keeps).
+        gdal_cache_mb: GDAL's block cache while a scene is read, in MB.
     """
 
     question: str
@@ -56,6 +58,7 @@ class SceneOptions:
     merge_iou: float = MERGE_IOU
     max_new_tokens: int = 256
     imagery: dict[str, Any] = field(default_factory=dict)
+    gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ def run_job(
             max_new_tokens=options.max_new_tokens,
             progress=progress,
             on_plan=on_plan,
+            gdal_cache_mb=options.gdal_cache_mb,
         )
         files = scene_files(result, job.scene, settings, options.gsd)
         written = write_scene(result, job.out, files)

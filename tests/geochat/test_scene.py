@@ -20,6 +20,7 @@ import rasterio
 import shapely
 from PIL import Image
 from rasterio.crs import CRS
+from rasterio.env import get_gdal_config
 from rasterio.transform import Affine
 from shapely.geometry import shape
 
@@ -28,6 +29,7 @@ from geochat.data_builders.synthetic import generate_world
 from geochat.engine import Assistant
 from geochat.engine.assistant import NativeInput, Request
 from geochat.engine.scene import (
+    DEFAULT_GDAL_CACHE_MB,
     SceneCancelledError,
     _Piece,
     merge_pieces,
@@ -429,3 +431,44 @@ def test_merging_many_pieces_grows_with_the_pieces_not_their_square():
     tracemalloc.stop()
     assert len(objects) == 4000
     assert peak < 32 * 2**20
+
+
+class _CacheProbe(_Fixed):
+    """Answers nothing and notes GDAL's block cache while each tile is answered."""
+
+    def __init__(self):
+        super().__init__("<none>")
+        self.caches: list[object] = []
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        self.caches.append(get_gdal_config("GDAL_CACHEMAX"))
+        return super()._generate(request)
+
+
+def test_gdal_s_block_cache_is_capped_while_a_scene_is_read(tmp_path, capsys, monkeypatch):
+    path = _tif(tmp_path / "grey.tif", np.full((3, 64, 64), 9, np.uint8))
+    probe = _CacheProbe()
+    run_scene(probe, path, "Q", native=NativeInput(32, (GSD, GSD)))
+    assert set(probe.caches) == {DEFAULT_GDAL_CACHE_MB}
+    assert get_gdal_config("GDAL_CACHEMAX") != DEFAULT_GDAL_CACHE_MB  # restored after the run
+    probe = _CacheProbe()
+    code, _, err = _cli(
+        capsys, monkeypatch, probe, "--image", str(path), "Q", "--out", str(tmp_path / "out"),
+        "--gdal-cache-mb", "64",
+    )  # fmt: skip
+    assert code == 0, err
+    assert probe.caches and set(probe.caches) == {64}
+    with pytest.raises(SystemExit):
+        _cli(capsys, monkeypatch, probe, "--image", str(path), "Q", "--gdal-cache-mb", "0")
+    assert "at least 1 MB" in capsys.readouterr().err
+
+
+def test_a_degenerate_box_cut_by_a_tile_edge_is_kept_without_crashing_the_merge(tmp_path):
+    # A zero-width box on a tile's inner edge: its polygon is empty once clipped to the window,
+    # and the merge once took the bounds of that empty union (NaN corners).
+    path = _tif(tmp_path / "grey.tif", np.full((3, 64, 128), 9, np.uint8))
+    answer = format_ref("car", format_hbbs([[64, 10, 64, 30]], 64, 64))
+    result = run_scene(_Fixed(answer), path, "Q", native=NativeInput(64, (GSD, GSD)), overlap=0)
+    assert result.objects and all(np.isfinite(obj.hbb).all() for obj in result.objects)
+    assert result.objects[0].hbb == pytest.approx([64, 10, 64, 30], abs=0.1)
+    assert set(scene_files(result, path)) >= {"scene.geojson", "objects.json"}

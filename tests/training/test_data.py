@@ -10,7 +10,7 @@ import pytest
 
 from geochat.imagery import ImagerySettings
 from geochat.records import write_jsonl
-from geochat.training.data import RecordDataset, training_imagery
+from geochat.training.data import RecordDataset, training_imagery, training_native_input
 from geochat.training.recipe import RecipeError, load_recipe
 from geochat.training.trainer import build_datasets
 
@@ -127,3 +127,26 @@ def test_training_reads_the_imagery_settings_of_its_builds(tmp_path):
     other = _with_manifest(tmp_path / "c", ImagerySettings(bands=(3, 2, 1)).to_dict())
     with pytest.raises(ValueError, match="differ in their imagery settings"):
         training_imagery([a, other])
+
+
+def _with_tiles(folder: Path, tile_size: int | None, gsds: list[float | None]) -> Path:
+    """A build-like folder whose manifest records its tile size and whose records their GSD."""
+    records = [record(i, "vqa", "Q?", "A") for i in range(len(gsds))]
+    for row, gsd in zip(records, gsds, strict=True):
+        if gsd is not None:
+            row["gsd"] = gsd
+    write_jsonl(folder / "train-00000.jsonl", records)
+    manifest = {"format": 1, "arguments": {"options": {"tile_size": tile_size}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_training_reads_the_tiles_its_builds_were_cut_into(tmp_path):
+    a = _with_tiles(tmp_path / "a", 256, [0.3, 0.5, None])
+    b = _with_tiles(tmp_path / "b", 256, [0.2])
+    assert training_native_input([a, b]) == {"image_size": 256, "gsd": [0.2, 0.5]}
+    no_gsd = _with_tiles(tmp_path / "no_gsd", 128, [None])
+    assert training_native_input(no_gsd) == {"image_size": 128, "gsd": None}
+    assert training_native_input([a, no_gsd]) is None  # two tile sizes: unknown
+    assert training_native_input(_with_tiles(tmp_path / "plain", None, [0.3])) is None
+    assert training_native_input(_with_manifest(tmp_path / "no_tiles", None)) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from geochat.engine import load_transformers
+from geochat.engine.assistant import NativeInput
 from geochat.modeling import GeoChatForConditionalGeneration, load_pretrained
+from geochat.records import write_jsonl
 from geochat.training.collator import ChatCollator
 from geochat.training.data import RecordDataset
 from geochat.training.merge import MergeError, export_lora, merge_adapter
@@ -239,3 +243,21 @@ def test_recipe_errors_are_clear(tmp_path):
     broken.write_text("model: [unclosed")
     with pytest.raises(RecipeError, match="YAML"):
         load_recipe(broken)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_records_the_tiles_it_was_trained_on(squares, tiny_base, tmp_path):
+    build = Path(shutil.copytree(squares, tmp_path / "build"))
+    shard = build / "train-00000.jsonl"
+    records = [json.loads(line) for line in shard.read_text().splitlines()]
+    for index, row in enumerate(records):
+        row["gsd"] = [0.3, 0.5][index % 2]  # tiles of worlds at two GSDs
+    write_jsonl(shard, records)
+    manifest = {"format": 1, "arguments": {"options": {"tile_size": 64}}}
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    extra = ["training.max_steps=1", "training.save_steps=1000", "data.val=null"]
+    recipe = load_recipe("nano-synthetic", overrides(build, tiny_base, "nano-synthetic", *extra))
+    final = train(recipe, tmp_path / "run")
+    saved = json.loads((final / "processor_config.json").read_text())
+    assert saved["native_input"] == {"image_size": 64, "gsd": [0.3, 0.5]}
+    assert load_transformers(final).native_input == NativeInput(64, (0.3, 0.5))

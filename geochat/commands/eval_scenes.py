@@ -1,0 +1,625 @@
+"""``geochat eval --scenes``: whole-scene answers on synthetic worlds, scored against OSM truth.
+
+Usage::
+
+    geochat eval --scenes WORLDS_DIR --model M [--categories car,building] [--limit N]
+                 [--seed S] [--trivial-from TRAIN_BUILD] [--out-dir DIR] [--bootstrap 500]
+
+``WORLDS_DIR`` holds worlds as ``geochat build synthetic --out WORLDS_DIR`` writes them: a
+folder per world with ``world.tif`` and ``truth.geojson`` (the drawn footprint of every OSM
+object, in the raster's CRS). Each footprint gets its category from the tag table (the rule
+the data builders use), is moved to scene pixels and clipped to the scene; footprints smaller
+than the rule's ``min_pixels`` are dropped, as the builders drop them from tiles.
+
+Questions, per category present in a world (and a seeded share of absent ones, whose answer
+is nothing):
+
+- **find all** (countable categories): "Where are all the cars? Answer with oriented bounding
+  boxes." (quads for vehicles and ships, scored by rotated IoU) or "Where are all the
+  buildings?" (boxes): F1 at ``--iou`` over the scene, one-to-one matching;
+- **count** (countable categories): the scene path counts the merged objects of its find-all
+  answer (counts come after the merge); the one-view path is asked "How many cars are
+  there?": MAE and exact accuracy;
+- **segment** (land cover and buildings): "Segment the water.": IoU of the union mask.
+
+Each question runs on four paths: ``scene`` (:func:`geochat.engine.scene.run_scene` at the
+model's native input), ``one_view`` (the whole world given to the model once, as ``geochat
+chat`` does), ``blank`` (a grey scene of the same size and georeference through the scene
+path: the image-ablation baseline) and ``trivial`` (the constant answer: nothing found for
+find-all and segment; for counts the training build's commonest count per category with
+``--trivial-from``, else the median true count over the evaluated worlds, and the report says
+which). Intervals are percentile bootstraps over worlds. The run writes ``metrics.json`` and
+``report.md`` into ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+from rich.console import Console
+from shapely.geometry import shape
+from tqdm import tqdm
+
+from geochat import prompts
+from geochat.engine import Assistant
+from geochat.engine.scene import SceneError, SceneObject, run_scene
+from geochat.evaluation import bootstrap_intervals, sample_records
+from geochat.fileio import atomic_write_text
+from geochat.geometry import GeometryError, min_area_rect, rasterize, rle_to_mask
+from geochat.georef import Georef, GeorefError
+from geochat.grammar.core import GroundedObject
+from geochat.imagery import ImageError
+from geochat.metrics import (
+    Family,
+    MaskOverlap,
+    Matching,
+    SampleScore,
+    extract_count,
+    match_hbbs,
+    match_quads,
+    record_category,
+    summarize,
+)
+from geochat.predict import BLANK_GREY
+from geochat.records import RecordError, find_shards, iter_records
+
+QUAD_CATEGORIES = frozenset({"car", "truck", "ship"})  # oriented objects: asked for quads
+SEGMENT_OBJECTS = ("building",)  # countable categories also asked for a mask
+ABSENT_SHARE = 0.25  # absent categories asked per present one, answered by nothing found
+PATHS = ("scene", "one_view", "blank", "trivial")
+WORLD_IMAGE, WORLD_TRUTH = "world.tif", "truth.geojson"
+TABLE_WIDTH = 150
+
+
+class SceneEvalError(ValueError):
+    """Worlds that cannot be evaluated: none found, no truth, a truth that does not parse."""
+
+
+@dataclass
+class WorldTruth:
+    """One world and its truth in scene pixels.
+
+    Attributes:
+        name: The world's folder name (its bootstrap group).
+        image: Its GeoTIFF.
+        width: Scene width in pixels.
+        height: Scene height in pixels.
+        objects: Category -> footprints (shapely polygons) in scene pixels.
+    """
+
+    name: str
+    image: Path
+    width: int
+    height: int
+    objects: dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question about one world.
+
+    Attributes:
+        world: Index of the world in the evaluated list.
+        category: The category asked about.
+        task: ``find_all_box``, ``find_all_quad`` or ``segment`` (counts ride on find-all).
+        text: The question.
+        count_text: The one-view count question of a find-all, else None.
+    """
+
+    world: int
+    category: str
+    task: str
+    text: str
+    count_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What the tag table says about categories: plural, countable, oriented, segmented."""
+
+    plurals: dict[str, str]
+    countable: frozenset[str]
+    segmented: frozenset[str]
+
+
+def load_vocabulary() -> tuple[Vocabulary, Callable[[dict[str, str]], Any]]:
+    """The bundled tag table's categories and its rule lookup (tags -> rule or None)."""
+    # The worlds and their categories are the data builders' product: read them with the
+    # builders' own table so that the truth is what training tiles called it.
+    from geochat.data_builders.tags import load_tag_table
+    from geochat.data_builders.tasks.options import LAND_COVER
+    from geochat.data_builders.tasks.scene import load_vocabulary as builders_vocabulary
+
+    table = load_tag_table()
+    words = builders_vocabulary()
+    countable = frozenset(
+        c for c in words.categories if c not in LAND_COVER and c not in words.lines
+    )
+    segmented = frozenset((*LAND_COVER, *SEGMENT_OBJECTS)) & set(words.categories)
+    return Vocabulary(dict(words.plurals), countable, segmented), table.rule_for
+
+
+def find_worlds(root: Path) -> list[Path]:
+    """The worlds' GeoTIFFs under ``root``, sorted.
+
+    Raises:
+        SceneEvalError: When ``root`` holds none.
+    """
+    if not root.is_dir():
+        raise SceneEvalError(f"{root} is not a folder of worlds (geochat build synthetic --out)")
+    found = sorted(root.rglob(WORLD_IMAGE))
+    if not found:
+        raise SceneEvalError(
+            f"no {WORLD_IMAGE} under {root}: make worlds with geochat build synthetic --out {root}"
+        )
+    return found
+
+
+def read_truth(image: Path, rule_for: Callable[[dict[str, str]], Any]) -> WorldTruth:
+    """Reads a world's truth beside its GeoTIFF, in scene pixels, by category.
+
+    Raises:
+        SceneEvalError: For a missing or malformed ``truth.geojson``.
+    """
+    path = image.with_name(WORLD_TRUTH)
+    if not path.is_file():
+        raise SceneEvalError(f"{image}: no {WORLD_TRUTH} beside it, so no truth to score against")
+    try:
+        document = json.loads(path.read_text())
+        world = document["world"]
+        georef = Georef(world["crs"], tuple(world["transform"]))
+        width, height = int(world["width"]), int(world["height"])
+        frame = shapely.box(0, 0, width, height)
+        objects: dict[str, list[Any]] = defaultdict(list)
+        for feature in document["features"]:
+            rule = rule_for(feature["properties"]["tags"])
+            if rule is None:
+                continue
+            pixels = shapely.transform(shape(feature["geometry"]), georef.crs_to_pixel)
+            pixels = pixels.intersection(frame)
+            if pixels.area >= rule.min_pixels:
+                objects[rule.category].append(pixels)
+    except (OSError, ValueError, KeyError, TypeError, GeorefError) as error:
+        raise SceneEvalError(f"{path}: not a synthetic world's truth ({error})") from error
+    return WorldTruth(image.parent.name, image, width, height, dict(objects))
+
+
+def plan_questions(
+    worlds: Sequence[WorldTruth],
+    vocabulary: Vocabulary,
+    categories: Sequence[str] | None,
+    limit: int | None,
+    seed: int,
+) -> list[Question]:
+    """The questions of every world: present categories, plus a seeded share of absent ones.
+
+    ``limit`` takes that many questions spread evenly over the worlds (seeded).
+    """
+    rng = random.Random(seed)
+    asked = [c for c in vocabulary.plurals if categories is None or c in categories]
+    questions = []
+    for index, world in enumerate(worlds):
+        present = [c for c in asked if world.objects.get(c)]
+        absent = [c for c in asked if not world.objects.get(c)]
+        share = min(len(absent), round(ABSENT_SHARE * len(present)))
+        chosen = set(present) | set(rng.sample(absent, share))
+        for category in (c for c in asked if c in chosen):
+            plural = vocabulary.plurals[category]
+            if category in vocabulary.countable:
+                form = "quad" if category in QUAD_CATEGORIES else "box"
+                questions.append(
+                    Question(
+                        index,
+                        category,
+                        f"find_all_{form}",
+                        prompts.find_all(plural, form),
+                        prompts.count(plural),
+                    )
+                )
+            if category in vocabulary.segmented:
+                phrase = plural if category in vocabulary.countable else category
+                questions.append(
+                    Question(index, category, "segment", prompts.segment(f"the {phrase}"))
+                )
+    rows = [{"image": str(q.world), "index": i} for i, q in enumerate(questions)]
+    return [questions[row["index"]] for row in sample_records(rows, limit, seed)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers, in scene pixels
+
+
+@dataclass
+class Answer:
+    """One path's answer to one question: geometry in scene pixels and, for find-all, a count."""
+
+    hbbs: list[list[float]]
+    quads: list[np.ndarray]
+    masks: list[Any]  # shapely polygons, or boolean arrays at the scene's size
+    count: int | None
+    problems: tuple[str, ...] = ()
+
+
+NOTHING = Answer([], [], [], 0)
+
+
+def scene_answer(objects: Sequence[SceneObject], problems: Sequence[str]) -> Answer:
+    """A scene run's merged objects as an answer (its count: the merged boxes and quads)."""
+    located = [o for o in objects if o.kind in ("hbb", "quad") and o.quad is not None]
+    return Answer(
+        [o.hbb for o in located],
+        [np.asarray(o.quad) for o in located],
+        [o.geometry for o in objects if o.kind == "mask"],
+        len(located),
+        tuple(problems),
+    )
+
+
+def view_answer(objects: Sequence[GroundedObject], problems: Sequence[str]) -> Answer:
+    """A one-view reply's geometry (already in the scene's pixels) as an answer."""
+    located = [o for o in objects if o.kind in ("hbb", "quad") and o.quad is not None]
+    masks = [rle_to_mask(o.mask) for o in objects if o.kind == "mask" and o.mask is not None]
+    return Answer(
+        [list(o.hbb) for o in located if o.hbb is not None],
+        [np.asarray(o.quad) for o in located],
+        masks,
+        None,
+        tuple(problems),
+    )
+
+
+def _mask_pixels(parts: Sequence[Any], height: int, width: int) -> np.ndarray:
+    """The union of masks and polygons as one boolean ``[height, width]`` scene mask."""
+    pixels = np.zeros((height, width), dtype=bool)
+    polygons = [part for part in parts if not isinstance(part, np.ndarray)]
+    # One rasterisation of their union: a scene has hundreds of polygons and millions of pixels.
+    union = shapely.union_all(polygons) if polygons else None
+    if union is not None and not union.is_empty:
+        pixels |= rasterize(union, height, width)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            if part.shape != pixels.shape:
+                raise GeometryError(f"a mask of {part.shape} for a {height}x{width} scene")
+            pixels |= part
+    return pixels
+
+
+def score_answer(
+    question: Question, answer: Answer, world: WorldTruth, count: int | None
+) -> list[SampleScore]:
+    """The samples of one answer: find-all boxes or quads and the count, or the mask."""
+    truth = world.objects.get(question.category, [])
+
+    def sample(task: str, family: Family, result: Any) -> SampleScore:
+        record_id = f"{world.name}|{question.category}|{question.task}"
+        problems, category, group = answer.problems, question.category, world.name
+        return SampleScore(record_id, task, 0, family, result, True, problems, (), category, group)
+
+    if question.task == "segment":
+        predicted = _mask_pixels(answer.masks, world.height, world.width)
+        expected = _mask_pixels(truth, world.height, world.width)
+        overlap = MaskOverlap(int((predicted & expected).sum()), int((predicted | expected).sum()))
+        return [sample("segment", "mask", overlap)]
+    matching: Matching
+    if question.task == "find_all_quad":
+        matching = match_quads(answer.quads, [min_area_rect(t) for t in truth])
+    else:
+        expected_boxes = np.array([t.bounds for t in truth], dtype=float).reshape(-1, 4)
+        matching = match_hbbs(np.array(answer.hbbs, dtype=float).reshape(-1, 4), expected_boxes)
+    return [sample(question.task, "boxes", matching), sample("count", "count", (count, len(truth)))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the paths
+
+
+def write_blank(image: Path, out: Path) -> Path:
+    """A grey GeoTIFF of ``image``'s size and georeference (the scene path's blank baseline)."""
+    with rasterio.open(image) as source:
+        profile = {
+            "driver": "GTiff",
+            "width": source.width,
+            "height": source.height,
+            "count": 3,
+            "dtype": "uint8",
+            "crs": source.crs,
+            "transform": source.transform,
+            "tiled": True,
+        }
+    grey = np.broadcast_to(
+        np.array(BLANK_GREY, dtype=np.uint8)[:, None, None],
+        (3, profile["height"], profile["width"]),
+    )
+    with rasterio.open(out, "w", **profile) as target:
+        target.write(grey)
+    return out
+
+
+@dataclass
+class RunOptions:
+    """How the model is run: tiles per batch, longest answer."""
+
+    batch_size: int = 8
+    max_new_tokens: int = 256
+
+
+def run_paths(
+    assistant: Assistant,
+    worlds: Sequence[WorldTruth],
+    questions: Sequence[Question],
+    trivial_counts: dict[str, int],
+    options: RunOptions,
+) -> dict[str, list[SampleScore]]:
+    """Asks every question on every path and scores the answers.
+
+    Returns:
+        ``{path: samples}`` for :data:`PATHS`.
+    """
+    samples: dict[str, list[SampleScore]] = {path: [] for path in PATHS}
+    with tempfile.TemporaryDirectory(prefix="geochat-eval-scenes-") as scratch:
+        blanks: dict[int, Path] = {}
+        bar = tqdm(total=3 * len(questions), desc="scene questions", unit="run", disable=None)
+        with bar:
+            for question in questions:
+                world = worlds[question.world]
+                if question.world not in blanks:
+                    blanks[question.world] = write_blank(
+                        world.image, Path(scratch) / f"blank_{question.world}.tif"
+                    )
+                for path, image in (("scene", world.image), ("blank", blanks[question.world])):
+                    bar.set_postfix_str(f"{path}: {world.name} {question.category}")
+                    result = run_scene(
+                        assistant,
+                        image,
+                        question.text,
+                        batch_size=options.batch_size,
+                        max_new_tokens=options.max_new_tokens,
+                    )
+                    answer = scene_answer(result.objects, result.problems)
+                    samples[path] += score_answer(question, answer, world, answer.count)
+                    bar.update()
+                bar.set_postfix_str(f"one view: {world.name} {question.category}")
+                samples["one_view"] += _one_view(assistant, question, world, options)
+                bar.update()
+                trivial = trivial_counts.get(question.category, 0)
+                samples["trivial"] += score_answer(question, NOTHING, world, trivial)
+    return samples
+
+
+def _one_view(
+    assistant: Assistant, question: Question, world: WorldTruth, options: RunOptions
+) -> list[SampleScore]:
+    """The whole world given to the model once, as ``geochat chat`` does."""
+    texts = [question.text] if question.count_text is None else [question.text, question.count_text]
+    reply, *counts = assistant.chat_batch(
+        [(world.image, [{"role": "user", "content": text}]) for text in texts],
+        max_new_tokens=options.max_new_tokens,
+    )
+    answer = view_answer(reply.parsed.objects, reply.parsed.problems)
+    count = None
+    for counted in counts:
+        # As the record eval reads counts: from the text around any geometry; <none> is 0.
+        count = extract_count(counted.parsed.text)
+        if count is None and any(o.kind == "none" for o in counted.parsed.objects):
+            count = 0
+    return score_answer(question, answer, world, count)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trivial counts
+
+
+def build_trivial_counts(build: Path) -> dict[str, int]:
+    """The commonest count answer per category of a training build's count records.
+
+    Raises:
+        FileNotFoundError: When the build has no train records.
+    """
+    counts: dict[str, Counter[int]] = defaultdict(Counter)
+    seen = 0
+    for shard in find_shards(build, "train"):
+        for record in iter_records(shard):
+            seen += 1
+            if record["task"] != "count":
+                continue
+            answer = next((t["value"] for t in record["conversations"] if t["from"] == "gpt"), "")
+            value = extract_count(answer)
+            if value is not None:
+                counts[record_category(record)][value] += 1
+    if not seen:
+        raise FileNotFoundError(f"no train records in {build}")
+    return {category: found.most_common(1)[0][0] for category, found in counts.items()}
+
+
+def median_counts(worlds: Sequence[WorldTruth], questions: Sequence[Question]) -> dict[str, int]:
+    """The median true count per category over the evaluated worlds' count questions."""
+    values: dict[str, list[int]] = defaultdict(list)
+    for question in questions:
+        if question.count_text is not None:
+            values[question.category].append(
+                len(worlds[question.world].objects.get(question.category, []))
+            )
+    return {category: round(statistics.median(found)) for category, found in values.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def headline(task: str, iou_threshold: float) -> tuple[str, ...]:
+    """The metrics a table shows for a task."""
+    if task == "count":
+        return ("mae", "accuracy")
+    if task == "segment":
+        return ("giou",)
+    return (f"f1@{iou_threshold:g}", f"precision@{iou_threshold:g}", f"recall@{iou_threshold:g}")
+
+
+def _value(summary: dict[str, Any], task: str, name: str) -> float | None:
+    for metrics in summary.get(task, {}).values():
+        if name in metrics:
+            return metrics[name]
+    return None
+
+
+def _interval(intervals: dict[str, Any], task: str, name: str) -> str:
+    for metrics in intervals.get(task, {}).values():
+        if name in metrics:
+            low, high = metrics[name]
+            return f"{low:.3f}-{high:.3f}"
+    return "-"
+
+
+def overall_rows(report: dict[str, Any], iou_threshold: float) -> list[dict[str, Any]]:
+    """One row per task and metric: each path's value, the scene path's interval."""
+    paths = report["paths"]
+    rows = []
+    for task in paths["scene"]["tasks"]:
+        for name in headline(task, iou_threshold):
+            n = next(iter(paths["scene"]["tasks"][task].values()))["n"]
+            row: dict[str, Any] = {"task": task, "metric": name, "n": n}
+            for path in PATHS:
+                row[path] = _value(paths[path]["tasks"], task, name)
+                if path in ("scene", "one_view"):
+                    row[f"{path} interval"] = _interval(paths[path]["intervals"], task, name)
+            rows.append(row)
+    return rows
+
+
+def category_rows(report: dict[str, Any], iou_threshold: float) -> list[dict[str, Any]]:
+    """One row per category, task and headline metric: each path's value."""
+    paths = report["paths"]
+    rows = []
+    for category, tasks in paths["scene"]["by_category"].items():
+        for task in tasks:
+            name = headline(task, iou_threshold)[0]
+            n = next(iter(tasks[task].values()))["n"]
+            row: dict[str, Any] = {"category": category, "task": task, "metric": name, "n": n}
+            for path in PATHS:
+                row[path] = _value(paths[path]["by_category"].get(category, {}), task, name)
+            rows.append(row)
+    return rows
+
+
+def path_report(
+    samples: Sequence[SampleScore], iou_threshold: float, resamples: int, seed: int
+) -> dict[str, Any]:
+    """One path's summary overall and per category, with intervals over worlds."""
+    categories = sorted({s.category for s in samples})
+    return {
+        "tasks": summarize(samples, iou_threshold),
+        "intervals": bootstrap_intervals(samples, iou_threshold, resamples, seed)
+        if resamples
+        else {},
+        "by_category": {
+            c: summarize([s for s in samples if s.category == c], iou_threshold) for c in categories
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The verb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``--scenes`` options to ``geochat eval``'s parser."""
+    group = parser.add_argument_group("scoring whole scenes (synthetic worlds)")
+    group.add_argument(
+        "--scenes",
+        type=Path,
+        help="folder of synthetic worlds (geochat build synthetic --out): score the scene path, "
+        "one view, blank and trivial answers against their OSM truth (with --model)",
+    )
+    group.add_argument(
+        "--categories",
+        help="comma-separated categories to ask about (default: every category of the tag table)",
+    )
+
+
+def run_scene_eval(args: argparse.Namespace, console: Console) -> int:
+    """``geochat eval --scenes``: returns 0, or 2 with one sentence for unusable input."""
+    from geochat.commands.eval import _table, _write_markdown  # eval imports this module
+    from geochat.engine import load_transformers
+    from geochat.modeling import resolve_checkpoint
+
+    try:
+        vocabulary, rule_for = load_vocabulary()
+        categories = _categories(args.categories, vocabulary)
+        worlds = [read_truth(image, rule_for) for image in find_worlds(args.scenes)]
+        questions = plan_questions(worlds, vocabulary, categories, args.limit, args.seed)
+        if not questions:
+            raise SceneEvalError(
+                f"no questions: no asked category is in the worlds of {args.scenes}"
+            )
+        if args.trivial_from is not None:
+            trivial_counts = build_trivial_counts(args.trivial_from)
+            trivial_source = f"commonest count per category of {args.trivial_from}"
+        else:
+            trivial_counts = median_counts(worlds, questions)
+            trivial_source = "median true count per category over the evaluated worlds"
+        model_path = resolve_checkpoint(args.model)
+        assistant = load_transformers(model_path, device=args.device)
+    except (OSError, ValueError, RuntimeError, RecordError) as error:
+        print(f"geochat eval: {error}", file=sys.stderr)
+        return 2
+    print(f"evaluating {model_path} on {len(questions)} questions about {len(worlds)} worlds")
+    options = RunOptions(args.batch_size, args.max_new_tokens)
+    try:
+        samples = run_paths(assistant, worlds, questions, trivial_counts, options)
+    except (OSError, SceneError, ImageError, GeometryError) as error:
+        print(f"geochat eval: {error}", file=sys.stderr)
+        return 2
+    report = {
+        "model": str(model_path),
+        "scenes": str(args.scenes),
+        "worlds": [w.name for w in worlds],
+        "questions": len(questions),
+        "iou_threshold": args.iou,
+        "trivial_counts": {"source": trivial_source, "counts": trivial_counts},
+        "paths": {
+            path: path_report(
+                found, args.iou, args.bootstrap if path != "trivial" else 0, args.seed
+            )
+            for path, found in samples.items()
+        },
+    }
+    tables = [
+        ("scenes: overall (interval: bootstrap over worlds)", overall_rows(report, args.iou)),
+        ("scenes: per category", category_rows(report, args.iou)),
+    ]
+    # Wide tables: never squeezed into an 80-column pipe (the rows are what people paste).
+    wide = Console(file=console.file, width=max(console.width, TABLE_WIDTH))
+    for title, rows in tables:
+        wide.print(_table(title, rows))
+    print(f"trivial counts: {trivial_source}")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out_dir / "metrics.json", json.dumps(report, indent=1))
+    _write_markdown(args.out_dir / "report.md", tables)
+    print(f"wrote metrics.json and report.md to {args.out_dir}")
+    return 0
+
+
+def _categories(text: str | None, vocabulary: Vocabulary) -> list[str] | None:
+    if text is None:
+        return None
+    chosen = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in vocabulary.plurals]
+    if unknown or not chosen:
+        raise SceneEvalError(
+            f"--categories: unknown {unknown or text!r}; "
+            f"choose from {', '.join(vocabulary.plurals)}"
+        )
+    return chosen

@@ -1,0 +1,241 @@
+"""``geochat eval --scenes`` (geochat.commands.eval_scenes) on a small synthetic world.
+
+Only the model is scripted, as in test_scene.py: `TruthModel` subclasses the engine's
+`Assistant`, so every path (scene tiles, one view, blank scene) goes through the engine's own
+`chat`, reading and parsing as for a real model; its answer is the world's truth seen through
+the image it is given, and nothing for a grey (blank) image, as a model that reads its images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Generator
+
+import numpy as np
+import pytest
+import shapely
+
+import geochat.engine
+import geochat.modeling
+from geochat.commands import eval as eval_cli
+from geochat.commands.eval_scenes import (
+    WorldTruth,
+    build_trivial_counts,
+    load_vocabulary,
+    plan_questions,
+    read_truth,
+)
+from geochat.data_builders.synthetic import generate_world
+from geochat.engine import Assistant
+from geochat.engine.assistant import NativeInput, Request
+from geochat.geometry import min_area_rect, rasterize
+from geochat.georef import Georef
+from geochat.grammar.canonical import format_hbbs, format_mask, format_quads, format_ref
+from geochat.predict import BLANK_GREY
+from geochat.records import write_jsonl
+
+GSD = 0.3
+SIZE = 512
+CATEGORIES = "building,car,forest"  # boxes and a count, a quad, masks
+
+
+class TruthModel(Assistant):
+    """Answers each image with the truth it sees: boxes, quads, masks or a count."""
+
+    backend = "scripted"
+
+    def __init__(self, truth: dict, georef: Georef, answers: bool = True):
+        self.model_name = "truth"
+        self.native_input = NativeInput(128, (GSD, GSD))
+        self.truth = truth  # category -> polygons in world pixels
+        self.georef = georef
+        self.answers = answers
+        self.images = 0
+
+    def close(self) -> None:
+        pass
+
+    def _seen(self, request: Request, category: str) -> list[shapely.Geometry]:
+        image = request.image
+
+        def to_image(points: np.ndarray) -> np.ndarray:
+            return image.georef.crs_to_pixel(self.georef.pixel_to_crs(points))
+
+        frame = shapely.box(0, 0, image.width, image.height)
+        pieces = [
+            shapely.transform(polygon, to_image).intersection(frame)
+            for polygon in self.truth.get(category, [])
+        ]
+        return [piece for piece in pieces if piece.area >= 1]
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        self.images += 1
+        image = request.image
+        question = request.messages[-1]["content"].replace("<image>", "").strip()
+        pixels = np.asarray(image.image)
+        if not self.answers or (pixels == BLANK_GREY).all():
+            return (piece for piece in ["<none>"])
+        vocabulary, _ = load_vocabulary()
+        category = next(c for c in self.truth if vocabulary.plurals[c] in question or c in question)
+        seen = self._seen(request, category)
+        width, height = image.width, image.height
+        if question.startswith("How many"):
+            text = str(len(seen))
+        elif question.startswith("Segment"):
+            mask = np.zeros((height, width), dtype=bool)
+            for piece in seen:
+                mask |= rasterize(piece, height, width)
+            text = format_ref(category, format_mask(mask, 32)) if seen else "<none>"
+        elif "oriented" in question:
+            quads = [min_area_rect(piece) for piece in seen]
+            text = "".join(format_ref(category, format_quads([q], width, height)) for q in quads)
+        else:
+            boxes = [piece.bounds for piece in seen]
+            text = "".join(format_ref(category, format_hbbs([b], width, height)) for b in boxes)
+        return (piece for piece in [text or "<none>"])
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("worlds")
+    files = generate_world(folder / "world_0000", seed=3, size_px=SIZE, gsd=GSD, scene="suburban")
+    truth = read_truth(files.tif, load_vocabulary()[1])
+    document = json.loads(files.truth.read_text())["world"]
+    return folder, truth, Georef(document["crs"], tuple(document["transform"]))
+
+
+def _evaluate(monkeypatch, capsys, model, *argv):
+    monkeypatch.setattr(geochat.engine, "load_transformers", lambda *a, **k: model)
+    monkeypatch.setattr(geochat.modeling, "resolve_checkpoint", lambda path: path)
+    code = eval_cli.main(["--model", "truth", "--bootstrap", "20", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _value(report: dict, path: str, task: str, name: str) -> float:
+    (metrics,) = report["paths"][path]["tasks"][task].values()
+    return metrics[name]
+
+
+@pytest.fixture(scope="module")
+def truth_run(worlds, tmp_path_factory):
+    folder, truth, georef = worlds
+    out = tmp_path_factory.mktemp("eval")
+    model = TruthModel(truth.objects, georef)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(geochat.engine, "load_transformers", lambda *a, **k: model)
+        monkeypatch.setattr(geochat.modeling, "resolve_checkpoint", lambda path: path)
+        code = eval_cli.main(
+            ["--scenes", str(folder), "--model", "truth", "--categories", CATEGORIES,
+             "--out-dir", str(out), "--bootstrap", "20"]
+        )  # fmt: skip
+    return code, json.loads((out / "metrics.json").read_text()), out, truth
+
+
+def test_the_truth_answered_per_tile_scores_f1_one_on_the_scene_path(truth_run):
+    code, report, out, _ = truth_run
+    assert code == 0
+    assert _value(report, "scene", "find_all_box", "f1@0.5") == 1.0
+    assert _value(report, "scene", "find_all_quad", "f1@0.5") == 1.0
+    assert _value(report, "scene", "count", "mae") == 0.0  # counts of the merged objects
+    assert _value(report, "one_view", "count", "mae") == 0.0
+    assert _value(report, "scene", "segment", "giou") > 0.7
+    assert report["paths"]["scene"]["by_category"]["building"]["find_all_box"]["boxes"]["n"] == 1
+    assert report["worlds"] == ["world_0000"]
+    markdown = (out / "report.md").read_text()
+    assert "| task | metric | n | scene |" in markdown and "building" in markdown
+
+
+def test_the_blank_scene_runs_through_the_scene_path_and_the_trivial_answer_is_labelled(
+    truth_run,
+):
+    _, report, _, truth = truth_run
+    # The truth model answers nothing for a grey image: the blank scene reached it, tile by tile.
+    assert _value(report, "blank", "find_all_box", "f1@0.5") == 0.0
+    buildings, cars = len(truth.objects["building"]), len(truth.objects["car"])
+    assert _value(report, "blank", "count", "mae") == (buildings + cars) / 2
+    assert _value(report, "trivial", "find_all_box", "f1@0.5") == 0.0
+    # One world: the median count over the evaluated worlds is its own count.
+    assert report["trivial_counts"]["source"].startswith("median true count")
+    assert report["trivial_counts"]["counts"] == {"building": buildings, "car": cars}
+
+
+def test_a_model_answering_nothing_scores_zero(worlds, tmp_path, monkeypatch, capsys):
+    folder, truth, georef = worlds
+    model = TruthModel(truth.objects, georef, answers=False)
+    code, out, err = _evaluate(
+        monkeypatch, capsys, model, "--scenes", folder, "--categories", "building",
+        "--out-dir", tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert _value(report, "scene", "find_all_box", "f1@0.5") == 0.0
+    assert _value(report, "scene", "count", "mae") == len(truth.objects["building"])
+    assert _value(report, "scene", "segment", "giou") == 0.0
+    assert "scenes: per category" in out and "find_all_box" in out
+    # 25 tiles a scene run (128 px windows stepping 96 over 512 px): scene and blank for two
+    # questions, plus the one view and the one-view count.
+    assert model.images == 2 * 2 * 25 + 2 + 1
+
+
+def test_bad_input_is_one_sentence(worlds, tmp_path, monkeypatch, capsys):
+    model = TruthModel({}, worlds[2])
+    code, _, err = _evaluate(monkeypatch, capsys, model, "--scenes", tmp_path)
+    assert code == 2 and err.strip() == (
+        f"geochat eval: no world.tif under {tmp_path}: make worlds with geochat build synthetic "
+        f"--out {tmp_path}"
+    )
+    bare = tmp_path / "world_0000"
+    bare.mkdir()
+    (bare / "world.tif").write_bytes(b"")
+    code, _, err = _evaluate(monkeypatch, capsys, model, "--scenes", tmp_path)
+    assert code == 2 and err.strip() == (
+        f"geochat eval: {bare / 'world.tif'}: no truth.geojson beside it, so no truth to score "
+        "against"
+    )
+    code, _, err = _evaluate(
+        monkeypatch, capsys, model, "--scenes", worlds[0], "--categories", "cat"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "unknown ['cat']" in err
+    assert model.images == 0
+
+
+def test_questions_cover_present_categories_and_a_seeded_share_of_absent_ones(tmp_path):
+    vocabulary, _ = load_vocabulary()
+    box = shapely.box(0, 0, 10, 10)
+    present = {"building": [box], "car": [box], "water": [box], "tree": [box]}
+    worlds = [WorldTruth(f"w{i}", tmp_path / f"w{i}.tif", 64, 64, present) for i in range(3)]
+    questions = plan_questions(worlds, vocabulary, None, None, seed=1)
+    first = [(q.category, q.task) for q in questions if q.world == 0]
+    assert {("building", "find_all_box"), ("building", "segment"), ("car", "find_all_quad")} <= set(
+        first
+    )
+    assert ("water", "segment") in first and ("water", "find_all_box") not in first
+    car = next(q for q in questions if q.category == "car")
+    assert car.text == "Locate all cars with oriented bounding boxes."
+    assert car.count_text == "How many cars are there?"
+    absent = {q.category for q in questions if q.world == 0} - set(present)
+    assert len(absent) == 1  # a quarter of the four present categories
+    assert questions == plan_questions(worlds, vocabulary, None, None, seed=1)
+    limited = plan_questions(worlds, vocabulary, ["building", "car"], 6, seed=1)
+    assert len(limited) == 6 and Counter(q.world for q in limited) == {0: 2, 1: 2, 2: 2}
+
+
+def test_the_trivial_count_of_a_training_build_is_its_commonest_per_category(tmp_path):
+    def record(index, category, answer):
+        return {
+            "id": str(index), "image": "x.png", "width": 8, "height": 8, "task": "count",
+            "objects": [{"category": category, "hbb": [0, 0, 1, 1]}],
+            "conversations": [
+                {"from": "human", "value": "<image>\nHow many?"},
+                {"from": "gpt", "value": answer},
+            ],
+        }  # fmt: skip
+
+    answers = [("car", "3"), ("car", "There are 3."), ("car", "5"), ("building", "one")]
+    write_jsonl(tmp_path / "train-00000.jsonl", [record(i, *a) for i, a in enumerate(answers)])
+    assert build_trivial_counts(tmp_path) == {"car": 3, "building": 1}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError):
+        build_trivial_counts(tmp_path / "empty")
