@@ -374,9 +374,10 @@ def test_the_native_input_is_declared_in_the_processor_config_and_kept_on_save(t
     from geochat.modeling import GeoChatProcessor
 
     processor = GeoChatProcessor.from_pretrained(DEFAULT_MODEL)
-    assert _native_input(processor) == NativeInput(128, (0.3, 0.3))  # 128 px tiles at 0.3 m
+    native = NativeInput(128, (0.201, 0.6))  # 128 px tiles at 0.2-0.6 m (v5's training worlds)
+    assert _native_input(processor) == native
     processor.save_pretrained(tmp_path)
-    assert _native_input(GeoChatProcessor.from_pretrained(tmp_path)) == NativeInput(128, (0.3, 0.3))
+    assert _native_input(GeoChatProcessor.from_pretrained(tmp_path)) == native
     processor.native_input = None  # an older checkpoint: its tile size, the scene's own GSD
     assert _native_input(processor) == NativeInput(128, None, declared=False)
 
