@@ -93,9 +93,10 @@ class Job:
             "error": self.error,
         }
 
-    def save(self) -> None:
-        """Writes ``job.json`` atomically."""
-        atomic_write_text(self.folder / "job.json", json.dumps(self.state(), indent=1) + "\n")
+    def save(self, status: Status | None = None) -> None:
+        """Writes ``job.json`` atomically, with ``status`` in place of the job's own if given."""
+        state = self.state() if status is None else {**self.state(), "status": status}
+        atomic_write_text(self.folder / "job.json", json.dumps(state, indent=1) + "\n")
 
 
 class SceneJobs:
@@ -259,8 +260,10 @@ class SceneJobs:
         shutil.rmtree(job.folder / "files.partial", ignore_errors=True)
         if job.scene is not None:
             job.scene.unlink(missing_ok=True)  # uploads are large; results are kept
+        # On disk before it is seen: a client told "cancelled" or "done" finds job.json saying
+        # so, with its write finished (no temporary file beside it).
+        job.save(status)
         job.status = status
-        job.save()
 
     def _through_gate(self, job: Job, work: Callable[[threading.Event], Any]) -> Any:
         """Runs ``work`` in an inference slot (from the worker thread); waits while busy.
