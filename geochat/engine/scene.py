@@ -43,7 +43,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geochat import imagery
 from geochat.draw import UNNAMED
-from geochat.engine.assistant import Assistant, NativeInput
+from geochat.engine.assistant import Assistant, NativeInput, Reply
 from geochat.geometry import min_area_rect, quad_to_polygon, rle_to_mask
 from geochat.georef import Georef
 from geochat.grammar.core import GroundedObject
@@ -333,6 +333,7 @@ def run_scene(
     on_plan: Callable[[ScenePlan], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB,
+    on_tile: Callable[[Tile, Reply], None] | None = None,
 ) -> SceneResult:
     """Asks ``question`` about every tile of a scene and merges what they locate.
 
@@ -351,6 +352,8 @@ def run_scene(
         on_plan: Called with the plan before the first tile (e.g. to size a progress bar).
         cancel: Asked before each batch; True stops the run (nothing is returned).
         gdal_cache_mb: GDAL's block cache for the run, in MB (its default is 5 % of RAM).
+        on_tile: Called with each answered tile and its reply (geometry in tile pixels:
+            :meth:`Tile.points_to_scene` maps it), in plan order, before the merge.
 
     Raises:
         SceneCancelledError: When ``cancel`` returned True.
@@ -407,6 +410,8 @@ def run_scene(
                         canvas.paste(tile, obj)
                     elif obj.kind in ("hbb", "quad"):
                         pieces.append(_piece(obj, tile, plan))
+                if on_tile is not None:
+                    on_tile(tile, reply)
             if progress is not None:
                 progress(len(batch))
     objects = merge_pieces(pieces, merge_iou)

@@ -207,10 +207,18 @@ def test_nodata_windows_are_skipped_and_the_raster_is_never_read_whole(tmp_path,
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     assistant = _Fixed("<none>")
-    result = run_scene(assistant, path, "Where?", native=TILE)
+    answered = []
+    result = run_scene(
+        assistant, path, "Where?", native=TILE, on_tile=lambda t, r: answered.append((t, r.text))
+    )
     assert result.tiles_skipped > 0
     assert result.tiles_run + result.tiles_skipped == len(result.plan.tiles)
     assert len(assistant.windows) == result.tiles_run
+    # on_tile sees each answered tile once, in plan order, with its reply; skipped ones never.
+    tiles = [tile for tile, _ in answered]
+    assert tiles == [tile for tile in result.plan.tiles if tile in tiles]
+    assert [f"window {list(t.window)}" for t in tiles] == assistant.windows
+    assert {text for _, text in answered} == {"<none>"}
     assert all(json.loads(w.removeprefix("window "))[0] >= 72 for w in assistant.windows)
     assert reads and all(w is not None and w.width * w.height <= 128 * 128 for w in reads)
     assert result.answer == "Nothing found in the scene."
