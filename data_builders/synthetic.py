@@ -23,8 +23,12 @@ parking lot or water; roads meet at junctions), so every footprint is fully visi
   :meth:`~data_builders.tags.Rule.footprint`, so the OSM pipeline draws the same polygon), and
   properties ``osm_id`` (``"way/12"``), ``tags``, ``kind`` (node, line, area), ``layer``
   (0 ground, 1 surface, 2 object, 3 vehicle or ship) and ``support`` (the ``osm_id`` a
-  vehicle or ship lies on). A ``world`` member holds the CRS, transform, size, GSD, scene,
-  seed and sun. Footprints are clipped to the raster.
+  vehicle or ship lies on), ``category`` and ``min_pixels`` (the tag table's rule for the
+  tags; both null where no rule takes them). A ``world`` member holds the CRS, transform,
+  size, GSD, scene, seed and sun; a ``categories`` member says per category (table order) its
+  ``plural``, whether it is ``countable`` (neither land cover nor a line) and ``segmented``
+  (land cover and buildings), so that readers of the truth need no tag table. Footprints are
+  clipped to the raster.
 
 Everything is deterministic by seed.
 """
@@ -57,15 +61,23 @@ from tqdm import tqdm
 from geochat import cliargs
 from geochat.cliargs import Flag
 from geochat.data_builders.render import Light
-from geochat.data_builders.scene.features import Feature, SyntheticWorldError, drawn_footprint
+from geochat.data_builders.scene.features import (
+    Feature,
+    SyntheticWorldError,
+    drawn_footprint,
+    tag_table,
+)
 from geochat.data_builders.scene.layout import layout_scene
 from geochat.data_builders.scene.paint import paint_scene
 from geochat.data_builders.scene.recipes import SCENES
+from geochat.data_builders.tasks.options import LAND_COVER
+from geochat.data_builders.tasks.scene import load_vocabulary
 from geochat.fileio import atomic_path
 from geochat.georef import Georef
 
 DEFAULT_CRS = "EPSG:32633"
-GENERATOR = "geochat synthetic world 1"
+GENERATOR = "geochat synthetic world 2"  # 2: truth names each feature's category
+SEGMENTED_OBJECTS = ("building",)  # countable categories whose masks are asked for too
 OSM_TIMESTAMP = datetime(2024, 1, 1, tzinfo=UTC)
 OSM_USER = "geochat-synthetic"
 SIZE_RANGE = (32, 8192)
@@ -472,6 +484,20 @@ def write_osm(world: World, data: OsmData, path: Path, file_format: str) -> None
             writer.close()
 
 
+def truth_categories() -> dict[str, dict[str, Any]]:
+    """Each category of the tag table, in table order: its plural, countable, segmented."""
+    words = load_vocabulary()
+    segmented = {*LAND_COVER, *SEGMENTED_OBJECTS}
+    return {
+        category: {
+            "plural": words.plurals[category],
+            "countable": category not in LAND_COVER and category not in words.lines,
+            "segmented": category in segmented,
+        }
+        for category in words.categories
+    }
+
+
 def truth_collection(world: World, feature_ids: list[str]) -> dict[str, Any]:
     """The world's truth as a GeoJSON FeatureCollection in the raster CRS (see module docs)."""
     a, b, c, d, e, f = tuple(world.transform)[:6]
@@ -479,6 +505,7 @@ def truth_collection(world: World, feature_ids: list[str]) -> dict[str, Any]:
     features = []
     for feature, osm_id in zip(world.features, feature_ids, strict=True):
         support = None if feature.support is None else feature_ids[feature.support]
+        rule = tag_table().rule_for(feature.tags)
         features.append(
             {
                 "type": "Feature",
@@ -490,6 +517,8 @@ def truth_collection(world: World, feature_ids: list[str]) -> dict[str, Any]:
                     "kind": feature.kind,
                     "layer": feature.layer,
                     "support": support,
+                    "category": None if rule is None else rule.category,
+                    "min_pixels": None if rule is None else rule.min_pixels,
                 },
             }
         )
@@ -509,6 +538,7 @@ def truth_collection(world: World, feature_ids: list[str]) -> dict[str, Any]:
             "sun_azimuth_deg": world.light.azimuth_deg,
             "sun_elevation_deg": world.light.elevation_deg,
         },
+        "categories": truth_categories(),
         "features": features,
     }
 

@@ -1,5 +1,6 @@
 """geochat installs inside its own namespace: no bare ``app``, ``training`` or ``data_builders``."""
 
+import ast
 import subprocess
 import sys
 import tomllib
@@ -29,6 +30,19 @@ def test_every_package_folder_is_listed_under_the_geochat_namespace():
     config = _setuptools()
     assert set(config["packages"]) == on_disk
     assert config["package-dir"] == {p: f for f, p in FOLDERS.items() if f != p}
+
+
+def test_the_library_imports_none_of_the_packages_built_on_it():
+    # DESIGN: app, training and data_builders import geochat; geochat imports none of them.
+    above = tuple(p for f, p in FOLDERS.items() if f != "geochat")
+    found = []
+    for source in (ROOT / "geochat").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [f"{source.relative_to(ROOT)}: {n}" for n in names if n.startswith(above)]
+    assert found == []
 
 
 def test_a_project_with_its_own_app_and_training_packages_keeps_them(tmp_path):

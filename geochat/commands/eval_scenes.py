@@ -7,9 +7,11 @@ Usage::
 
 ``WORLDS_DIR`` holds worlds as ``geochat build synthetic --out WORLDS_DIR`` writes them: a
 folder per world with ``world.tif`` and ``truth.geojson`` (the drawn footprint of every OSM
-object, in the raster's CRS). Each footprint gets its category from the tag table (the rule
-the data builders use), is moved to scene pixels and clipped to the scene; footprints smaller
-than the rule's ``min_pixels`` are dropped, as the builders drop them from tiles.
+object, in the raster's CRS, with the ``category`` and ``min_pixels`` of the tag table's rule
+for its tags, and a ``categories`` member saying each category's plural, whether it is
+countable and whether it is segmented). The truth is read from that file alone, never from
+the data builders: each footprint is moved to scene pixels and clipped to the scene;
+footprints smaller than their ``min_pixels`` are dropped, as the builders drop them from tiles.
 
 Questions, per category present in a world (and a seeded share of absent ones, whose answer
 is nothing):
@@ -20,7 +22,8 @@ is nothing):
 - **count** (countable categories): the scene path counts the merged objects of its find-all
   answer (counts come after the merge); the one-view path is asked "How many cars are
   there?": MAE and exact accuracy;
-- **segment** (land cover and buildings): "Segment the water.": IoU of the union mask.
+- **segment** (categories the truth marks segmented: land cover and buildings): "Segment the
+  water.": IoU of the union mask.
 
 Each question runs on four paths: ``scene`` (:func:`geochat.engine.scene.run_scene` at the
 model's native input), ``one_view`` (the whole world given to the model once, as ``geochat
@@ -41,7 +44,7 @@ import statistics
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +80,6 @@ from geochat.predict import BLANK_GREY
 from geochat.records import RecordError, find_shards, iter_records
 
 QUAD_CATEGORIES = frozenset({"car", "truck", "ship"})  # oriented objects: asked for quads
-SEGMENT_OBJECTS = ("building",)  # countable categories also asked for a mask
 ABSENT_SHARE = 0.25  # absent categories asked per present one, answered by nothing found
 PATHS = ("scene", "one_view", "blank", "trivial")
 WORLD_IMAGE, WORLD_TRUTH = "world.tif", "truth.geojson"
@@ -98,6 +100,7 @@ class WorldTruth:
         width: Scene width in pixels.
         height: Scene height in pixels.
         objects: Category -> footprints (shapely polygons) in scene pixels.
+        vocabulary: What the truth says about its categories.
     """
 
     name: str
@@ -105,6 +108,7 @@ class WorldTruth:
     width: int
     height: int
     objects: dict[str, list[Any]]
+    vocabulary: Vocabulary
 
 
 @dataclass(frozen=True)
@@ -128,28 +132,46 @@ class Question:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What the tag table says about categories: plural, countable, oriented, segmented."""
+    """What a world's truth says about its categories: plural, countable, segmented.
+
+    Attributes:
+        plurals: Category -> plural, in the tag table's order.
+        countable: Categories asked to find all (and count).
+        segmented: Categories asked for a mask.
+    """
 
     plurals: dict[str, str]
     countable: frozenset[str]
     segmented: frozenset[str]
 
+    @classmethod
+    def from_truth(cls, categories: Mapping[str, Mapping[str, Any]]) -> Vocabulary:
+        """From a truth's ``categories`` member (``{category: {plural, countable, segmented}}``).
 
-def load_vocabulary() -> tuple[Vocabulary, Callable[[dict[str, str]], Any]]:
-    """The bundled tag table's categories and its rule lookup (tags -> rule or None)."""
-    # The worlds and their categories are the data builders' product: read them with the
-    # builders' own table so that the truth is what training tiles called it.
-    from geochat.data_builders.tags import load_tag_table
-    from geochat.data_builders.tasks.options import LAND_COVER
-    from geochat.data_builders.tasks.scene import load_vocabulary as builders_vocabulary
+        Raises:
+            KeyError, TypeError: For a member that is not of that shape.
+        """
+        return cls(
+            {category: str(facts["plural"]) for category, facts in categories.items()},
+            frozenset(category for category, facts in categories.items() if facts["countable"]),
+            frozenset(category for category, facts in categories.items() if facts["segmented"]),
+        )
 
-    table = load_tag_table()
-    words = builders_vocabulary()
-    countable = frozenset(
-        c for c in words.categories if c not in LAND_COVER and c not in words.lines
-    )
-    segmented = frozenset((*LAND_COVER, *SEGMENT_OBJECTS)) & set(words.categories)
-    return Vocabulary(dict(words.plurals), countable, segmented), table.rule_for
+
+def shared_vocabulary(worlds: Sequence[WorldTruth]) -> Vocabulary:
+    """The vocabulary every world's truth states.
+
+    Raises:
+        SceneEvalError: When two worlds state different ones (built with other tag tables).
+    """
+    first = worlds[0]
+    for world in worlds[1:]:
+        if world.vocabulary != first.vocabulary:
+            raise SceneEvalError(
+                f"worlds {first.name} and {world.name} name different categories (built with "
+                "different tag tables): evaluate them separately"
+            )
+    return first.vocabulary
 
 
 def find_worlds(root: Path) -> list[Path]:
@@ -168,33 +190,46 @@ def find_worlds(root: Path) -> list[Path]:
     return found
 
 
-def read_truth(image: Path, rule_for: Callable[[dict[str, str]], Any]) -> WorldTruth:
+def read_truth(image: Path) -> WorldTruth:
     """Reads a world's truth beside its GeoTIFF, in scene pixels, by category.
 
     Raises:
-        SceneEvalError: For a missing or malformed ``truth.geojson``.
+        SceneEvalError: For a missing or malformed ``truth.geojson``, or one written before
+            truths named their categories.
     """
     path = image.with_name(WORLD_TRUTH)
     if not path.is_file():
         raise SceneEvalError(f"{image}: no {WORLD_TRUTH} beside it, so no truth to score against")
     try:
         document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SceneEvalError(f"{path}: not a synthetic world's truth ({error})") from error
+    if isinstance(document, dict) and "world" in document and "categories" not in document:
+        raise SceneEvalError(
+            f"{path}: built by an older geochat, whose truth names no categories; rebuild the "
+            "worlds with geochat build synthetic"
+        )
+    try:
+        vocabulary = Vocabulary.from_truth(document["categories"])
         world = document["world"]
         georef = Georef(world["crs"], tuple(world["transform"]))
         width, height = int(world["width"]), int(world["height"])
         frame = shapely.box(0, 0, width, height)
         objects: dict[str, list[Any]] = defaultdict(list)
         for feature in document["features"]:
-            rule = rule_for(feature["properties"]["tags"])
-            if rule is None:
+            properties = feature["properties"]
+            category = properties.get("category")
+            if category is None:  # no rule of the tag table takes its tags
                 continue
+            if category not in vocabulary.plurals:
+                raise ValueError(f"feature {feature.get('id')}: unknown category {category!r}")
             pixels = shapely.transform(shape(feature["geometry"]), georef.crs_to_pixel)
             pixels = pixels.intersection(frame)
-            if pixels.area >= rule.min_pixels:
-                objects[rule.category].append(pixels)
-    except (OSError, ValueError, KeyError, TypeError, GeorefError) as error:
+            if pixels.area >= properties["min_pixels"]:
+                objects[category].append(pixels)
+    except (ValueError, KeyError, TypeError, AttributeError, GeorefError) as error:
         raise SceneEvalError(f"{path}: not a synthetic world's truth ({error})") from error
-    return WorldTruth(image.parent.name, image, width, height, dict(objects))
+    return WorldTruth(image.parent.name, image, width, height, dict(objects), vocabulary)
 
 
 def plan_questions(
@@ -545,7 +580,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--categories",
-        help="comma-separated categories to ask about (default: every category of the tag table)",
+        help="comma-separated categories to ask about (default: every category the truth names)",
     )
 
 
@@ -556,9 +591,9 @@ def run_scene_eval(args: argparse.Namespace, console: Console) -> int:
     from geochat.modeling import resolve_checkpoint
 
     try:
-        vocabulary, rule_for = load_vocabulary()
+        worlds = [read_truth(image) for image in find_worlds(args.scenes)]
+        vocabulary = shared_vocabulary(worlds)
         categories = _categories(args.categories, vocabulary)
-        worlds = [read_truth(image, rule_for) for image in find_worlds(args.scenes)]
         questions = plan_questions(worlds, vocabulary, categories, args.limit, args.seed)
         if not questions:
             raise SceneEvalError(

@@ -110,6 +110,26 @@ def test_truth_has_one_feature_per_tagged_osm_object(world):
         assert footprint.is_valid and footprint.area > 0
 
 
+def test_the_truth_names_each_feature_s_category_and_what_each_category_is(world):
+    # Readers of the truth (geochat eval --scenes) need no tag table: the truth says it all.
+    _, truth = world
+    table = load_tag_table()
+    assert truth["world"]["generator"] == "geochat synthetic world 2"
+    named = set()
+    for feature in truth["features"]:
+        rule = table.rule_for(feature["properties"]["tags"])
+        expected = (None, None) if rule is None else (rule.category, rule.min_pixels)
+        assert (feature["properties"]["category"], feature["properties"]["min_pixels"]) == expected
+        named.add(feature["properties"]["category"])
+    assert {"car", "road", "water"} <= named
+    categories = truth["categories"]
+    assert list(categories) == list(table.categories)
+    assert categories["car"] == {"plural": "cars", "countable": True, "segmented": False}
+    assert categories["building"] == {"plural": "buildings", "countable": True, "segmented": True}
+    assert categories["water"] == {"plural": "water bodies", "countable": False, "segmented": True}
+    assert categories["road"] == {"plural": "roads", "countable": False, "segmented": False}
+
+
 @pytest.mark.parametrize("scene", SCENES)
 def test_every_scene_builds(scene):
     world = build_world(11, 160, 128, gsd=0.6, scene=scene)

@@ -9,6 +9,7 @@ the image it is given, and nothing for a grey (blank) image, as a model that rea
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from collections.abc import Generator
 
@@ -22,7 +23,6 @@ from geochat.commands import eval as eval_cli
 from geochat.commands.eval_scenes import (
     WorldTruth,
     build_trivial_counts,
-    load_vocabulary,
     plan_questions,
     read_truth,
 )
@@ -45,10 +45,11 @@ class TruthModel(Assistant):
 
     backend = "scripted"
 
-    def __init__(self, truth: dict, georef: Georef, answers: bool = True):
+    def __init__(self, truth: WorldTruth, georef: Georef, answers: bool = True):
         self.model_name = "truth"
         self.native_input = NativeInput(128, (GSD, GSD))
-        self.truth = truth  # category -> polygons in world pixels
+        self.truth = truth.objects  # category -> polygons in world pixels
+        self.plurals = truth.vocabulary.plurals
         self.georef = georef
         self.answers = answers
         self.images = 0
@@ -76,8 +77,7 @@ class TruthModel(Assistant):
         pixels = np.asarray(image.image)
         if not self.answers or (pixels == BLANK_GREY).all():
             return (piece for piece in ["<none>"])
-        vocabulary, _ = load_vocabulary()
-        category = next(c for c in self.truth if vocabulary.plurals[c] in question or c in question)
+        category = next(c for c in self.truth if self.plurals[c] in question or c in question)
         seen = self._seen(request, category)
         width, height = image.width, image.height
         if question.startswith("How many"):
@@ -100,7 +100,7 @@ class TruthModel(Assistant):
 def worlds(tmp_path_factory):
     folder = tmp_path_factory.mktemp("worlds")
     files = generate_world(folder / "world_0000", seed=3, size_px=SIZE, gsd=GSD, scene="suburban")
-    truth = read_truth(files.tif, load_vocabulary()[1])
+    truth = read_truth(files.tif)
     document = json.loads(files.truth.read_text())["world"]
     return folder, truth, Georef(document["crs"], tuple(document["transform"]))
 
@@ -122,7 +122,7 @@ def _value(report: dict, path: str, task: str, name: str) -> float:
 def truth_run(worlds, tmp_path_factory):
     folder, truth, georef = worlds
     out = tmp_path_factory.mktemp("eval")
-    model = TruthModel(truth.objects, georef)
+    model = TruthModel(truth, georef)
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(geochat.engine, "load_transformers", lambda *a, **k: model)
         monkeypatch.setattr(geochat.modeling, "resolve_checkpoint", lambda path: path)
@@ -163,7 +163,7 @@ def test_the_blank_scene_runs_through_the_scene_path_and_the_trivial_answer_is_l
 
 def test_a_model_answering_nothing_scores_zero(worlds, tmp_path, monkeypatch, capsys):
     folder, truth, georef = worlds
-    model = TruthModel(truth.objects, georef, answers=False)
+    model = TruthModel(truth, georef, answers=False)
     code, out, err = _evaluate(
         monkeypatch, capsys, model, "--scenes", folder, "--categories", "building",
         "--out-dir", tmp_path,
@@ -180,7 +180,7 @@ def test_a_model_answering_nothing_scores_zero(worlds, tmp_path, monkeypatch, ca
 
 
 def test_bad_input_is_one_sentence(worlds, tmp_path, monkeypatch, capsys):
-    model = TruthModel({}, worlds[2])
+    model = TruthModel(worlds[1], worlds[2])
     code, _, err = _evaluate(monkeypatch, capsys, model, "--scenes", tmp_path)
     assert code == 2 and err.strip() == (
         f"geochat eval: no world.tif under {tmp_path}: make worlds with geochat build synthetic "
@@ -201,11 +201,36 @@ def test_bad_input_is_one_sentence(worlds, tmp_path, monkeypatch, capsys):
     assert model.images == 0
 
 
-def test_questions_cover_present_categories_and_a_seeded_share_of_absent_ones(tmp_path):
-    vocabulary, _ = load_vocabulary()
+def test_the_truth_file_alone_names_categories_and_an_older_one_is_one_sentence(
+    worlds, tmp_path, monkeypatch, capsys
+):
+    folder, truth, georef = worlds
+    world = tmp_path / "worlds" / "world_0000"
+    shutil.copytree(folder / "world_0000", world)
+    path = world / "truth.geojson"
+    document = json.loads(path.read_text())
+    document["categories"]["car"]["plural"] = "motorcars"
+    path.write_text(json.dumps(document))
+    assert read_truth(world / "world.tif").vocabulary.plurals["car"] == "motorcars"
+    del document["categories"]  # as geochat wrote truths before they named categories
+    path.write_text(json.dumps(document))
+    model = TruthModel(truth, georef)
+    out = tmp_path / "out"
+    code, _, err = _evaluate(monkeypatch, capsys, model, "--scenes", world.parent, "--out-dir", out)
+    assert code == 2 and err.strip() == (
+        f"geochat eval: {path}: built by an older geochat, whose truth names no categories; "
+        "rebuild the worlds with geochat build synthetic"
+    )
+    assert not out.exists() and model.images == 0
+
+
+def test_questions_cover_present_categories_and_a_seeded_share_of_absent_ones(worlds, tmp_path):
+    vocabulary = worlds[1].vocabulary
     box = shapely.box(0, 0, 10, 10)
     present = {"building": [box], "car": [box], "water": [box], "tree": [box]}
-    worlds = [WorldTruth(f"w{i}", tmp_path / f"w{i}.tif", 64, 64, present) for i in range(3)]
+    worlds = [
+        WorldTruth(f"w{i}", tmp_path / f"w{i}.tif", 64, 64, present, vocabulary) for i in range(3)
+    ]
     questions = plan_questions(worlds, vocabulary, None, None, seed=1)
     first = [(q.category, q.task) for q in questions if q.world == 0]
     assert {("building", "find_all_box"), ("building", "segment"), ("car", "find_all_quad")} <= set(
