@@ -25,11 +25,17 @@ is nothing):
 - **segment** (categories the truth marks segmented: land cover and buildings): "Segment the
   water.": IoU of the union mask.
 
-Each question runs on four paths: ``scene`` (:func:`geochat.engine.scene.run_scene` at the
-model's native input), ``one_view`` (the whole world given to the model once, as ``geochat
-chat`` does), ``blank`` (a grey scene of the same size and georeference through the scene
-path: the image-ablation baseline) and ``trivial`` (the constant answer: nothing found for
-find-all and segment; for counts the training build's commonest count per category with
+Each question runs on these paths: ``scene`` (:func:`geochat.engine.scene.run_scene` at the
+model's native input), ``tiles`` (find-all only, from the same scene run, before the merge:
+each answered tile's boxes or quads against that tile's truth, i.e. every true object's part
+visible in the tile's window, kept when it covers at least its ``min_pixels`` tile pixels as
+the builders keep tile objects, its box the part's bounds and its quad the part's
+minimum-area rectangle; true positives, predictions and truths are summed over the tiles of a
+world, so ``scene`` beside ``tiles`` says what the merge gains or loses against the model's
+tile-level F1), ``one_view`` (the whole world given to the model once, as ``geochat chat``
+does), ``blank`` (a grey scene of the same size and georeference through the scene path: the
+image-ablation baseline) and ``trivial`` (the constant answer: nothing found for find-all and
+segment; for counts the training build's commonest count per category with
 ``--trivial-from``, else the median true count over the evaluated worlds, and the report says
 which). Intervals are percentile bootstraps over worlds. The run writes ``metrics.json`` and
 ``report.md`` into ``--out-dir``.
@@ -57,8 +63,8 @@ from shapely.geometry import shape
 from tqdm import tqdm
 
 from geochat import prompts
-from geochat.engine import Assistant
-from geochat.engine.scene import SceneError, SceneObject, run_scene
+from geochat.engine import Assistant, Reply
+from geochat.engine.scene import SceneError, SceneObject, Tile, run_scene
 from geochat.evaluation import bootstrap_intervals, sample_records
 from geochat.fileio import atomic_write_text
 from geochat.geometry import GeometryError, min_area_rect, rasterize, rle_to_mask
@@ -81,13 +87,27 @@ from geochat.records import RecordError, find_shards, iter_records
 
 QUAD_CATEGORIES = frozenset({"car", "truck", "ship"})  # oriented objects: asked for quads
 ABSENT_SHARE = 0.25  # absent categories asked per present one, answered by nothing found
-PATHS = ("scene", "one_view", "blank", "trivial")
+PATHS = ("scene", "tiles", "one_view", "blank", "trivial")
+INTERVAL_PATHS = ("scene", "tiles", "one_view")  # paths whose overall rows show an interval
 WORLD_IMAGE, WORLD_TRUTH = "world.tif", "truth.geojson"
 TABLE_WIDTH = 150
 
 
 class SceneEvalError(ValueError):
     """Worlds that cannot be evaluated: none found, no truth, a truth that does not parse."""
+
+
+@dataclass(frozen=True)
+class TruthObject:
+    """One true object in scene pixels.
+
+    Attributes:
+        footprint: Its drawn footprint (a shapely polygon), clipped to the scene.
+        min_pixels: The fewest pixels of it an image must show to hold it (the tag table's).
+    """
+
+    footprint: Any
+    min_pixels: int
 
 
 @dataclass
@@ -99,7 +119,7 @@ class WorldTruth:
         image: Its GeoTIFF.
         width: Scene width in pixels.
         height: Scene height in pixels.
-        objects: Category -> footprints (shapely polygons) in scene pixels.
+        objects: Category -> objects that show at least their ``min_pixels`` in the scene.
         vocabulary: What the truth says about its categories.
     """
 
@@ -107,7 +127,7 @@ class WorldTruth:
     image: Path
     width: int
     height: int
-    objects: dict[str, list[Any]]
+    objects: dict[str, list[TruthObject]]
     vocabulary: Vocabulary
 
 
@@ -215,7 +235,7 @@ def read_truth(image: Path) -> WorldTruth:
         georef = Georef(world["crs"], tuple(world["transform"]))
         width, height = int(world["width"]), int(world["height"])
         frame = shapely.box(0, 0, width, height)
-        objects: dict[str, list[Any]] = defaultdict(list)
+        objects: dict[str, list[TruthObject]] = defaultdict(list)
         for feature in document["features"]:
             properties = feature["properties"]
             category = properties.get("category")
@@ -226,7 +246,7 @@ def read_truth(image: Path) -> WorldTruth:
             pixels = shapely.transform(shape(feature["geometry"]), georef.crs_to_pixel)
             pixels = pixels.intersection(frame)
             if pixels.area >= properties["min_pixels"]:
-                objects[category].append(pixels)
+                objects[category].append(TruthObject(pixels, int(properties["min_pixels"])))
     except (ValueError, KeyError, TypeError, AttributeError, GeorefError) as error:
         raise SceneEvalError(f"{path}: not a synthetic world's truth ({error})") from error
     return WorldTruth(image.parent.name, image, width, height, dict(objects), vocabulary)
@@ -332,29 +352,102 @@ def _mask_pixels(parts: Sequence[Any], height: int, width: int) -> np.ndarray:
     return pixels
 
 
+def match_answer(task: str, answer: Answer, truth: Sequence[Any]) -> Matching:
+    """A find-all answer matched one-to-one to true footprints (shapely, scene pixels).
+
+    Boxes are matched to the footprints' bounds; quads (``find_all_quad``), by rotated IoU, to
+    their minimum-area rectangles.
+    """
+    if task == "find_all_quad":
+        return match_quads(answer.quads, [min_area_rect(t) for t in truth])
+    expected = np.array([t.bounds for t in truth], dtype=float).reshape(-1, 4)
+    return match_hbbs(np.array(answer.hbbs, dtype=float).reshape(-1, 4), expected)
+
+
+def _sample(
+    question: Question,
+    world: WorldTruth,
+    task: str,
+    family: Family,
+    result: Any,
+    problems: Sequence[str],
+) -> SampleScore:
+    """One scored sample of a question, grouped by its world for the bootstrap."""
+    record_id = f"{world.name}|{question.category}|{question.task}"
+    return SampleScore(
+        record_id, task, 0, family, result, True, tuple(problems), (), question.category, world.name
+    )
+
+
 def score_answer(
     question: Question, answer: Answer, world: WorldTruth, count: int | None
 ) -> list[SampleScore]:
     """The samples of one answer: find-all boxes or quads and the count, or the mask."""
-    truth = world.objects.get(question.category, [])
-
-    def sample(task: str, family: Family, result: Any) -> SampleScore:
-        record_id = f"{world.name}|{question.category}|{question.task}"
-        problems, category, group = answer.problems, question.category, world.name
-        return SampleScore(record_id, task, 0, family, result, True, problems, (), category, group)
-
+    truth = [t.footprint for t in world.objects.get(question.category, [])]
     if question.task == "segment":
         predicted = _mask_pixels(answer.masks, world.height, world.width)
         expected = _mask_pixels(truth, world.height, world.width)
         overlap = MaskOverlap(int((predicted & expected).sum()), int((predicted | expected).sum()))
-        return [sample("segment", "mask", overlap)]
-    matching: Matching
-    if question.task == "find_all_quad":
-        matching = match_quads(answer.quads, [min_area_rect(t) for t in truth])
-    else:
-        expected_boxes = np.array([t.bounds for t in truth], dtype=float).reshape(-1, 4)
-        matching = match_hbbs(np.array(answer.hbbs, dtype=float).reshape(-1, 4), expected_boxes)
-    return [sample(question.task, "boxes", matching), sample("count", "count", (count, len(truth)))]
+        return [_sample(question, world, "segment", "mask", overlap, answer.problems)]
+    matching = match_answer(question.task, answer, truth)
+    return [
+        _sample(question, world, question.task, "boxes", matching, answer.problems),
+        _sample(question, world, "count", "count", (count, len(truth)), answer.problems),
+    ]
+
+
+class TileScorer:
+    """The ``tiles`` path of one find-all question, fed by :func:`run_scene`'s ``on_tile``.
+
+    Each answered tile's boxes or quads, moved to scene pixels, are matched to the truth that
+    tile shows (see the module docs); the tiles' matchings are pooled into one per question.
+    """
+
+    def __init__(self, question: Question, world: WorldTruth) -> None:
+        self.question = question
+        self.world = world
+        self.truth = world.objects.get(question.category, [])
+        # Only objects that touch a window can show in it: an index finds them per tile.
+        self.tree = shapely.STRtree([t.footprint for t in self.truth])
+        self.matchings: list[Matching] = []
+
+    def __call__(self, tile: Tile, reply: Reply) -> None:
+        """Scores one answered tile (the ``on_tile`` hook)."""
+        # As the scene path takes a tile's geometry: its boxes and quads after any refinement.
+        quads = [
+            tile.points_to_scene(np.asarray(o.quad, dtype=float))  # [4, 2] scene pixels
+            for o in reply.refined_objects()
+            if o.kind in ("hbb", "quad") and o.quad is not None
+        ]
+        boxes = [[*q.min(axis=0).tolist(), *q.max(axis=0).tolist()] for q in quads]
+        answer = Answer(boxes, quads, [], None)
+        self.matchings.append(match_answer(self.question.task, answer, self.visible(tile)))
+
+    def visible(self, tile: Tile) -> list[Any]:
+        """Each true object's part in the tile's window that shows its ``min_pixels``."""
+        col, row, width, height = tile.window
+        window = shapely.box(col, row, col + width, row + height)
+        tile_pixels = tile.size[0] * tile.size[1] / (width * height)  # per scene pixel
+        parts = []
+        for index in self.tree.query(window, predicate="intersects"):
+            obj = self.truth[index]
+            part = obj.footprint.intersection(window)
+            if not part.is_empty and part.area * tile_pixels >= obj.min_pixels:
+                parts.append(part)
+        return parts
+
+    def sample(self, problems: Sequence[str]) -> SampleScore:
+        """The tiles scored so far as one sample.
+
+        Their matched pairs go together and their predictions and truths are summed, so F1
+        pools true positives, false positives and false negatives over the world's tiles.
+        """
+        pooled = Matching(
+            np.concatenate([np.zeros(0), *(m.ious for m in self.matchings)]),
+            sum(m.num_predictions for m in self.matchings),
+            sum(m.num_targets for m in self.matchings),
+        )
+        return _sample(self.question, self.world, self.question.task, "boxes", pooled, problems)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,15 +509,22 @@ def run_paths(
                     )
                 for path, image in (("scene", world.image), ("blank", blanks[question.world])):
                     bar.set_postfix_str(f"{path}: {world.name} {question.category}")
+                    # The tiles path scores the scene run's own tiles: no second model pass.
+                    tiles = None
+                    if path == "scene" and question.task != "segment":
+                        tiles = TileScorer(question, world)
                     result = run_scene(
                         assistant,
                         image,
                         question.text,
                         batch_size=options.batch_size,
                         max_new_tokens=options.max_new_tokens,
+                        on_tile=tiles,
                     )
                     answer = scene_answer(result.objects, result.problems)
                     samples[path] += score_answer(question, answer, world, answer.count)
+                    if tiles is not None:
+                        samples["tiles"].append(tiles.sample(answer.problems))
                     bar.update()
                 bar.set_postfix_str(f"one view: {world.name} {question.category}")
                 samples["one_view"] += _one_view(assistant, question, world, options)
@@ -528,7 +628,7 @@ def overall_rows(report: dict[str, Any], iou_threshold: float) -> list[dict[str,
             row: dict[str, Any] = {"task": task, "metric": name, "n": n}
             for path in PATHS:
                 row[path] = _value(paths[path]["tasks"], task, name)
-                if path in ("scene", "one_view"):
+                if path in INTERVAL_PATHS:
                     row[f"{path} interval"] = _interval(paths[path]["intervals"], task, name)
             rows.append(row)
     return rows
@@ -576,7 +676,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenes",
         type=Path,
         help="folder of synthetic worlds (geochat build synthetic --out): score the scene path, "
-        "one view, blank and trivial answers against their OSM truth (with --model)",
+        "its tiles, one view, blank and trivial answers against their OSM truth (with --model)",
     )
     group.add_argument(
         "--categories",

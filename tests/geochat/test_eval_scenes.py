@@ -12,21 +12,29 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Generator
+from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import shapely
+from rasterio.transform import Affine
+from shapely.geometry import mapping
 
 import geochat.engine
 import geochat.modeling
 from geochat.commands import eval as eval_cli
 from geochat.commands.eval_scenes import (
+    SceneEvalError,
+    TruthObject,
+    Vocabulary,
     WorldTruth,
     build_trivial_counts,
     plan_questions,
     read_truth,
+    shared_vocabulary,
 )
-from geochat.data_builders.synthetic import generate_world
+from geochat.data_builders.synthetic import generate_world, truth_categories
 from geochat.engine import Assistant
 from geochat.engine.assistant import NativeInput, Request
 from geochat.geometry import min_area_rect, rasterize
@@ -41,14 +49,18 @@ CATEGORIES = "building,car,forest"  # boxes and a count, a quad, masks
 
 
 class TruthModel(Assistant):
-    """Answers each image with the truth it sees: boxes, quads, masks or a count."""
+    """Answers each image with the truth it sees: boxes, quads, masks or a count.
+
+    It sees an object where the image shows at least its ``min_pixels``, as training tiles hold
+    objects.
+    """
 
     backend = "scripted"
 
     def __init__(self, truth: WorldTruth, georef: Georef, answers: bool = True):
         self.model_name = "truth"
         self.native_input = NativeInput(128, (GSD, GSD))
-        self.truth = truth.objects  # category -> polygons in world pixels
+        self.truth = truth.objects  # category -> objects in world pixels
         self.plurals = truth.vocabulary.plurals
         self.georef = georef
         self.answers = answers
@@ -65,10 +77,10 @@ class TruthModel(Assistant):
 
         frame = shapely.box(0, 0, image.width, image.height)
         pieces = [
-            shapely.transform(polygon, to_image).intersection(frame)
-            for polygon in self.truth.get(category, [])
+            (shapely.transform(obj.footprint, to_image).intersection(frame), obj.min_pixels)
+            for obj in self.truth.get(category, [])
         ]
-        return [piece for piece in pieces if piece.area >= 1]
+        return [piece for piece, least in pieces if piece.area >= least]
 
     def _generate(self, request: Request) -> Generator[str, None, None]:
         self.images += 1
@@ -94,6 +106,80 @@ class TruthModel(Assistant):
             boxes = [piece.bounds for piece in seen]
             text = "".join(format_ref(category, format_hbbs([b], width, height)) for b in boxes)
         return (piece for piece in [text or "<none>"])
+
+
+class OneBoxModel(Assistant):
+    """Answers every image with the same building box, in that image's pixels."""
+
+    backend = "scripted"
+
+    def __init__(self, box: tuple[float, float, float, float]):
+        self.model_name = "one box"
+        self.native_input = NativeInput(128, (GSD, GSD))
+        self.box = box
+
+    def close(self) -> None:
+        pass
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        image = request.image
+        text = format_ref("building", format_hbbs([self.box], image.width, image.height))
+        return (piece for piece in [text])
+
+
+def _one_building_world(folder: Path) -> Path:
+    """A 256 px world holding one building, 32 px square at (80, 16) px; returns its folder."""
+    world = folder / "world_0000"
+    world.mkdir(parents=True)
+    transform = Affine(GSD, 0, 500_000, 0, -GSD, 4_650_000)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 256, 256), dtype=np.uint8)
+    profile = {"driver": "GTiff", "width": 256, "height": 256, "count": 3, "dtype": "uint8"}
+    with rasterio.open(
+        world / "world.tif", "w", crs="EPSG:32633", transform=transform, **profile
+    ) as dataset:
+        dataset.write(pixels)
+    matrix = [transform.a, transform.b, transform.d, transform.e, transform.xoff, transform.yoff]
+    building = shapely.affinity.affine_transform(shapely.box(80, 16, 112, 48), matrix)
+    properties = {"tags": {"building": "yes"}, "category": "building", "min_pixels": 16}
+    truth = {
+        "type": "FeatureCollection",
+        "world": {
+            "crs": "EPSG:32633",
+            "transform": list(transform)[:6],
+            "width": 256,
+            "height": 256,
+        },
+        "categories": truth_categories(),
+        "features": [{"type": "Feature", "geometry": mapping(building), "properties": properties}],
+    }
+    (world / "truth.geojson").write_text(json.dumps(truth))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("box", "tp", "fp", "fn"),
+    [((80, 16, 112, 48), 1, 8, 1), ((0, 96, 32, 128), 0, 9, 2)],
+    ids=["right-in-one-tile", "wrong-everywhere"],
+)
+def test_the_tiles_path_pools_each_tile_s_boxes_against_the_truth_that_tile_shows(
+    box, tp, fp, fn, tmp_path, monkeypatch, capsys
+):
+    # Nine 128 px tiles (windows at 0, 96 and 128 px on each axis). Tile (0, 0) shows the
+    # building whole at (80, 16)-(112, 48); tile (96, 0) its left 16 px, (0, 16)-(16, 48) in
+    # tile pixels (512 px, above the 16 of min_pixels); the other seven show nothing. The same
+    # box in every tile: (80, 16)-(112, 48) is right in tile (0, 0) only, and misses in tile
+    # (96, 0); (0, 96)-(32, 128) is wrong in every tile.
+    folder = _one_building_world(tmp_path / "worlds")
+    code, _, err = _evaluate(
+        monkeypatch, capsys, OneBoxModel(box), "--scenes", folder, "--out-dir", tmp_path / "out"
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert _value(report, "tiles", "find_all_box", "f1@0.5") == pytest.approx(
+        2 * tp / (2 * tp + fp + fn)
+    )
+    assert _value(report, "tiles", "find_all_box", "precision@0.5") == pytest.approx(tp / 9)
+    assert _value(report, "tiles", "find_all_box", "recall@0.5") == pytest.approx(tp / 2)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +230,17 @@ def test_the_truth_answered_per_tile_scores_f1_one_on_the_scene_path(truth_run):
     assert report["paths"]["scene"]["by_category"]["building"]["find_all_box"]["boxes"]["n"] == 1
     assert report["worlds"] == ["world_0000"]
     markdown = (out / "report.md").read_text()
-    assert "| task | metric | n | scene |" in markdown and "building" in markdown
+    assert "| task | metric | n | scene | scene interval | tiles | tiles interval |" in markdown
+    assert "| category | task | metric | n | scene | tiles |" in markdown and "building" in markdown
+
+
+def test_the_truth_answered_per_tile_scores_f1_one_on_the_tiles_path(truth_run):
+    _, report, _, _ = truth_run
+    assert _value(report, "tiles", "find_all_box", "f1@0.5") == 1.0
+    assert _value(report, "tiles", "find_all_quad", "f1@0.5") == 1.0
+    # Find-all only: a tile's count or mask says nothing about the scene's.
+    assert set(report["paths"]["tiles"]["tasks"]) == {"find_all_box", "find_all_quad"}
+    assert set(report["paths"]["tiles"]["by_category"]) == {"building", "car"}
 
 
 def test_the_blank_scene_runs_through_the_scene_path_and_the_trivial_answer_is_labelled(
@@ -224,9 +320,22 @@ def test_the_truth_file_alone_names_categories_and_an_older_one_is_one_sentence(
     assert not out.exists() and model.images == 0
 
 
+def test_worlds_whose_truths_name_different_categories_are_one_sentence(worlds, tmp_path):
+    vocabulary = worlds[1].vocabulary
+    plurals = {**vocabulary.plurals, "car": "autos"}
+    other = Vocabulary(plurals, vocabulary.countable, vocabulary.segmented)
+    found = [
+        WorldTruth(name, tmp_path / f"{name}.tif", 64, 64, {}, v)
+        for name, v in (("w0", vocabulary), ("w1", vocabulary), ("w2", other))
+    ]
+    assert shared_vocabulary(found[:2]) == vocabulary
+    with pytest.raises(SceneEvalError, match="worlds w0 and w2 name different categories"):
+        shared_vocabulary(found)
+
+
 def test_questions_cover_present_categories_and_a_seeded_share_of_absent_ones(worlds, tmp_path):
     vocabulary = worlds[1].vocabulary
-    box = shapely.box(0, 0, 10, 10)
+    box = TruthObject(shapely.box(0, 0, 10, 10), 1)
     present = {"building": [box], "car": [box], "water": [box], "tree": [box]}
     worlds = [
         WorldTruth(f"w{i}", tmp_path / f"w{i}.tif", 64, 64, present, vocabulary) for i in range(3)
