@@ -156,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                 "fill": args.fill,
             },
             args.gdal_cache_mb,
+            {
+                "model": args.model,
+                "backend": args.backend,
+                "vllm_url": args.vllm_url,
+                "sam": args.sam,
+            },
         )
         pending = []
         for job in scene_jobs(scenes, args.out, separate):

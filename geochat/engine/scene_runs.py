@@ -1,9 +1,10 @@
 """Many scenes in one run: in this process, or on Ray Data with one model replica per actor.
 
-Each scene gets its own output folder (:mod:`geochat.engine.scene_output`'s files). A scene
-whose folder already holds every output of the same question is skipped, so an interrupted run
-resumes where it stopped. Both engines run each scene through the same :func:`run_job`, so they
-write the same bytes.
+Each scene gets its own output folder (:mod:`geochat.engine.scene_output`'s files, then
+``run.json``: the question and every option that shapes the answer, written last). A scene whose
+folder already holds every output of the same run (same question, model, SAM checkpoint and
+reading options) is skipped, so an interrupted run resumes where it stopped. Both engines run
+each scene through the same :func:`run_job`, so they write the same bytes.
 
 On Ray, scenes are rows of a Ray Data dataset mapped by an actor pool
 (:class:`SceneActor`): each actor loads the model once (on its own GPU when ``num_gpus`` is 1,
@@ -30,8 +31,10 @@ from geochat.engine.scene import (
     run_scene,
 )
 from geochat.engine.scene_output import FILES, scene_files, write_scene
+from geochat.fileio import atomic_write_bytes
 from geochat.ray_session import ray_session
 
+RUN_FILE = "run.json"
 SCENE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".vrt")
 
 
@@ -49,6 +52,8 @@ class SceneOptions:
         imagery: Bands, preset, stretch and fill asked for, put over the model's own settings
             (:meth:`~geochat.imagery.ImagerySettings.updated`'s arguments; None keeps).
         gdal_cache_mb: GDAL's block cache while a scene is read, in MB.
+        answered_by: What answers, as it was asked for (model, base, backend, SAM checkpoint):
+            a folder's outputs belong to this run only when they were answered the same way.
     """
 
     question: str
@@ -59,6 +64,19 @@ class SceneOptions:
     max_new_tokens: int = 256
     imagery: dict[str, Any] = field(default_factory=dict)
     gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB
+    answered_by: dict[str, str | None] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What ``run.json`` records: the options that change a scene's outputs.
+
+        The batch size and GDAL's cache change only how fast a scene runs, so a scene finished
+        with other values of them is still finished.
+        """
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in ("batch_size", "gdal_cache_mb")
+        }
 
 
 @dataclass(frozen=True)
@@ -137,17 +155,21 @@ def scene_jobs(scenes: Sequence[Path], out: str | Path, separate: bool) -> list[
 
 
 def finished(job: SceneJob, options: SceneOptions) -> SceneOutcome | None:
-    """The outcome of a scene whose folder holds all its outputs for this question, else None.
+    """The outcome of a scene whose folder holds all the outputs of this run, else None.
 
-    The GeoPackage is expected only where ``objects.json`` records a CRS.
+    ``run.json`` must record the same options (:meth:`SceneOptions.fingerprint`): another
+    question, model or SAM checkpoint is another run. The GeoPackage is expected only where
+    ``objects.json`` records a CRS.
     """
     out = Path(job.out)
     try:
+        run = json.loads((out / RUN_FILE).read_text())
         document = json.loads((out / "objects.json").read_text())
         answer = (out / "answer.txt").read_text().rstrip("\n")
     except (OSError, ValueError):
         return None
-    if not isinstance(document, dict) or document.get("question") != options.question:
+    # Through JSON, as written: tuples become lists, keys strings.
+    if run != json.loads(json.dumps(options.fingerprint())) or not isinstance(document, dict):
         return None
     georeferenced = document.get("crs") is not None
     expected = [name for name in FILES if georeferenced or name != "scene.gpkg"]
@@ -190,6 +212,10 @@ def run_job(
         )
         files = scene_files(result, job.scene, settings, options.gsd)
         written = write_scene(result, job.out, files)
+        # run.json goes last: a folder holding it holds every file of this run.
+        run = (json.dumps(options.fingerprint(), indent=1) + "\n").encode()
+        atomic_write_bytes(Path(job.out) / RUN_FILE, run)
+        written.append(Path(job.out) / RUN_FILE)
     except (OSError, ValueError, BackendError) as error:
         return SceneOutcome(job.scene, job.out, "failed", error=str(error))
     return SceneOutcome(

@@ -71,7 +71,14 @@ def test_a_folder_runs_into_one_folder_per_scene_and_resumes(scenes, tmp_path, c
     assert sorted(p.name for p in out.iterdir()) == list(NAMES)
     for name in NAMES:
         assert sorted(p.name for p in (out / name).iterdir()) == sorted(
-            ["answer.txt", "objects.json", "scene.geojson", "scene.gpkg", "overview.png"]
+            [
+                "answer.txt",
+                "objects.json",
+                "scene.geojson",
+                "scene.gpkg",
+                "overview.png",
+                "run.json",
+            ],
         )
     assert [line.split(":")[0] for line in stdout.splitlines()] == [f"{n}.tif" for n in NAMES]
     assert "3 scenes: 3 run, 0 skipped (outputs present), 0 failed" in err
@@ -100,6 +107,25 @@ def test_a_folder_runs_into_one_folder_per_scene_and_resumes(scenes, tmp_path, c
         capsys, monkeypatch, factory, "--image", str(folder), "Any ships?", "--out", str(out)
     )
     assert code == 0 and "3 scenes: 3 run, 0 skipped" in err
+
+
+def test_a_scene_finished_another_way_runs_again(scenes, tmp_path, capsys, monkeypatch):
+    """Regression: resuming compared only the question, so a run with --sam (or another model,
+    or other reading options) skipped scenes finished without it and kept their old answers."""
+    folder, buildings = scenes
+    factory = [lambda: TruthAssistant(buildings, "hbb")]
+    out = tmp_path / "out"
+    base = ["--image", str(folder / "suburb.tif"), "Where?", "--out", str(out)]
+    code, _, err = _run(capsys, monkeypatch, factory, *base)
+    assert code == 0 and "tiles answered" in err, err
+    assert json.loads((out / "run.json").read_text())["answered_by"]["sam"] is None
+    for changed in (["--sam", str(tmp_path / "sam")], ["--model", "other"], ["--overlap", "0.5"]):
+        code, _, err = _run(capsys, monkeypatch, factory, *base, *changed)
+        assert code == 0 and "tiles answered" in err, (changed, err)
+    # Only the batch size changed: the same run, so the scene is skipped.
+    same = ["--overlap", "0.5", "--batch-size", "3"]
+    code, _, err = _run(capsys, monkeypatch, factory, *base, *same)
+    assert code == 0 and "skipped, its outputs are all in" in err, err
 
 
 def test_a_scene_that_fails_fails_alone(scenes, tmp_path, capsys, monkeypatch):
@@ -173,5 +199,5 @@ def test_ray_actors_write_the_bytes_a_local_run_writes(scenes, tmp_path, capsys,
     assert ray_out == local_out
     assert "3 scenes: 3 run" in err
     local, remote = _contents(tmp_path / "a"), _contents(tmp_path / "b")
-    assert len(local) == 15 and local.keys() == remote.keys()
+    assert len(local) == 18 and local.keys() == remote.keys()
     assert [name for name in local if local[name] != remote[name]] == []
