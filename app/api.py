@@ -31,7 +31,7 @@ request id.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -136,7 +137,7 @@ def create_app(
             await scenes.stop()
             service.gate.close()
 
-    app = FastAPI(
+    app = _GeochatApp(
         title="geochat",
         version=__version__,
         summary="Grounding, segmentation and chat about remote-sensing images.",
@@ -156,27 +157,32 @@ def create_app(
     app.include_router(v1)
     app.include_router(api_chat.router)
     app.include_router(api_scenes.router)
-    app.openapi = partial(_openapi, app)
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the models that routes read or stream themselves.
+class _GeochatApp(FastAPI):
+    """FastAPI whose schema also has the models that routes read or stream themselves."""
 
-    The chat request (read by its route, after the API key check) and the streamed chunk.
-    """
-    if app.openapi_schema is None:
-        schema = FastAPI.openapi(app)
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema plus the chat request and the streamed chunk.
+
+        The chat route reads its request itself, after the API key check, and streams its
+        chunks, so FastAPI does not see either model.
+        """
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        schema = super().openapi()  # which keeps it in self.openapi_schema
         components = schema["components"]["schemas"]
-        for model, mode in (
+        models: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
             (ChatCompletionRequest, "validation"),
             (ChatCompletionChunk, "serialization"),
-        ):
+        )
+        for model, mode in models:
             definition = model.model_json_schema(ref_template=SCHEMA_REF, mode=mode)
             for name, part in definition.pop("$defs", {}).items():
                 components.setdefault(name, part)
             components[model.__name__] = definition
-    return app.openapi_schema
+        return schema
 
 
 health = APIRouter()
@@ -294,7 +300,9 @@ async def read_image_request(request: Request, params_model: type[P]) -> tuple[P
     if data is None:
         message = "an image file is required" if where == "form" else "a data URL is required"
         errors.append({"loc": (where, "image"), "msg": message, "type": "missing"})
-    return validated(params_model, fields, where, errors), data
+    params = validated(params_model, fields, where, errors)
+    assert data is not None  # else validated raised, naming the missing image with the rest
+    return params, data
 
 
 async def _read_multipart(request: Request) -> tuple[dict[str, Any], bytes | None]:
@@ -404,7 +412,8 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     return error_response(422, message, "invalid_request_error", request_id_of(request.scope))
 
 
-_ERROR_HANDLERS = {
+# Each handler takes the exception type it is registered for, which a Callable cannot say.
+_ERROR_HANDLERS: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
     ApiError: _api_error,
     ImageError: _image_error,
     geometry.GeometryError: _geometry_error,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -51,6 +51,7 @@ from geochat.app.schemas import (
     ChunkChoice,
     ChunkDelta,
     ErrorResponse,
+    FinishReason,
     GeochatExtras,
     ImagePart,
 )
@@ -86,6 +87,7 @@ class Conversation:
 
 @router.post(
     "/chat/completions",
+    response_model=ChatCompletion,  # or a stream of chunks, which the responses below document
     # The route reads its body itself, after the API key check (FastAPI would parse it first).
     openapi_extra={
         "requestBody": {
@@ -101,7 +103,9 @@ class Conversation:
         }
     },
 )
-async def chat_completions(request: Request, service: Service) -> ChatCompletion:
+async def chat_completions(
+    request: Request, service: Service
+) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat; the image is a data URL in the first user message."""
     body = await read_chat_request(request)
     conversation = to_conversation(body, service)
@@ -265,7 +269,7 @@ async def _events(
     chunk: Callable[..., ChatCompletionChunk],
     image: LoadedImage | None,
     first: str | Reply,
-    items: AsyncIterator[str | Reply],
+    items: AsyncGenerator[str | Reply, None],
     conversation: Conversation,
     include_usage: bool,
 ) -> AsyncIterator[str]:
@@ -302,7 +306,7 @@ def _error_event(request: Request, status: int, message: str, type: str) -> str:
     return f"data: {body.model_dump_json()}\n\n"
 
 
-def _finish_reason(reply: Reply, conversation: Conversation) -> str:
+def _finish_reason(reply: Reply, conversation: Conversation) -> FinishReason:
     return "length" if reply.completion_tokens >= conversation.max_new_tokens else "stop"
 
 

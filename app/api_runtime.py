@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -289,7 +289,7 @@ class InferenceGate:
 
     async def stream(
         self, make_items: Callable[[], Iterator[T]], timeout_s: float
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]:
         """Iterates ``make_items()`` in a worker thread, passing each item to the event loop.
 
         The whole stream must end within ``timeout_s``. When the consumer stops early (the

@@ -28,6 +28,7 @@ from geochat.app.schemas import DetectedObject, ErrorResponse, ImageInfo, Segmen
 from geochat.engine import Assistant, LoadedImage, Reply, load_image
 from geochat.engine.refinement import mask_object, refine_reply
 from geochat.grammar import GroundedObject
+from geochat.records import Rle
 
 if TYPE_CHECKING:
     from geochat.refine import RefinedMask, Refiner
@@ -245,7 +246,7 @@ class ApiService:
 
 def _filled_mask(obj: GroundedObject, height: int, width: int) -> dict[str, Any]:
     """The model's own mask, or its box or quad filled, at the image's size."""
-    if obj.kind == "mask":
+    if obj.mask is not None:  # kind "mask"
         return obj.mask
     return geometry.polygon_to_rle(geometry.quad_to_polygon(obj.quad), height, width)
 
@@ -344,16 +345,22 @@ def detected(
     """A parsed object of an answer as the API returns it.
 
     Args:
-        obj: The parsed object.
+        obj: The parsed object, not an explicit "nothing found" (kind ``none``).
         mask: A mask in place of the model's own (segmentation); None keeps the model's.
         sam: SAM's refinement, whose mask and score are given.
+
+    Raises:
+        ValueError: For kind ``none``, which is no object.
     """
+    if obj.kind == "none":
+        raise ValueError("an explicit 'nothing found' (<none>) is not an object")
+    rle = obj.mask if mask is None else mask
     return DetectedObject(
         phrase=obj.phrase,
         kind=obj.kind,
         hbb=obj.hbb,
         quad=obj.quad,
-        mask=obj.mask if mask is None else mask,
+        mask=None if rle is None else Rle(size=rle["size"], counts=rle["counts"]),
         score=None if sam is None else sam.score,
         refined=sam is not None,
     )

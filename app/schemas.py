@@ -15,6 +15,9 @@ from geochat.engine.scene import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, MERGE_IOU
 from geochat.imagery import ImagerySettings
 from geochat.records import Hbb, Phrase, Quad, Rle, Score
 
+FinishReason = Literal["stop", "length"]
+"""Why a completion ended: the answer was complete, or it reached ``max_tokens``."""
+
 
 class ErrorDetail(BaseModel):
     """What went wrong."""
@@ -310,7 +313,7 @@ class ChatChoice(BaseModel):
 
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
 
 
 class GeochatExtras(BaseModel):
@@ -347,7 +350,7 @@ class ChunkChoice(BaseModel):
 
     index: int = 0
     delta: ChunkDelta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -41,7 +41,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import gradio as gr
 import shapely
@@ -336,6 +336,7 @@ class _Handlers:
         Raises:
             gradio.Error: for a file that is not a readable PNG, JPEG or GeoTIFF.
         """
+        cleared: tuple[list[dict[str, Any]], list[dict[str, Any]], None, gr.DownloadButton]
         cleared = ([], [], None, gr.DownloadButton(value=None, visible=False))
         if path is None:
             return (None, None, "", *cleared)
@@ -500,7 +501,9 @@ class _Handlers:
         if session is None:
             return None
         annotations, colours = overlay_annotations(reply.refined_objects(), session.display)
-        return gr.AnnotatedImage(value=(session.display.image, annotations), color_map=colours)
+        value = (session.display.image, annotations)
+        # gradio's stub types the annotations as a list (invariant); it only reads them.
+        return gr.AnnotatedImage(value=value, color_map=colours)  # type: ignore[arg-type]
 
     def _download(self, reply: Reply, session: ImageSession | None) -> gr.DownloadButton:
         collection = answer_geojson(reply)
@@ -599,7 +602,46 @@ class _Page:
     temperature: gr.Slider
 
 
-def _image_column() -> dict[str, Any]:
+class _ImageParts(TypedDict):
+    """The components of the image column (fields of :class:`_Page`)."""
+
+    upload: gr.File
+    bands: gr.Dropdown
+    stretch: gr.Dropdown
+    image_info: gr.Markdown
+    region: image_annotator
+    overlay: gr.AnnotatedImage
+    download: gr.DownloadButton
+
+
+class _ChatParts(TypedDict):
+    """The components of the chat column (fields of :class:`_Page`)."""
+
+    chatbot: gr.Chatbot
+    question: gr.Textbox
+    send: gr.Button
+    clear: gr.Button
+    target: gr.Textbox
+    task_buttons: list[tuple[gr.Button, str]]
+    token_limit: gr.Slider
+    temperature: gr.Slider
+
+
+class _SceneParts(TypedDict):
+    """The components of the scene tab."""
+
+    upload: gr.File
+    gsd: gr.Number
+    question: gr.Textbox
+    run: gr.Button
+    answer: gr.Markdown
+    overview: gr.Image
+    table: gr.Dataframe
+    geojson: gr.DownloadButton
+    gpkg: gr.DownloadButton
+
+
+def _image_column() -> _ImageParts:
     """Upload, the image to draw a region on, the answer drawn on the image, the download."""
     upload = gr.File(
         label="Image (PNG, JPEG or GeoTIFF)",
@@ -652,7 +694,7 @@ def _image_column() -> dict[str, Any]:
     }
 
 
-def _chat_column(max_new_tokens: int) -> dict[str, Any]:
+def _chat_column(max_new_tokens: int) -> _ChatParts:
     """The conversation, the question box, the task buttons and the generation settings."""
     chatbot = gr.Chatbot(label="Chat", height=CHAT_HEIGHT, elem_id="chat")
     question = gr.Textbox(
@@ -681,7 +723,7 @@ def _chat_column(max_new_tokens: int) -> dict[str, Any]:
     }
 
 
-def _scene_tab() -> dict[str, Any]:
+def _scene_tab() -> _SceneParts:
     """The scene, its GSD, the question; the answer, overview, object table and downloads."""
     with gr.Row():
         with gr.Column(scale=1):
@@ -737,13 +779,19 @@ def _scene_tab() -> dict[str, Any]:
     }
 
 
-def _wire_scene(parts: dict[str, Any], handlers: _Handlers) -> None:
+def _wire_scene(parts: _SceneParts, handlers: _Handlers) -> None:
     """Connects the scene tab; ``scene`` is its API."""
     gr.on(
         [parts["question"].submit, parts["run"].click],
         handlers.scene,
         inputs=[parts["upload"], parts["question"], parts["gsd"]],
-        outputs=[parts[name] for name in ("answer", "overview", "table", "geojson", "gpkg")],
+        outputs=[
+            parts["answer"],
+            parts["overview"],
+            parts["table"],
+            parts["geojson"],
+            parts["gpkg"],
+        ],
         api_name="scene",
         concurrency_id="model",  # shares the model with the chat
         concurrency_limit=1,
@@ -871,7 +919,7 @@ def build_ui(
             "Upload an image, ask a question, or draw a box on the image to ask about a region; "
             "the *Whole scene* tab asks one question of a scene of any size."
         )
-        states = {"session": gr.State(None), "history": gr.State([])}
+        session, history = gr.State(None), gr.State([])
         with gr.Tabs():
             with gr.Tab("Chat about an image", id="chat-tab"):
                 with gr.Row():
@@ -879,7 +927,7 @@ def build_ui(
                         image_parts = _image_column()
                     with gr.Column(scale=1):
                         chat_parts = _chat_column(max_new_tokens)
-                page = _Page(**states, **image_parts, **chat_parts)
+                page = _Page(session=session, history=history, **image_parts, **chat_parts)
                 _example_conversations(page, handlers)
             with gr.Tab("Whole scene", id="scene-tab", elem_id="scene-tab"):
                 scene_parts = _scene_tab()

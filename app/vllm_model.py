@@ -28,6 +28,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from geochat.modeling import GeoChatConfig, GeoChatProcessor
 from geochat.modeling.compressor import build_compressor
+from geochat.modeling.configuration import sub_config
 
 IDEFICS3_COMPRESSOR = "pixel_shuffle"  # the compressor that vLLM's own Idefics3 connector runs
 
@@ -76,11 +77,11 @@ class GeoChatConnector(nn.Module):
     ):
         super().__init__()
         self.compressor = build_compressor(
-            config.compressor, config.vision_config.hidden_size, config.scale_factor
+            config.compressor, sub_config(config.vision_config).hidden_size, config.scale_factor
         )
         self.modality_projection = GeoChatProjector(
             self.compressor.out_dim,
-            config.text_config.hidden_size,
+            sub_config(config.text_config).hidden_size,
             quant_config,
             prefix=maybe_prefix(prefix, "modality_projection"),
         )

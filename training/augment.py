@@ -93,6 +93,7 @@ class Dihedral:
             # Parsed on an N x N image, a text mask comes back as its own grid of cells.
             grid = int(tag[len("<seg>") : tag.index("|")])
             (mask,) = parse(tag, grid, grid, strict=True).objects
+            assert mask.mask is not None  # a strict parse of a <seg> tag is one mask
             cells = geometry.rle_to_mask(mask.mask).astype(bool)
             return format_mask(np.ascontiguousarray(self.cells(cells)), grid)
         objects = parse(tag, SCALE, SCALE, strict=True).objects

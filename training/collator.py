@@ -24,6 +24,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from geochat.modeling import conversation_to_messages
 from geochat.modeling.families import Family, dialect_for, to_answer, to_dialect
+from geochat.modeling.families.base import image_token
 from geochat.modeling.families.batching import IGNORE_INDEX, SEQUENCE_PADDING, batch_inputs
 from geochat.modeling.families.idefics3 import IDEFICS3
 
@@ -174,10 +175,10 @@ def encode_example(
     messages = target_messages(conversations, image, processor, family, dialect)
     pieces = conversation_pieces(processor, messages, family)
     first, rest = pieces[0], pieces[1:]
-    image_token = str(processor.image_token)
-    if any(image_token in piece.text for piece in rest):
+    placeholder = image_token(processor)
+    if any(placeholder in piece.text for piece in rest):
         raise ValueError("the <image> placeholder may only appear in the first user turn")
-    if image is None and image_token in first.text:
+    if image is None and placeholder in first.text:
         raise ValueError("the conversation has an <image> placeholder but no image was given")
     answers = [index for index, m in enumerate(messages) if m["role"] == "assistant"]
     if not answers:

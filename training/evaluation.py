@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import Trainer
+from peft import PeftModel
+from transformers import PreTrainedModel, Trainer
 from transformers.processing_utils import ProcessorMixin
+from transformers.trainer_utils import EvalLoopOutput
 
 from geochat.engine import TransformersAssistant
 from geochat.metrics import score
@@ -53,7 +55,9 @@ class GenerationEval:
         """``{"<task>/<family>/<metric>": value}`` for every numeric metric."""
         was_training = model.training
         model.eval()
-        backbone = Backbone(self.family, model, self.processor, self.family.dialect)
+        backbone = Backbone(
+            self.family, transformers_model(model), self.processor, self.family.dialect
+        )
         assistant = TransformersAssistant(backbone, "training")
         predictions = predict_records(
             assistant, self.records, self.paths, self.batch_size, self.max_new_tokens
@@ -69,6 +73,22 @@ class GenerationEval:
         }
 
 
+def transformers_model(model: torch.nn.Module) -> PreTrainedModel:
+    """The transformers model in training: the model itself, or a peft model's base.
+
+    peft puts its adapters inside the base model's layers, so the base answers as the adapted
+    model does.
+
+    Raises:
+        TypeError: For a model that is neither.
+    """
+    if isinstance(model, PeftModel):
+        model = model.get_base_model()
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"generation needs a transformers model, not {type(model).__name__}")
+    return model
+
+
 class GeoChatTrainer(Trainer):
     """Trainer whose evaluation also scores generated answers (see :class:`GenerationEval`)."""
 
@@ -76,10 +96,12 @@ class GeoChatTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.generation_eval = generation_eval
 
-    def evaluation_loop(self, *args: Any, **kwargs: Any):  # noqa: D102
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> EvalLoopOutput:  # noqa: D102
         output = super().evaluation_loop(*args, **kwargs)
         if self.generation_eval is not None:
             prefix = kwargs.get("metric_key_prefix", "eval")
+            assert self.model is not None  # given to __init__ (no model_init)
             scores = self.generation_eval(self.model)
+            assert output.metrics is not None  # Trainer's evaluation loop always reports some
             output.metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
         return output

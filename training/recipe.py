@@ -22,6 +22,7 @@ import functools
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -214,7 +215,7 @@ def section_fields(section: str) -> dict[str, Any]:
     from geochat.modeling import tiny, train_tokenizer
 
     # tiny's seed is training.seed, and its tokenizer comes from model.tokenizer.
-    functions = {
+    functions: dict[str, tuple[Callable[..., Any], set[str]]] = {
         "model.tiny": (tiny, {"seed", "tokenizer"}),
         "model.tokenizer": (train_tokenizer, {"texts"}),
     }
@@ -303,8 +304,8 @@ def _as(value: Any, kind: Any) -> Any:
     if origin is dict or kind is dict:
         if not isinstance(value, dict):
             return _MISMATCH
-        items = {k: _as(v, args[1]) if args else v for k, v in value.items()}
-        return _MISMATCH if _MISMATCH in items.values() else items
+        entries = {k: _as(v, args[1]) if args else v for k, v in value.items()}
+        return _MISMATCH if _MISMATCH in entries.values() else entries
     if isinstance(kind, type) and issubclass(kind, Enum):
         return value if value in {member.value for member in kind} else _MISMATCH
     if isinstance(kind, type):

@@ -34,6 +34,7 @@ from transformers.processing_utils import ProcessorMixin
 from geochat.fileio import atomic_write_text
 from geochat.modeling import FINAL_DIR, last_complete_checkpoint, tiny
 from geochat.modeling.families import Family, Modules, family_of, load_backbone
+from geochat.modeling.families.base import TrainedInputs
 from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.tokenizer import train_tokenizer
 from geochat.records import find_shards
@@ -75,11 +76,13 @@ def build_model(recipe: Recipe) -> tuple[PreTrainedModel, ProcessorMixin, Family
             corpus = _records_text(recipe.data.train)
             options["tokenizer"] = train_tokenizer(corpus, **spec.tokenizer)
         return (*tiny(seed=recipe.training.get("seed", 0), **options), IDEFICS3)
+    path = spec.path
+    assert path is not None  # a recipe has exactly one of model.tiny and model.path
     try:
-        family = family_of(spec.path)
+        family = family_of(path)
         if recipe.stage == "qlora":
-            return (*_load_4bit(spec.path, family), family)
-        backbone = load_backbone(spec.path, dtype=_dtype(spec.dtype))
+            return (*_load_4bit(path, family), family)
+        backbone = load_backbone(path, dtype=_dtype(spec.dtype))
     except ValueError as error:
         raise RecipeError(f"model.path: {error}") from error
     return backbone.model, backbone.processor, family
@@ -209,13 +212,16 @@ def _in_hub_cache(repo_id: str) -> bool:
         return False
 
 
-def build_datasets(recipe: Recipe) -> tuple[Any, Any]:
+def build_datasets(
+    recipe: Recipe,
+) -> tuple[RecordDataset | StreamingRecordDataset, RecordDataset | None]:
     """The training and validation datasets of the recipe (validation None when there is none).
 
     ``data.val: auto`` reads the ``val`` shards of the training builds when they have any.
     """
     data = recipe.data
     seed = recipe.training.get("seed", 0)
+    train: RecordDataset | StreamingRecordDataset
     if data.streaming:
         if data.balance:
             raise RecipeError(f"{recipe.name}: data.balance needs the whole source, not streaming")
@@ -321,6 +327,8 @@ def train(
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seed(recipe.training.get("seed", 0))
     model, processor, family = build_model(recipe)
+    if not isinstance(processor, TrainedInputs):
+        raise TypeError(f"{type(processor).__name__} cannot keep the training imagery settings")
     if imagery is not None:
         processor.imagery = imagery.to_dict()
     if native_input is not None:

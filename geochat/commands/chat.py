@@ -124,7 +124,6 @@ def _answer(assistant: Assistant, image: LoadedImage, args: argparse.Namespace) 
         assert isinstance(reply, Reply)  # chat returns the whole reply unless it streams
         return reply
     stream = assistant.chat(image, messages, stream=True, **options)
-    assert not isinstance(stream, Reply)  # streaming yields text, then the reply
     for item in stream:
         if isinstance(item, Reply):
             print(file=sys.stderr)

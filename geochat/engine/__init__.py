@@ -34,6 +34,7 @@ from geochat.engine.assistant import (
     BackendError,
     NativeInput,
     Reply,
+    ReplyStream,
     prepare_messages,
     task_question,
 )
@@ -164,6 +165,7 @@ __all__ = [
     "LoadedImage",
     "NativeInput",
     "Reply",
+    "ReplyStream",
     "TransformersAssistant",
     "load",
     "load_image",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from transformers import LogitsProcessor
 
@@ -94,6 +94,11 @@ class Reply:
         if self.refined_geojson is not None:
             return self.refined_geojson
         return to_pixel_geojson(self.refined_objects())
+
+
+ReplyStream: TypeAlias = Generator[str | Reply, None, None]
+"""What ``Assistant.chat(..., stream=True)`` returns: ``str`` deltas, then the `Reply`; closing
+it early stops the generation."""
 
 
 @dataclass
@@ -212,6 +217,48 @@ class Assistant(ABC):
     family: Family | None = None
     refiner: Refiner | None = None
 
+    @overload
+    def chat(
+        self,
+        image: ImageSource | LoadedImage | None,
+        messages: list[dict[str, str]],
+        *,
+        region: Any = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        constrain: str | None = None,
+        stream: Literal[False] = False,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> Reply: ...
+
+    @overload
+    def chat(
+        self,
+        image: ImageSource | LoadedImage | None,
+        messages: list[dict[str, str]],
+        *,
+        region: Any = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        constrain: str | None = None,
+        stream: Literal[True],
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> ReplyStream: ...
+
+    @overload
+    def chat(
+        self,
+        image: ImageSource | LoadedImage | None,
+        messages: list[dict[str, str]],
+        *,
+        region: Any = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        constrain: str | None = None,
+        stream: bool,
+        logits_processor: Sequence[LogitsProcessor] | None = None,
+    ) -> Reply | ReplyStream: ...
+
     def chat(
         self,
         image: ImageSource | LoadedImage | None,
@@ -223,7 +270,7 @@ class Assistant(ABC):
         constrain: str | None = None,
         stream: bool = False,
         logits_processor: Sequence[LogitsProcessor] | None = None,
-    ) -> Reply | Iterator[str | Reply]:
+    ) -> Reply | ReplyStream:
         """Answers the last user turn of a conversation about an image.
 
         Args:
@@ -299,7 +346,6 @@ class Assistant(ABC):
                 temperature=temperature,
                 logits_processor=logits_processor,
             )
-            assert isinstance(reply, Reply)  # not streamed
             replies.append(reply)
         return replies
 
@@ -321,7 +367,7 @@ class Assistant(ABC):
 
     def _stream(
         self, deltas: Generator[str, None, None], request: Request, started: float
-    ) -> Iterator[str | Reply]:
+    ) -> ReplyStream:
         pieces = []
         try:
             for delta in deltas:

@@ -30,7 +30,8 @@ from family_fixtures import (
 from PIL import Image
 
 from geochat import cli
-from geochat.engine import load
+from geochat.engine import NativeInput, load
+from geochat.imagery import ImagerySettings
 from geochat.modeling import tiny
 from geochat.modeling.families import (
     FAMILIES,
@@ -72,6 +73,23 @@ def test_a_renamed_folder_keeps_its_family(checkpoints, tmp_path):
     # The path says "llava", the config says qwen3_vl: the config decides.
     renamed = shutil.copytree(checkpoints["qwen3_vl"], tmp_path / "llava-1.5-7b")
     assert family_of(renamed) is FAMILIES["qwen3_vl"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_processor_keeps_what_training_recorded(checkpoints, tmp_path, name):
+    # Training sets these on the processor it saves beside the model; transformers saves only a
+    # processor's __init__ arguments, so a stock processor used to drop them.
+    folder = shutil.copytree(checkpoints[name], tmp_path / name)
+    processor = load_backbone(folder).processor
+    imagery = ImagerySettings(bands=(3, 2, 1), stretch="percentile")
+    processor.imagery = imagery.to_dict()
+    processor.native_input = {"image_size": 64, "gsd": [0.3, 0.5]}
+    processor.save_pretrained(str(folder))
+
+    assistant = load(folder)
+
+    assert assistant.imagery == imagery
+    assert assistant.native_input == NativeInput(64, (0.3, 0.5))
 
 
 def module_names_cases():

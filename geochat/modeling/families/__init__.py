@@ -36,7 +36,13 @@ from geochat.grammar import (
     parse,
 )
 from geochat.modeling.checkpoints import ADAPTER_CONFIG, resolve_checkpoint
-from geochat.modeling.families.base import Family, ModelInputs, Modules, content_parts
+from geochat.modeling.families.base import (
+    Family,
+    ModelInputs,
+    Modules,
+    content_parts,
+    image_token,
+)
 from geochat.modeling.families.idefics3 import IDEFICS3
 from geochat.modeling.families.llava import LLAVA
 from geochat.modeling.families.qwen import QWEN2_5_VL, QWEN3_VL
@@ -460,8 +466,7 @@ def _check_image_token(
     folder: str | Path, family: Family, config: PretrainedConfig, processor: ProcessorMixin
 ) -> None:
     """The tokenizer must hold the image token, with the id the model's config expects."""
-    # Every multimodal processor has image_token; transformers declares it per processor class.
-    token = str(processor.image_token)  # type: ignore[attr-defined]
+    token = image_token(processor)
     found = processor.tokenizer.get_vocab().get(token)
     if found is None:
         raise ValueError(

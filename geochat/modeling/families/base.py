@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from PIL import Image
 from transformers import BatchFeature, PretrainedConfig, PreTrainedModel
@@ -84,10 +84,47 @@ P = TypeVar("P", bound=ProcessorMixin)
 ProcessorLoader = Callable[[str | Path, PretrainedConfig], P]
 # input_frame(processor, image) -> (width, height) the model will see, or None
 FrameOf = Callable[[P, Image.Image], tuple[int, int] | None]
-# chat_text(processor, messages, add_generation_prompt) -> the rendered prompt
-TextRenderer = Callable[[P, list[dict[str, str]], bool], str]
 # build_inputs(processor, image or None, messages) -> inputs (messages as the engine writes them)
 InputBuilder = Callable[[P, Image.Image | None, list[dict[str, str]]], BatchFeature]
+# A protocol rather than a Callable: callers name add_generation_prompt.
+P_contra = TypeVar("P_contra", bound=ProcessorMixin, contravariant=True)
+
+
+class TextRenderer(Protocol[P_contra]):
+    """Renders messages with a processor's chat template (see :func:`chat_text`)."""
+
+    def __call__(
+        self,
+        processor: P_contra,
+        messages: list[dict[str, str]],
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """The rendered prompt, with the assistant's opening when ``add_generation_prompt``."""
+        ...
+
+
+@runtime_checkable
+class TrainedInputs(Protocol):
+    """A processor that keeps what training recorded about its images (every family's does).
+
+    Both are ``__init__`` arguments of the processor class, which is what transformers saves in
+    processor_config.json and passes back when loading.
+
+    Attributes:
+        imagery: ``geochat.imagery.ImagerySettings.to_dict()`` of the training builds, which
+            the engine applies by default; None for the defaults.
+        native_input: ``{"image_size": int, "gsd": [low, high]}``, the tiles the model was
+            trained on (``geochat.engine.NativeInput``); None when unknown.
+    """
+
+    imagery: dict[str, Any] | None
+    native_input: dict[str, Any] | None
+
+
+def image_token(processor: ProcessorMixin) -> str:
+    """The text of the token that places the image (``<image>``, ``<|image_pad|>``)."""
+    # Every multimodal processor has image_token; transformers declares it per processor class.
+    return str(processor.image_token)  # type: ignore[attr-defined]
 
 
 def content_parts(messages: list[dict[str, str]]) -> list[dict[str, Any]]:

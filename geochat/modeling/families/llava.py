@@ -12,6 +12,7 @@ prompts are GeoChat's `[refer]`, `[grounding]` and `[identify]`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from transformers import (
@@ -24,9 +25,43 @@ from transformers import (
 from geochat.modeling.families.base import Family, Modules, no_frame, render, square_image
 
 
+class LlavaTrainedProcessor(LlavaProcessor):
+    """`LlavaProcessor` that keeps what training recorded (``imagery``, ``native_input``).
+
+    See :class:`~geochat.modeling.families.base.TrainedInputs`. transformers saves and loads
+    a processor's ``__init__`` arguments, hence LlavaProcessor's own are repeated here.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        patch_size=None,
+        vision_feature_select_strategy=None,
+        chat_template=None,
+        image_token="<image>",
+        num_additional_image_tokens=0,
+        imagery: dict[str, Any] | None = None,
+        native_input: dict[str, Any] | None = None,
+        **kwargs,
+    ):
+        super().__init__(
+            image_processor,
+            tokenizer,
+            patch_size,
+            vision_feature_select_strategy,
+            chat_template,
+            image_token,
+            num_additional_image_tokens,
+            **kwargs,
+        )
+        self.imagery = imagery
+        self.native_input = native_input
+
+
 def load_processor(folder: str | Path, config: PretrainedConfig) -> LlavaProcessor:
     """Loads LLaVA's processor (CLIP or LLaVA image processor, tokenizer, chat template)."""
-    return LlavaProcessor.from_pretrained(folder)
+    return LlavaTrainedProcessor.from_pretrained(folder)
 
 
 def build_inputs(

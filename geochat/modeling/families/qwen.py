@@ -16,6 +16,7 @@ geochat does not require. Module names are transformers 5.19's: the vision tower
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from transformers import (
@@ -32,17 +33,45 @@ from geochat.modeling.families.base import Family, Modules, ProcessorLoader, ren
 
 
 class Qwen25VLImageProcessor(Qwen2_5_VLProcessor):
-    """`Qwen2_5_VLProcessor` for images and text only (no video processor, no torchvision)."""
+    """`Qwen2_5_VLProcessor` for images and text only (no video processor, no torchvision).
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+    ``imagery`` and ``native_input`` are what training recorded
+    (:class:`~geochat.modeling.families.base.TrainedInputs`).
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        imagery: dict[str, Any] | None = None,
+        native_input: dict[str, Any] | None = None,
+        **kwargs,
+    ):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
+        self.imagery = imagery
+        self.native_input = native_input
 
 
 class Qwen3VLImageProcessor(Qwen3VLProcessor):
-    """`Qwen3VLProcessor` for images and text only (no video processor, no torchvision)."""
+    """`Qwen3VLProcessor` for images and text only (no video processor, no torchvision).
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+    ``imagery`` and ``native_input`` are what training recorded
+    (:class:`~geochat.modeling.families.base.TrainedInputs`).
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        imagery: dict[str, Any] | None = None,
+        native_input: dict[str, Any] | None = None,
+        **kwargs,
+    ):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
+        self.imagery = imagery
+        self.native_input = native_input
 
 
 QwenProcessor = Qwen2_5_VLProcessor | Qwen3VLProcessor
