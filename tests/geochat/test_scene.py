@@ -292,10 +292,10 @@ def test_the_cli_writes_every_file(world, tmp_path, capsys, monkeypatch):
 def test_a_failure_while_building_the_outputs_leaves_no_file(world, tmp_path, capsys, monkeypatch):
     files = world[0]
 
-    def broken(result):
+    def broken(result, path):
         raise OSError("disk full")
 
-    monkeypatch.setattr("geochat.engine.scene_output.geopackage", broken)
+    monkeypatch.setattr("geochat.engine.scene_output.write_geopackage", broken)
     out = tmp_path / "out"
     code, _, err = _cli(
         capsys, monkeypatch, _Fixed("<none>"), "--image", str(files.tif), "Q", "--out", str(out)
@@ -394,10 +394,10 @@ def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     monkeypatch.setattr("geochat.engine.scene_output.OVERVIEW_SIDE", 100)
-    files = scene_files(result, path)
+    overview_png = scene_files(result, path)["overview.png"]
     whole = [shape for window, shape in reads if window is None]
     assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
-    with Image.open(io.BytesIO(files["overview.png"])) as overview:
+    with Image.open(io.BytesIO(overview_png)) as overview:
         assert overview.size == (75, 100)
 
 
