@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import shapely
 import shapely.affinity
 from PIL import Image
@@ -39,7 +40,13 @@ from PIL import Image
 from geochat import imagery
 from geochat.categories import find_in_phrase
 from geochat.draw import draw_objects
-from geochat.engine.scene import OVERVIEW_SIDE, SceneObject, SceneResult, open_scene
+from geochat.engine.scene import (
+    DEFAULT_GDAL_CACHE_MB,
+    OVERVIEW_SIDE,
+    SceneObject,
+    SceneResult,
+    open_scene,
+)
 from geochat.fileio import atomic_files
 from geochat.geometry import polygon_to_rle
 from geochat.georef import geojson_geometry
@@ -304,7 +311,12 @@ def overview_png(
     plan = result.plan
     scale = max(1.0, max(plan.width, plan.height) / OVERVIEW_SIDE)
     shape = (max(1, round(plan.height / scale)), max(1, round(plan.width / scale)))
-    with open_scene(path, gsd) as (dataset, _, _):
+    # The decimated read goes through every block of the scene, and GDAL's block cache (5 % of
+    # RAM by default) keeps them: capped as run_scene caps it, or a 16k px scene adds 800 MB.
+    with (
+        rasterio.Env(GDAL_CACHEMAX=DEFAULT_GDAL_CACHE_MB),
+        open_scene(path, gsd) as (dataset, _, _),
+    ):
         resolved = imagery.resolve(dataset, settings or ImagerySettings())
         rgb, _ = imagery.read(dataset, resolved, None, shape)  # a decimated read
     image = Image.fromarray(rgb, mode="RGB")
