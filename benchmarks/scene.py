@@ -1,20 +1,22 @@
 """Whole-scene grounding: km^2 per minute and peak memory as the scene grows.
 
 Run: ``python benchmarks/scene.py [--sizes 2048 8192 16384] [--scripted] [--model DIR]
-[--batch-size 8] [--out DIR]``.
+[--batch-size 8] [--striped] [--out DIR]``.
 
 Claim: :func:`geochat.engine.scene.run_scene` reads a scene window by window, so its memory
 stays flat as the scene grows; only the merged objects grow with what the scene holds.
 
 For each size, a synthetic GeoTIFF of that many pixels a side at the model's native GSD is
 written tile by tile (tiled, deflate; windowed writes of one synthetic world repeated, never the
-whole raster in memory). A fresh child process per size loads the model, runs ``run_scene``
-("Where are the buildings?") and writes the outputs (GeoJSON, GeoPackage, overview); the child
-reports its wall time and its peak resident memory (``getrusage``): once the model was loaded,
-after ``run_scene`` and after the outputs (built in memory, then written). The model is the
-bundled geochat-nano, or with ``--scripted`` an engine whose answer per tile is one fixed box
-(no network: the mechanics of reading, merging and writing alone), or with ``--scripted empty``
-nothing (reading alone).
+whole raster in memory); with ``--striped``, as a plain TIFF instead: not tiled (GDAL's default
+strips, one row each at these widths) and uncompressed, so 26,000 px a side make a 2 GB file
+that is still read window by window. A fresh child process per size loads the model, runs
+``run_scene`` ("Where are the buildings?") and writes the outputs (GeoJSON, GeoPackage,
+overview); the child reports its wall time and its peak resident memory (``getrusage``): once
+the model was loaded, after ``run_scene`` and after the outputs (streamed to disk); ``run min``
+is ``run_scene``'s share of the minutes. The model is the bundled geochat-nano, or with
+``--scripted`` an engine whose answer per tile is one fixed box (no network: the mechanics of
+reading, merging and writing alone), or with ``--scripted empty`` nothing (reading alone).
 """
 
 from __future__ import annotations
@@ -60,8 +62,15 @@ class ScriptedAssistant(Assistant):
         return (part for part in [self.answer])
 
 
-def write_scene_tif(path: Path, side: int, gsd: float, world_dir: Path) -> None:
-    """A ``side`` x ``side`` GeoTIFF at ``gsd``, one synthetic world repeated, block by block."""
+def write_scene_tif(
+    path: Path, side: int, gsd: float, world_dir: Path, striped: bool = False
+) -> None:
+    """A ``side`` x ``side`` GeoTIFF at ``gsd``, one synthetic world repeated, block by block.
+
+    Tiled (512 px blocks) and deflate-compressed, or with ``striped`` neither: GDAL's default
+    strips, uncompressed.
+    """
+    layout = {} if striped else {"tiled": True, "blockxsize": 512, "blockysize": 512}
     files = generate_world(world_dir, seed=0, size_px=WORLD_SIDE, gsd=gsd, scene="mixed")
     with rasterio.open(files.tif) as world:
         pixels = world.read()  # [3, 1024, 1024]: the only image held in memory
@@ -74,11 +83,9 @@ def write_scene_tif(path: Path, side: int, gsd: float, world_dir: Path) -> None:
             "crs": world.crs,
             "transform": world.transform,
             "photometric": "RGB",
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            "compress": "deflate",
+            "compress": "none" if striped else "deflate",
             "BIGTIFF": "IF_SAFER",
+            **layout,
         }
     with rasterio.open(path, "w", **profile) as out:
         for row in range(0, side, WORLD_SIDE):
@@ -106,12 +113,14 @@ def child(
     started = time.perf_counter()
     result = run_scene(assistant, path, QUESTION, batch_size=batch_size, gdal_cache_mb=cache_mb)
     run_mb = peak_rss_mb()
+    run_seconds = time.perf_counter() - started
     write_scene(result, out, scene_files(result, path, assistant.imagery))
     seconds = time.perf_counter() - started
     return {
         "model": assistant.model_name,
         "tiles": result.tiles_run,
         "objects": len(result.objects),
+        "run_seconds": run_seconds,
         "seconds": seconds,
         "loaded_mb": loaded_mb,
         "run_mb": run_mb,
@@ -132,6 +141,11 @@ def main() -> None:
     )
     parser.add_argument("--model", help="checkpoint (default: the bundled geochat-nano)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--striped",
+        action="store_true",
+        help="write the scenes as non-tiled (striped), uncompressed GeoTIFFs",
+    )
     parser.add_argument("--out", type=Path, help="folder of the scenes (default: a temp dir)")
     parser.add_argument(
         "--gdal-cache-mb",
@@ -148,7 +162,7 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for side in args.sizes:
             path = folder / f"scene_{side}.tif"
-            write_scene_tif(path, side, gsd, folder / "world")
+            write_scene_tif(path, side, gsd, folder / "world", args.striped)
             # A fresh process per size: its peak memory is this scene's alone.
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 work = pool.submit(
@@ -157,6 +171,8 @@ def main() -> None:
                 )  # fmt: skip
                 row = {"side": side, **work.result()}
             row["km2"] = (side * gsd) ** 2 / 1e6
+            row["file_mb"] = path.stat().st_size / 2**20
+            row["layout"] = "striped" if args.striped else "tiled"
             rows.append(row)
             path.unlink()
             _print(rows, args.gdal_cache_mb)
@@ -176,13 +192,15 @@ def _model_gsd(model: str | None) -> float:
 def _print(rows: list[dict[str, Any]], cache_mb: int) -> None:
     cache = f"{cache_mb} MB"
     print(
-        f"\n{'side px':>8} {'km^2':>7} {'tiles':>6} {'objects':>7} {'minutes':>8} "
-        f"{'km^2/min':>9} {'RSS loaded MB':>14} {'peak run MB':>12} {'peak RSS MB':>12}  model"
+        f"\n{'side px':>8} {'layout':>8} {'file MB':>8} {'km^2':>7} {'tiles':>6} {'objects':>7} "
+        f"{'run min':>8} {'minutes':>8} {'km^2/min':>9} {'RSS loaded MB':>14} {'peak run MB':>12} "
+        f"{'peak RSS MB':>12}  model"
     )
     for row in rows:
         minutes = row["seconds"] / 60
         print(
-            f"{row['side']:>8} {row['km2']:>7.2f} {row['tiles']:>6} {row['objects']:>7} "
+            f"{row['side']:>8} {row['layout']:>8} {row['file_mb']:>8.0f} {row['km2']:>7.2f} "
+            f"{row['tiles']:>6} {row['objects']:>7} {row['run_seconds'] / 60:>8.2f} "
             f"{minutes:>8.2f} {row['km2'] / minutes:>9.2f} {row['loaded_mb']:>14.0f} "
             f"{row['run_mb']:>12.0f} {row['peak_mb']:>12.0f}  {row['model']}, GDAL cache {cache}",
             flush=True,

@@ -119,6 +119,38 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
+def atomic_files(folder: str | Path) -> Iterator[Path]:
+    """Yields a temporary folder whose files replace their namesakes in ``folder`` at the end.
+
+    For files that belong together: none of them replaces anything until the ``with`` block
+    ends without error; then each is flushed to disk, given :func:`new_file_mode` and renamed
+    into ``folder``. The files keep their names (a writer may pick its format from the suffix).
+    The temporary folder lies inside ``folder`` (created if needed), so the renames stay on one
+    file system, and is removed at the end; on an error ``folder`` is left as it was.
+
+    Args:
+        folder: Where the files go; other files in it are left alone.
+
+    Yields:
+        The temporary folder; only the files at its top are moved.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".files.", suffix=".tmp"))
+    try:
+        yield staging
+        files = sorted(path for path in staging.iterdir() if path.is_file())
+        for file in files:
+            with file.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(file, new_file_mode())
+        for file in files:
+            os.replace(file, folder / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path that replaces ``path`` when the ``with`` block ends without error.
 

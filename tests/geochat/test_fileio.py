@@ -125,3 +125,27 @@ def test_the_project_writers_give_normal_permissions(tmp_path, umask):
     written.append(tmp_path / "w.tif")
     for path in written:
         assert mode_of(path) == 0o644, path
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_files_written_together_replace_theirs_together(tmp_path, umask, mask):
+    umask(mask)
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "other.txt").write_text("not ours")
+    with fileio.atomic_files(tmp_path) as staging:
+        (staging / "a.txt").write_text("new a")
+        (staging / "b.gpkg").write_bytes(b"b")
+        assert (tmp_path / "a.txt").read_text() == "old a"  # nothing moves before the end
+    assert (tmp_path / "a.txt").read_text() == "new a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.gpkg", "other.txt"]
+    assert mode_of(tmp_path / "b.gpkg") == 0o666 & ~mask
+
+
+def test_files_written_together_leave_the_folder_as_it_was_on_an_error(tmp_path):
+    (tmp_path / "a.txt").write_text("old a")
+    with pytest.raises(RuntimeError), fileio.atomic_files(tmp_path) as staging:
+        (staging / "a.txt").write_text("new a")
+        (staging / "b.txt").write_text("b")
+        raise RuntimeError("the third file failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"

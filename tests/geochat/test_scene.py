@@ -236,7 +236,8 @@ class _Fixed(TruthAssistant):
         return (piece for piece in [self.answer])
 
 
-def _tif(path, pixels, nodata=None, crs="EPSG:32633"):
+def _tif(path, pixels, nodata=None, crs="EPSG:32633", **layout):
+    """A GeoTIFF of ``pixels`` [bands, H, W]: GDAL's default strips, or ``layout`` (tiles)."""
     profile = {
         "driver": "GTiff",
         "width": pixels.shape[2],
@@ -246,10 +247,54 @@ def _tif(path, pixels, nodata=None, crs="EPSG:32633"):
         "crs": CRS.from_user_input(crs),
         "transform": Affine(GSD, 0, 500000, 0, -GSD, 4650000),
         "nodata": nodata,
+        **layout,
     }
     with rasterio.open(path, "w", **profile) as dataset:
         dataset.write(pixels)
     return path
+
+
+class _Bright(_Fixed):
+    """Answers each tile with one box around all its bright pixels: the answer is in the pixels."""
+
+    def __init__(self):
+        super().__init__("<none>")
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        self.windows.append(request.image.source)
+        rows, cols = np.nonzero(np.asarray(request.image.image).min(axis=2) > 200)
+        if rows.size == 0:
+            return (piece for piece in ["<none>"])
+        hbb = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+        size = request.image.width, request.image.height
+        return (piece for piece in [format_ref("roof", format_hbbs([hbb], *size))])
+
+
+def test_a_striped_tiff_is_read_window_by_window_and_answers_as_its_tiled_copy(
+    tmp_path, monkeypatch
+):
+    rng = np.random.default_rng(16)
+    pixels = rng.integers(0, 100, (3, 320, 320), dtype=np.uint8)
+    for x, y in rng.integers(0, 300, (4, 2)):
+        pixels[:, y : y + 14, x : x + 14] = 230  # bright roofs, some across tile edges
+    striped = _tif(tmp_path / "striped.tif", pixels)
+    tiled = _tif(tmp_path / "tiled.tif", pixels, tiled=True, blockxsize=64, blockysize=64)
+    with rasterio.open(striped) as dataset:
+        assert not dataset.profile["tiled"] and dataset.block_shapes[0][1] == 320  # strips
+    reads = []
+    original = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):
+        reads.append(kwargs.get("window"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    from_strips = run_scene(_Bright(), striped, "Where are the roofs?", native=TILE)
+    assert reads and all(w is not None and w.width * w.height <= 128 * 128 for w in reads)
+    from_tiles = run_scene(_Bright(), tiled, "Where are the roofs?", native=TILE)
+    assert len(from_strips.objects) >= 2
+    assert [o.hbb for o in from_strips.objects] == [o.hbb for o in from_tiles.objects]
+    assert from_strips.answer == from_tiles.answer
 
 
 def test_the_geopackage_holds_the_objects_in_the_scene_crs(world, tmp_path):
@@ -300,10 +345,10 @@ def test_the_cli_writes_every_file(world, tmp_path, capsys, monkeypatch):
 def test_a_failure_while_building_the_outputs_leaves_no_file(world, tmp_path, capsys, monkeypatch):
     files = world[0]
 
-    def broken(result):
+    def broken(result, path):
         raise OSError("disk full")
 
-    monkeypatch.setattr("geochat.engine.scene_output.geopackage", broken)
+    monkeypatch.setattr("geochat.engine.scene_output.write_geopackage", broken)
     out = tmp_path / "out"
     code, _, err = _cli(
         capsys, monkeypatch, _Fixed("<none>"), "--image", str(files.tif), "Q", "--out", str(out)
@@ -402,10 +447,10 @@ def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     monkeypatch.setattr("geochat.engine.scene_output.OVERVIEW_SIDE", 100)
-    files = scene_files(result, path)
+    overview_png = scene_files(result, path)["overview.png"]
     whole = [shape for window, shape in reads if window is None]
     assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
-    with Image.open(io.BytesIO(files["overview.png"])) as overview:
+    with Image.open(io.BytesIO(overview_png)) as overview:
         assert overview.size == (75, 100)
 
 
