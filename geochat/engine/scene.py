@@ -7,13 +7,19 @@ the scene as it saw its training tiles. Windows overlap by ``overlap`` of a tile
 are all no-data are skipped. Tiles go through :meth:`Assistant.chat` in batches, and their
 geometry is mapped back to scene pixels and merged:
 
-- boxes and oriented boxes (quads) of one phrase are clustered: two pieces join when their IoU
-  (rotated IoU of the polygons for quads) reaches ``merge_iou``, or when one of them is cut by an
-  inner edge of its tile and they overlap (an object cut by a tile edge becomes one object). A
-  cluster of whole views keeps its most central view (non-maximum suppression by centrality: a
-  view far from its tile's edges is the least likely to be cut); a cluster holding a cut piece
-  becomes the union of its pieces (a box: their bounds, a quad: the union's minimum-area
-  rectangle);
+- boxes and oriented boxes (quads) of one phrase are clustered. A piece that reaches an inner
+  edge of its tile is cut by it, and clipped to its window (the tile saw nothing beyond). Two
+  pieces of one window are one object when their IoU (rotated IoU of the polygons for quads)
+  reaches ``merge_iou``; two pieces of different windows, also when they agree where both
+  windows see (IoU of their parts in the windows' shared area at least :data:`AGREE_IOU`), so
+  an object cut by tile edges becomes one object, and two neighbours that one cut piece touches
+  stay two. A cluster that a whole view covers keeps its most central such view (a view far
+  from its tile's edges is the least likely to be cut); else it becomes the union of its pieces
+  (a box: their bounds; a quad: the union's minimum-area rectangle, each piece limited to where
+  its window is the nearest of the cluster's, as a rectangle around a cut part overshoots the
+  part). A cluster of slivers alone
+  (cut pieces under :data:`SLIVER` tile pixels across their cut: the model draws them where an
+  object barely enters a tile, and they were never its training targets) is dropped;
 - masks of one phrase are stitched into one scene mask at the model's resolution and
   vectorised (``rasterio.features.shapes``, 4-connected): each connected region is an object.
 
@@ -22,7 +28,6 @@ Counts and presence are then answered from the merged objects, for the whole sce
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,7 +58,8 @@ DEFAULT_OVERLAP = 0.25  # of a tile: an object smaller than this is seen whole i
 DEFAULT_BATCH_SIZE = 8
 MERGE_IOU = 0.5
 EDGE_TOLERANCE = 1.5  # tile pixels: geometry this close to an inner tile edge is cut by it
-CUT_OVERLAP = 0.1  # a cut piece joins another that covers this share of the smaller one
+AGREE_IOU = 0.3  # IoU in the windows' shared area at which two windows' pieces are one object
+SLIVER = 10  # tile pixels across its cut under which a cut piece is a sliver
 COVERED = 0.9  # a whole view holding this share of every piece of its cluster is the object
 OVERVIEW_SIDE = 1024  # longest side of the overview image
 # GDAL's block cache defaults to 5 % of RAM and a windowed read of a large scene fills it
@@ -76,13 +82,10 @@ class Tile:
     Attributes:
         window: ``(col_off, row_off, width, height)`` in scene pixels.
         size: ``(width, height)`` of the tile the model sees.
-        core: ``(x0, y0, x1, y1)`` in scene pixels: the part of the window nearer its centre
-            than any other window's (the cores of a plan tile the scene without overlap).
     """
 
     window: tuple[int, int, int, int]
     size: tuple[int, int]
-    core: tuple[float, float, float, float]
 
     def to_scene(self) -> Affine:
         """The transform from tile pixels to scene pixels."""
@@ -253,19 +256,12 @@ def plan_scene(
     stride = max(1, round(window * (1 - overlap)))
     tiles = []
     rows, cols = _starts(height, window, stride), _starts(width, window, stride)
-    for row, (y0, y1) in zip(rows, _cores(rows, window, height), strict=True):
-        for col, (x0, x1) in zip(cols, _cores(cols, window, width), strict=True):
+    for row in rows:
+        for col in cols:
             w, h = min(window, width - col), min(window, height - row)
             size = (max(1, round(w / scale)), max(1, round(h / scale)))
-            tiles.append(Tile((col, row, w, h), size, (x0, y0, x1, y1)))
+            tiles.append(Tile((col, row, w, h), size))
     return ScenePlan(width, height, scene_gsd, target, tiles, notes)
-
-
-def _cores(starts: list[int], window: int, length: int) -> list[tuple[float, float]]:
-    """Each window's core along one axis: up to the midpoints between window centres."""
-    centres = [start + min(window, length - start) / 2 for start in starts]
-    bounds = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(centres)), float(length)]
-    return list(itertools.pairwise(bounds))
 
 
 def _starts(length: int, window: int, stride: int) -> list[int]:
@@ -310,9 +306,9 @@ class _Piece:
     phrase: str | None
     kind: str
     polygon: BaseGeometry  # clipped to its window when cut
-    core: BaseGeometry  # clipped to its tile's core when cut
     quad: np.ndarray | None
     cut: bool
+    sliver: bool  # cut, and under SLIVER tile pixels across its cut
     centrality: float  # distance from the object's centre to its tile's nearest edge, in px
     window: tuple[int, int, int, int]
 
@@ -424,7 +420,7 @@ def run_scene(
 
 
 def _piece(obj: GroundedObject, tile: Tile, plan: ScenePlan) -> _Piece:
-    """A tile's box or quad in scene pixels, and whether an inner tile edge cuts it."""
+    """A tile's box or quad in scene pixels, whether an inner tile edge cuts it, and how thinly."""
     corners = np.asarray(obj.quad, dtype=np.float64)  # [4, 2] tile pixels
     scene_corners = tile.points_to_scene(corners)  # [4, 2]
     x0, y0 = corners.min(axis=0)
@@ -432,23 +428,27 @@ def _piece(obj: GroundedObject, tile: Tile, plan: ScenePlan) -> _Piece:
     width, height = tile.size
     col, row, w, h = tile.window
     # An edge of the tile cuts an object only where the scene goes on beyond it.
-    cut = (
-        (x0 <= EDGE_TOLERANCE and col > 0)
-        or (y0 <= EDGE_TOLERANCE and row > 0)
-        or (x1 >= width - EDGE_TOLERANCE and col + w < plan.width)
-        or (y1 >= height - EDGE_TOLERANCE and row + h < plan.height)
+    cut_across_x = (x0 <= EDGE_TOLERANCE and col > 0) or (
+        x1 >= width - EDGE_TOLERANCE and col + w < plan.width
+    )
+    cut_across_y = (y0 <= EDGE_TOLERANCE and row > 0) or (
+        y1 >= height - EDGE_TOLERANCE and row + h < plan.height
+    )
+    # How much of it the tile shows across the edge that cuts it.
+    sliver = (cut_across_x and min(x1, width) - max(x0, 0) < SLIVER) or (
+        cut_across_y and min(y1, height) - max(y0, 0) < SLIVER
     )
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     centrality = min(cx, cy, width - cx, height - cy)
     polygon: BaseGeometry = quad_to_polygon(scene_corners)
-    core = polygon
+    cut = cut_across_x or cut_across_y
     if cut:
         # A tile sees nothing beyond its window: the part of a cut piece's box (or rectangle)
-        # past the edge is the box's shape, not the object's, so it is clipped there. Its core
-        # part, where no other tile sees better, is what it adds to the merged object.
+        # past the edge is the box's shape, not the object's, so it is clipped there.
         polygon = polygon.intersection(_window_box(tile.window))
-        core = polygon.intersection(shapely_box(*tile.core))
-    return _Piece(obj.phrase, obj.kind, polygon, core, scene_corners, cut, centrality, tile.window)
+    return _Piece(
+        obj.phrase, obj.kind, polygon, scene_corners, cut, sliver, centrality, tile.window
+    )
 
 
 def merge_pieces(pieces: Sequence[_Piece], merge_iou: float = MERGE_IOU) -> list[SceneObject]:
@@ -457,7 +457,8 @@ def merge_pieces(pieces: Sequence[_Piece], merge_iou: float = MERGE_IOU) -> list
     for key in dict.fromkeys((p.phrase, p.kind) for p in pieces):
         group = [p for p in pieces if (p.phrase, p.kind) == key]
         for cluster in _clusters(group, merge_iou):
-            objects.append(_merged(cluster))
+            if not all(piece.sliver for piece in cluster):
+                objects.append(_merged(cluster))
     return objects
 
 
@@ -472,26 +473,69 @@ def _clusters(group: list[_Piece], merge_iou: float) -> list[list[_Piece]]:
         return i
 
     polygons = np.array([p.polygon for p in group], dtype=object)
-    areas = shapely.area(polygons)
     # Only pieces that touch can be one object: a spatial index finds those pairs, so the work
     # and memory grow with the pieces, not with their square (a scene has many thousands).
     left, right = shapely.STRtree(polygons).query(polygons, predicate="intersects")
     pairs = left < right
     left, right = left[pairs], right[pairs]
     # Rotated IoU of the polygons themselves (never their axis-aligned hulls), one per pair.
-    overlap = shapely.area(shapely.intersection(polygons[left], polygons[right]))
-    union = areas[left] + areas[right] - overlap
-    iou = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
-    for i, j, pair_overlap, pair_iou in zip(left, right, overlap, iou, strict=True):
+    iou = _iou(polygons[left], polygons[right])
+    # Where both windows see, two views of one object agree: the parts of the two pieces in
+    # the windows' shared area overlap (the same area for two views inside it).
+    windows = np.array([_window_box(p.window) for p in group], dtype=object)
+    shared = shapely.intersection(windows[left], windows[right])
+    agree = _iou(
+        shapely.intersection(polygons[left], shared), shapely.intersection(polygons[right], shared)
+    )
+    for i, j, pair_iou, pair_agree in zip(left, right, iou, agree, strict=True):
         same = pair_iou >= merge_iou
-        if not same and (group[i].cut or group[j].cut) and group[i].window != group[j].window:
-            same = pair_overlap >= CUT_OVERLAP * min(areas[i], areas[j])
+        if not same and group[i].window != group[j].window:
+            same = pair_agree >= AGREE_IOU
         if same:
             parent[root(i)] = root(j)
     clusters: dict[int, list[_Piece]] = {}
     for i, piece in enumerate(group):
         clusters.setdefault(root(i), []).append(piece)
     return list(clusters.values())
+
+
+def _iou(polygons_a: np.ndarray, polygons_b: np.ndarray) -> np.ndarray:
+    """IoU of two arrays of polygons, pair by pair (0 where both are empty)."""
+    overlap = shapely.area(shapely.intersection(polygons_a, polygons_b))
+    union = shapely.area(polygons_a) + shapely.area(polygons_b) - overlap
+    return np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+
+
+def _nearest_cells(
+    windows: list[tuple[int, int, int, int]],
+) -> dict[tuple[int, int, int, int], BaseGeometry]:
+    """Each window's part that is nearer its centre than any other of ``windows``' centres."""
+    boxes = {window: _window_box(window) for window in windows}
+    centres = {window: np.asarray(box.centroid.coords[0]) for window, box in boxes.items()}
+    reach = 4 * max(max(w[2], w[3]) for w in windows)  # beyond every window: a half-plane
+    cells = {}
+    for window, cell in boxes.items():
+        for other in windows:
+            if other == window:
+                continue
+            # The half-plane of points nearer this centre: from the bisector back past the window.
+            towards = centres[other] - centres[window]
+            if not towards.any():
+                continue
+            towards = towards / np.hypot(*towards)
+            across = np.array([-towards[1], towards[0]])
+            middle = (centres[window] + centres[other]) / 2
+            half_plane = shapely.Polygon(
+                [
+                    middle + reach * across,
+                    middle - reach * across,
+                    middle - reach * across - reach * towards,
+                    middle + reach * across - reach * towards,
+                ]
+            )
+            cell = cell.intersection(half_plane)
+        cells[window] = cell
+    return cells
 
 
 def _merged(cluster: list[_Piece]) -> SceneObject:
@@ -505,9 +549,15 @@ def _merged(cluster: list[_Piece]) -> SceneObject:
     ):
         quad = best.quad
     else:
-        union = shapely.union_all([p.core for p in cluster])
-        if union.is_empty:
-            union = shapely.union_all([p.polygon for p in cluster])
+        polygons = [p.polygon for p in cluster]
+        if first.kind == "quad":
+            # A rectangle drawn around a cut part overshoots the part, into windows that saw
+            # that area themselves: each piece stands for its object where its window is the
+            # nearest of the cluster's (a window that missed the object is not in it). A box
+            # needs no such limit: the union's bounds are the parts' bounds.
+            cells = _nearest_cells(windows)
+            polygons = [p.polygon.intersection(cells[p.window]) for p in cluster]
+        union = shapely.union_all(polygons)
         if union.is_empty:
             # Degenerate pieces (a zero-width box) have empty polygons: their corners remain.
             union = shapely.MultiPoint(

@@ -30,13 +30,14 @@ from geochat.engine import Assistant
 from geochat.engine.assistant import NativeInput, Request
 from geochat.engine.scene import (
     DEFAULT_GDAL_CACHE_MB,
+    SLIVER,
     SceneCancelledError,
     _Piece,
     merge_pieces,
     plan_scene,
     run_scene,
 )
-from geochat.engine.scene_output import scene_files, write_scene
+from geochat.engine.scene_output import FILES, scene_files, write_scene
 from geochat.geometry import min_area_rect, quad_iou, rasterize
 from geochat.georef import Georef
 from geochat.grammar.canonical import format_hbbs, format_mask, format_quads, format_ref
@@ -337,9 +338,7 @@ def test_the_cli_writes_every_file(world, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert out.startswith("13 objects in the scene")
     assert "tiles: 100%" in err and "read at 0.3 m" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["answer.txt", "objects.json", "scene.geojson", "scene.gpkg", "overview.png"]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*FILES, "run.json"])
 
 
 def test_a_failure_while_building_the_outputs_leaves_no_file(world, tmp_path, capsys, monkeypatch):
@@ -478,7 +477,7 @@ def test_merging_many_pieces_grows_with_the_pieces_not_their_square():
         polygon = shapely.box(x, y, x + 10, y + 10)
         quad = np.asarray(polygon.exterior.coords[:4])
         window = (int(x), int(y), 128, 128)
-        pieces.append(_Piece(PHRASE, "hbb", polygon, polygon, quad, False, 5.0, window))
+        pieces.append(_Piece(PHRASE, "hbb", polygon, quad, False, False, 5.0, window))
     tracemalloc.start()
     objects = merge_pieces(pieces)
     peak = tracemalloc.get_traced_memory()[1]
@@ -517,12 +516,80 @@ def test_gdal_s_block_cache_is_capped_while_a_scene_is_read(tmp_path, capsys, mo
     assert "at least 1 MB" in capsys.readouterr().err
 
 
-def test_a_degenerate_box_cut_by_a_tile_edge_is_kept_without_crashing_the_merge(tmp_path):
-    # A zero-width box on a tile's inner edge: its polygon is empty once clipped to the window,
-    # and the merge once took the bounds of that empty union (NaN corners).
+def test_a_degenerate_box_on_a_tile_edge_does_not_crash_the_merge(tmp_path):
+    # Each 64 px tile answers a zero-width box on its right edge. In the left tile the edge is
+    # inner: the box is cut, its polygon empty once clipped to the window (the merge once took
+    # the bounds of that empty union: NaN corners), and a sliver alone, so it is dropped. In
+    # the right tile the edge is the scene's: the box is whole and kept, corners and all.
     path = _tif(tmp_path / "grey.tif", np.full((3, 64, 128), 9, np.uint8))
     answer = format_ref("car", format_hbbs([[64, 10, 64, 30]], 64, 64))
     result = run_scene(_Fixed(answer), path, "Q", native=NativeInput(64, (GSD, GSD)), overlap=0)
-    assert result.objects and all(np.isfinite(obj.hbb).all() for obj in result.objects)
-    assert result.objects[0].hbb == pytest.approx([64, 10, 64, 30], abs=0.1)
+    assert len(result.objects) == 1 and np.isfinite(result.objects[0].hbb).all()
+    assert result.objects[0].hbb == pytest.approx([128, 10, 128, 30], abs=0.1)
     assert set(scene_files(result, path)) >= {"scene.geojson", "objects.json"}
+
+
+class _ByWindow(_Fixed):
+    """Answers each tile with its window's boxes (scene pixels, by the window's column)."""
+
+    def __init__(self, boxes: dict[int, list[list[float]]]):
+        super().__init__("<none>")
+        self.boxes = boxes
+
+    def _generate(self, request: Request) -> Generator[str, None, None]:
+        image = request.image
+        col = round((image.georef.transform[2] - 500000) / GSD)
+        local = [[x0 - col, y0, x1 - col, y1] for x0, y0, x1, y1 in self.boxes.get(col, [])]
+        text = "".join(
+            format_ref(PHRASE, format_hbbs([box], image.width, image.height)) for box in local
+        )
+        return (piece for piece in [text or "<none>"])
+
+
+def _two_windows(tmp_path, boxes):
+    """A 224 x 128 px scene read as two 128 px windows at columns 0 and 96 (32 px shared)."""
+    path = _tif(tmp_path / "two.tif", np.full((3, 128, 224), 90, np.uint8))
+    result = run_scene(_ByWindow(boxes), path, "Where are the buildings?", native=TILE)
+    assert sorted({w for obj in result.objects for w in obj.windows}) <= [
+        (0, 0, 128, 128),
+        (96, 0, 128, 128),
+    ]
+    return sorted(obj.hbb for obj in result.objects)
+
+
+def test_a_cut_box_over_two_neighbours_does_not_chain_them_into_one(tmp_path):
+    # The left window draws one box running off its right edge over the shared strip, where
+    # the right window, which sees the strip and beyond, finds two small buildings.
+    found = _two_windows(
+        tmp_path, {0: [[90, 10, 128, 60]], 96: [[98, 12, 110, 28], [112, 40, 126, 58]]}
+    )
+    assert len(found) == 3  # the left window's box stands alone; the two stay two
+    assert found[1:] == [
+        pytest.approx([98, 12, 110, 28], abs=0.2),
+        pytest.approx([112, 40, 126, 58], abs=0.2),
+    ]
+
+
+def test_a_cut_object_is_one_object_where_the_windows_agree(tmp_path):
+    # A building from x 80 to 160: the left window sees its part up to its edge (128), the
+    # right one, from 96, its part from there; they agree where both see (96-128).
+    found = _two_windows(tmp_path, {0: [[80, 20, 128, 50]], 96: [[96, 21, 160, 50]]})
+    assert found == [pytest.approx([80, 20, 160, 50], abs=0.2)]
+
+
+def test_a_part_seen_by_one_window_keeps_its_whole_extent(tmp_path):
+    # The right window misses the building the left one sees cut by its edge: the part in the
+    # shared strip (nearer the right window's centre) is still the left window's to give.
+    assert _two_windows(tmp_path, {0: [[100, 20, 128, 50]]}) == [
+        pytest.approx([100, 20, 128, 50], abs=0.2)
+    ]
+
+
+def test_a_sliver_on_a_tile_edge_is_no_object_alone(tmp_path):
+    # 4 px of something at the left window's inner edge, which the right window, seeing that
+    # strip whole, does not find: dropped. Wider than SLIVER, it stands.
+    assert _two_windows(tmp_path, {0: [[124, 20, 128, 50]]}) == []
+    wide = 128 - SLIVER - 1
+    assert _two_windows(tmp_path, {0: [[wide, 20, 128, 50]]}) == [
+        pytest.approx([wide, 20, 128, 50], abs=0.2)
+    ]
