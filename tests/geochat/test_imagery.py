@@ -208,20 +208,12 @@ def test_a_window_outside_the_image_is_refused():
         load_image(DATA / "collar.tif", window=(40, 0, 16, 16))
 
 
-def test_a_window_reads_only_its_pixels(monkeypatch):
+def test_a_window_reads_only_its_pixels(raster_reads):
     """The stretch comes from a decimated sample; the pixels from the window alone."""
-    reads = []
-    original = rasterio.io.DatasetReader.read
-
-    def spy(self, *args, **kwargs):
-        reads.append((kwargs.get("window"), kwargs.get("out_shape")))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     load_image(DATA / "collar.tif", window=(8, 8, 16, 16))
-    full = [w for w, shape in reads if w is None and shape is None]
+    full = [w for w, shape in raster_reads if w is None and shape is None]
     assert not full  # never the whole raster at full resolution for a window
-    assert any(w is not None and (w.width, w.height) == (16, 16) for w, _ in reads)
+    assert any(w is not None and (w.width, w.height) == (16, 16) for w, _ in raster_reads)
 
 
 def test_a_copy_without_descriptions_falls_back_to_the_sensor_order(tmp_path):

@@ -195,18 +195,15 @@ def test_masks_stitch_into_one_scene_mask(world):
     assert iou > 0.85
 
 
-def test_nodata_windows_are_skipped_and_the_raster_is_never_read_whole(tmp_path, monkeypatch):
+def _read_by_tiles(reads) -> bool:
+    """Whether the raster was read, and only in windows of at most one 128 px tile."""
+    return bool(reads) and all(w is not None and w.width * w.height <= 128 * 128 for w, _ in reads)
+
+
+def test_nodata_windows_are_skipped_and_the_raster_is_never_read_whole(tmp_path, raster_reads):
     pixels = np.full((3, 400, 400), 90, np.uint8)
     pixels[:, :, :200] = 0  # the left half is no-data
     path = _tif(tmp_path / "half.tif", pixels, nodata=0)
-    reads = []
-    original = rasterio.io.DatasetReader.read
-
-    def spy(self, *args, **kwargs):
-        reads.append(kwargs.get("window"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     assistant = _Fixed("<none>")
     answered = []
     result = run_scene(
@@ -221,7 +218,7 @@ def test_nodata_windows_are_skipped_and_the_raster_is_never_read_whole(tmp_path,
     assert [f"window {list(t.window)}" for t in tiles] == assistant.windows
     assert {text for _, text in answered} == {"<none>"}
     assert all(json.loads(w.removeprefix("window "))[0] >= 72 for w in assistant.windows)
-    assert reads and all(w is not None and w.width * w.height <= 128 * 128 for w in reads)
+    assert _read_by_tiles(raster_reads)
     assert result.answer == "Nothing found in the scene."
 
 
@@ -272,7 +269,7 @@ class _Bright(_Fixed):
 
 
 def test_a_striped_tiff_is_read_window_by_window_and_answers_as_its_tiled_copy(
-    tmp_path, monkeypatch
+    tmp_path, raster_reads
 ):
     rng = np.random.default_rng(16)
     pixels = rng.integers(0, 100, (3, 320, 320), dtype=np.uint8)
@@ -282,16 +279,8 @@ def test_a_striped_tiff_is_read_window_by_window_and_answers_as_its_tiled_copy(
     tiled = _tif(tmp_path / "tiled.tif", pixels, tiled=True, blockxsize=64, blockysize=64)
     with rasterio.open(striped) as dataset:
         assert not dataset.profile["tiled"] and dataset.block_shapes[0][1] == 320  # strips
-    reads = []
-    original = rasterio.io.DatasetReader.read
-
-    def spy(self, *args, **kwargs):
-        reads.append(kwargs.get("window"))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     from_strips = run_scene(_Bright(), striped, "Where are the roofs?", native=TILE)
-    assert reads and all(w is not None and w.width * w.height <= 128 * 128 for w in reads)
+    assert _read_by_tiles(raster_reads)
     from_tiles = run_scene(_Bright(), tiled, "Where are the roofs?", native=TILE)
     assert len(from_strips.objects) >= 2
     assert [o.hbb for o in from_strips.objects] == [o.hbb for o in from_tiles.objects]
@@ -434,20 +423,13 @@ def test_the_native_input_is_declared_in_the_processor_config_and_kept_on_save(t
     assert _native_input(processor) == NativeInput(128, None, declared=False)
 
 
-def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch):
+def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch, raster_reads):
     path = _tif(tmp_path / "grey.tif", np.full((3, 400, 300), 90, np.uint8))
     result = run_scene(_Fixed("<none>"), path, "Where?", native=TILE)
-    reads = []
-    original = rasterio.io.DatasetReader.read
-
-    def spy(self, *args, **kwargs):
-        reads.append((kwargs.get("window"), kwargs.get("out_shape")))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    raster_reads.clear()
     monkeypatch.setattr("geochat.engine.scene_output.OVERVIEW_SIDE", 100)
     overview_png = scene_files(result, path)["overview.png"]
-    whole = [shape for window, shape in reads if window is None]
+    whole = [shape for window, shape in raster_reads if window is None]
     assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
     with Image.open(io.BytesIO(overview_png)) as overview:
         assert overview.size == (75, 100)
