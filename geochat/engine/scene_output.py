@@ -318,7 +318,7 @@ def overview_png(
         open_scene(path, gsd) as (dataset, _, _),
     ):
         resolved = imagery.resolve(dataset, settings or ImagerySettings())
-        rgb, _ = imagery.read(dataset, resolved, None, shape)  # a decimated read
+        rgb, _ = imagery.read_decimated(dataset, resolved, shape)
     image = Image.fromarray(rgb, mode="RGB")
     sx, sy = shape[1] / plan.width, shape[0] / plan.height
     drawn = [_drawn(obj, sx, sy, image.size) for obj in result.objects]

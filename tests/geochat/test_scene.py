@@ -20,6 +20,7 @@ import rasterio
 import shapely
 from PIL import Image
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.env import get_gdal_config
 from rasterio.transform import Affine
 from shapely.geometry import shape
@@ -423,16 +424,26 @@ def test_the_native_input_is_declared_in_the_processor_config_and_kept_on_save(t
     assert _native_input(processor) == NativeInput(128, None, declared=False)
 
 
-def test_the_overview_is_a_decimated_read(tmp_path, monkeypatch, raster_reads):
-    path = _tif(tmp_path / "grey.tif", np.full((3, 400, 300), 90, np.uint8))
+def test_the_overview_is_read_in_strips_and_is_gdal_s_nearest_decimation(
+    tmp_path, monkeypatch, raster_reads
+):
+    pixels = np.random.default_rng(7).integers(0, 255, (3, 400, 300), dtype=np.uint8)
+    path = _tif(tmp_path / "noise.tif", pixels, tiled=True, blockxsize=64, blockysize=64)
     result = run_scene(_Fixed("<none>"), path, "Where?", native=TILE)
     raster_reads.clear()
     monkeypatch.setattr("geochat.engine.scene_output.OVERVIEW_SIDE", 100)
+    monkeypatch.setattr("geochat.imagery.STRIP_PIXELS", 300 * 48)
     overview_png = scene_files(result, path)["overview.png"]
-    whole = [shape for window, shape in raster_reads if window is None]
-    assert whole == [(3, 100, 75)]  # the only read of the whole extent: 4x decimated
+    # Full-resolution windows (strips of 48 rows, and the edges that resolve() reads for a
+    # fill value): never the scene whole, nor GDAL's decimated read.
+    assert all(w is not None and shape is None for w, shape in raster_reads)
+    strips = [w for w, _ in raster_reads if w.width == 300 and w.height > 1]
+    assert [w.row_off for w in strips] == list(range(0, 400, 48))
+    with rasterio.open(path) as dataset:
+        expected = dataset.read(out_shape=(3, 100, 75), resampling=Resampling.nearest)
     with Image.open(io.BytesIO(overview_png)) as overview:
         assert overview.size == (75, 100)
+        np.testing.assert_array_equal(np.moveaxis(np.asarray(overview), -1, 0), expected)
 
 
 def test_a_cancelled_run_stops_between_batches(world):

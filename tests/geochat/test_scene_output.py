@@ -105,13 +105,13 @@ def test_gdal_s_block_cache_is_capped_while_the_overview_is_read(scene, tmp_path
     """The overview reads every block of the scene: GDAL's default cache (5 % of RAM) kept a
     16k px scene's blocks, 800 MB, after run_scene itself had kept to its cap."""
     caches = []
-    original = imagery.read
+    original = imagery.read_decimated
 
     def probe(*args, **kwargs):
         caches.append(get_gdal_config("GDAL_CACHEMAX"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(imagery, "read", probe)
+    monkeypatch.setattr(imagery, "read_decimated", probe)
     result = _result(3)
     write_scene(result, tmp_path, scene_files(result, scene))
     assert caches == [DEFAULT_GDAL_CACHE_MB]
