@@ -1,7 +1,7 @@
 """Whole-scene grounding: km^2 per minute and peak memory as the scene grows.
 
 Run: ``python benchmarks/scene.py [--sizes 2048 8192 16384] [--scripted] [--model DIR]
-[--batch-size 8] [--striped] [--out DIR]``.
+[--batch-size 8] [--striped] [--out DIR] [--engines N [--workers 2]]``.
 
 Claim: :func:`geochat.engine.scene.run_scene` reads a scene window by window, so its memory
 stays flat as the scene grows; only the merged objects grow with what the scene holds.
@@ -12,16 +12,23 @@ whole raster in memory); with ``--striped``, as a plain TIFF instead: not tiled 
 strips, one row each at these widths) and uncompressed, so 26,000 px a side make a 2 GB file
 that is still read window by window. A fresh child process per size loads the model, runs
 ``run_scene`` ("Where are the buildings?") and writes the outputs (GeoJSON, GeoPackage,
-overview); the child reports its wall time and its peak resident memory (``getrusage``): once
+overview); the child reports its wall time and its peak resident memory (:func:`peak_rss_mb`): once
 the model was loaded, after ``run_scene`` and after the outputs (streamed to disk); ``run min``
 is ``run_scene``'s share of the minutes. The model is the bundled geochat-nano, or with
 ``--scripted`` an engine whose answer per tile is one fixed box (no network: the mechanics of
 reading, merging and writing alone), or with ``--scripted empty`` nothing (reading alone).
+
+With ``--engines N``, N scenes of the first size run as one batch twice, in one run: in this
+process one after another (``--engine local``), then on Ray Data with ``--workers`` model
+replicas (``--engine ray``); the table gives each engine's minutes and km^2 per minute, and
+their ratio. Ray starts its actors (and loads a model in each) within the timed run, as a
+``geochat scene --engine ray`` run does.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import tempfile
 import time
@@ -39,6 +46,7 @@ from geochat.engine import Assistant, load
 from geochat.engine.assistant import NativeInput, Request
 from geochat.engine.scene import DEFAULT_GDAL_CACHE_MB, run_scene
 from geochat.engine.scene_output import scene_files, write_scene
+from geochat.engine.scene_runs import SceneOptions, find_scenes, run_local, run_ray, scene_jobs
 
 QUESTION = "Where are the buildings?"
 WORLD_SIDE = 1024  # px of the synthetic world repeated over the scene
@@ -95,8 +103,17 @@ def write_scene_tif(
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory since it started its program, in MB.
+
+    Linux's ``VmHWM``: ``getrusage``'s maxrss survives ``exec``, so a child spawned by a parent
+    that had just written a 2 GB scene through GDAL's cache reported the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def child(
@@ -154,12 +171,22 @@ def main() -> None:
         help=f"GDAL's block cache (default: run_scene's, {DEFAULT_GDAL_CACHE_MB} MB); it holds "
         "blocks read before, up to this size, whatever the scene's size",
     )
+    parser.add_argument(
+        "--engines",
+        type=int,
+        metavar="N",
+        help="instead: N scenes of the first size, run by the local engine and by Ray",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Ray's model replicas")
     args = parser.parse_args()
     gsd = SCRIPTED_INPUT.gsd[0] if args.scripted else _model_gsd(args.model)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.out or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
+        if args.engines:
+            compare_engines(args, gsd, folder)
+            return
         for side in args.sizes:
             path = folder / f"scene_{side}.tif"
             write_scene_tif(path, side, gsd, folder / "world", args.striped)
@@ -176,6 +203,47 @@ def main() -> None:
             rows.append(row)
             path.unlink()
             _print(rows, args.gdal_cache_mb)
+
+
+def compare_engines(args: argparse.Namespace, gsd: float, folder: Path) -> None:
+    """Runs ``args.engines`` scenes with the local engine, then with Ray; prints the table."""
+    side = args.sizes[0]
+    scenes = folder / "scenes"
+    scenes.mkdir(exist_ok=True)
+    for index in range(args.engines):
+        write_scene_tif(scenes / f"scene_{index}.tif", side, gsd, folder / "world", args.striped)
+    if args.scripted:
+        load_model = functools.partial(ScriptedAssistant, args.scripted == "empty")
+    else:
+        load_model = functools.partial(load, args.model)
+    options = SceneOptions(QUESTION, batch_size=args.batch_size, gdal_cache_mb=args.gdal_cache_mb)
+    found = find_scenes([scenes])
+    rows = []
+    for engine in ("local", "ray"):
+        jobs = scene_jobs(found, folder / f"out_{engine}", separate=True)
+        started = time.perf_counter()
+        if engine == "local":
+            outcomes = list(run_local(jobs, load_model, options))
+        else:
+            outcomes = list(run_ray(jobs, load_model, options, workers=args.workers))
+        minutes = (time.perf_counter() - started) / 60
+        failed = [o.error for o in outcomes if o.status != "done"]
+        if failed:
+            raise SystemExit(f"{engine}: {failed[0]}")
+        rows.append((engine, minutes))
+    km2 = args.engines * (side * gsd) ** 2 / 1e6
+    workers = f"{args.workers} workers"
+    print(
+        f"\n{'engine':>14} {'scenes':>7} {'side px':>8} {'km^2':>7} {'minutes':>8} {'km^2/min':>9}"
+    )
+    for engine, minutes in rows:
+        name = f"ray, {workers}" if engine == "ray" else engine
+        print(
+            f"{name:>14} {args.engines:>7} {side:>8} {km2:>7.2f} {minutes:>8.2f} "
+            f"{km2 / minutes:>9.2f}"
+        )
+    local, ray = rows[0][1], rows[1][1]
+    print(f"ray / local throughput: {local / ray:.2f}x (model: {load_model().model_name})")
 
 
 def _model_gsd(model: str | None) -> float:
