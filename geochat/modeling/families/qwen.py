@@ -22,6 +22,7 @@ from PIL import Image
 from transformers import (
     BatchFeature,
     PretrainedConfig,
+    ProcessorMixin,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
     Qwen3VLForConditionalGeneration,
@@ -32,10 +33,11 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from geochat.modeling.families.base import Family, Modules, ProcessorLoader, render
 
 
-class Qwen25VLImageProcessor(Qwen2_5_VLProcessor):
-    """`Qwen2_5_VLProcessor` for images and text only (no video processor, no torchvision).
+class _ImagesOnly(ProcessorMixin):
+    """A Qwen processor's ``__init__`` for images and text only, with what training recorded.
 
-    ``imagery`` and ``native_input`` are what training recorded
+    Its arguments are what transformers saves and loads; the video processor is left out (it
+    needs torchvision), and ``imagery`` and ``native_input`` are kept
     (:class:`~geochat.modeling.families.base.TrainedInputs`).
     """
 
@@ -53,25 +55,12 @@ class Qwen25VLImageProcessor(Qwen2_5_VLProcessor):
         self.native_input = native_input
 
 
-class Qwen3VLImageProcessor(Qwen3VLProcessor):
-    """`Qwen3VLProcessor` for images and text only (no video processor, no torchvision).
+class Qwen25VLImageProcessor(_ImagesOnly, Qwen2_5_VLProcessor):
+    """`Qwen2_5_VLProcessor` for images and text only (no video processor, no torchvision)."""
 
-    ``imagery`` and ``native_input`` are what training recorded
-    (:class:`~geochat.modeling.families.base.TrainedInputs`).
-    """
 
-    def __init__(
-        self,
-        image_processor=None,
-        tokenizer=None,
-        chat_template=None,
-        imagery: dict[str, Any] | None = None,
-        native_input: dict[str, Any] | None = None,
-        **kwargs,
-    ):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
-        self.imagery = imagery
-        self.native_input = native_input
+class Qwen3VLImageProcessor(_ImagesOnly, Qwen3VLProcessor):
+    """`Qwen3VLProcessor` for images and text only (no video processor, no torchvision)."""
 
 
 QwenProcessor = Qwen2_5_VLProcessor | Qwen3VLProcessor
