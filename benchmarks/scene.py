@@ -18,11 +18,12 @@ is ``run_scene``'s share of the minutes. The model is the bundled geochat-nano, 
 ``--scripted`` an engine whose answer per tile is one fixed box (no network: the mechanics of
 reading, merging and writing alone), or with ``--scripted empty`` nothing (reading alone).
 
-With ``--engines N``, N scenes of the first size run as one batch twice, in one run: in this
-process one after another (``--engine local``), then on Ray Data with ``--workers`` model
-replicas (``--engine ray``); the table gives each engine's minutes and km^2 per minute, and
-their ratio. Ray starts its actors (and loads a model in each) within the timed run, as a
-``geochat scene --engine ray`` run does.
+With ``--engines N``, N scenes of the first size run as one batch three times, in one run: in
+this process one after another (``--engine local``), on a plain process pool of ``--workers``
+model replicas (the baseline for Ray), and on Ray Data with as many (``--engine ray``); the table
+gives each engine's minutes, km^2 per minute and throughput against the local engine. Each
+starts its workers (and loads a model in each) within the timed run, as a ``geochat scene``
+run does.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import functools
 import resource
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -46,7 +47,16 @@ from geochat.engine import Assistant, load
 from geochat.engine.assistant import NativeInput, Request
 from geochat.engine.scene import DEFAULT_GDAL_CACHE_MB, run_scene
 from geochat.engine.scene_output import scene_files, write_scene
-from geochat.engine.scene_runs import SceneOptions, find_scenes, run_local, run_ray, scene_jobs
+from geochat.engine.scene_runs import (
+    SceneJob,
+    SceneOptions,
+    SceneOutcome,
+    find_scenes,
+    run_job,
+    run_local,
+    run_ray,
+    scene_jobs,
+)
 
 QUESTION = "Where are the buildings?"
 WORLD_SIDE = 1024  # px of the synthetic world repeated over the scene
@@ -205,8 +215,34 @@ def main() -> None:
             _print(rows, args.gdal_cache_mb)
 
 
+_POOL_WORKER: dict[str, Any] = {}  # a pool process's model and options
+
+
+def _pool_start(load_model: Callable[[], Assistant], options: SceneOptions) -> None:
+    """Loads the model once in a pool process."""
+    _POOL_WORKER.update(assistant=load_model(), options=options)
+
+
+def _pool_job(job: SceneJob) -> SceneOutcome:
+    """Runs one scene in a pool process, as each engine does (:func:`run_job`)."""
+    return run_job(_POOL_WORKER["assistant"], job, _POOL_WORKER["options"])
+
+
+def run_pool(
+    jobs: list[SceneJob],
+    load_model: Callable[[], Assistant],
+    options: SceneOptions,
+    workers: int,
+) -> list[SceneOutcome]:
+    """The scenes on a plain process pool of ``workers`` model replicas (Ray's baseline)."""
+    with ProcessPoolExecutor(
+        workers, get_context("spawn"), initializer=_pool_start, initargs=(load_model, options)
+    ) as pool:
+        return list(pool.map(_pool_job, jobs))
+
+
 def compare_engines(args: argparse.Namespace, gsd: float, folder: Path) -> None:
-    """Runs ``args.engines`` scenes with the local engine, then with Ray; prints the table."""
+    """Runs ``args.engines`` scenes with each engine in turn; prints the table."""
     side = args.sizes[0]
     scenes = folder / "scenes"
     scenes.mkdir(exist_ok=True)
@@ -218,32 +254,28 @@ def compare_engines(args: argparse.Namespace, gsd: float, folder: Path) -> None:
         load_model = functools.partial(load, args.model)
     options = SceneOptions(QUESTION, batch_size=args.batch_size, gdal_cache_mb=args.gdal_cache_mb)
     found = find_scenes([scenes])
-    rows = []
-    for engine in ("local", "ray"):
-        jobs = scene_jobs(found, folder / f"out_{engine}", separate=True)
+    workers = f"{args.workers} workers"
+    engines: dict[str, Callable[[list[SceneJob]], Iterable[SceneOutcome]]] = {
+        "local": lambda jobs: run_local(jobs, load_model, options),
+        f"process pool, {workers}": lambda jobs: run_pool(jobs, load_model, options, args.workers),
+        f"ray, {workers}": lambda jobs: run_ray(jobs, load_model, options, args.workers),
+    }
+    minutes = {}
+    for index, (engine, run) in enumerate(engines.items()):
+        jobs = scene_jobs(found, folder / f"out_{index}", separate=True)
         started = time.perf_counter()
-        if engine == "local":
-            outcomes = list(run_local(jobs, load_model, options))
-        else:
-            outcomes = list(run_ray(jobs, load_model, options, workers=args.workers))
-        minutes = (time.perf_counter() - started) / 60
-        failed = [o.error for o in outcomes if o.status != "done"]
+        failed = [o.error for o in run(jobs) if o.status != "done"]
+        minutes[engine] = (time.perf_counter() - started) / 60
         if failed:
             raise SystemExit(f"{engine}: {failed[0]}")
-        rows.append((engine, minutes))
     km2 = args.engines * (side * gsd) ** 2 / 1e6
-    workers = f"{args.workers} workers"
-    print(
-        f"\n{'engine':>14} {'scenes':>7} {'side px':>8} {'km^2':>7} {'minutes':>8} {'km^2/min':>9}"
-    )
-    for engine, minutes in rows:
-        name = f"ray, {workers}" if engine == "ray" else engine
+    header = f"{'engine':>24} {'scenes':>7} {'side px':>8} {'km^2':>7} {'minutes':>8}"
+    print(f"\n{header} {'km^2/min':>9} {'vs local':>9}  model: {load_model().model_name}")
+    for engine, taken in minutes.items():
         print(
-            f"{name:>14} {args.engines:>7} {side:>8} {km2:>7.2f} {minutes:>8.2f} "
-            f"{km2 / minutes:>9.2f}"
+            f"{engine:>24} {args.engines:>7} {side:>8} {km2:>7.2f} {taken:>8.2f} "
+            f"{km2 / taken:>9.2f} {minutes['local'] / taken:>8.2f}x"
         )
-    local, ray = rows[0][1], rows[1][1]
-    print(f"ray / local throughput: {local / ray:.2f}x (model: {load_model().model_name})")
 
 
 def _model_gsd(model: str | None) -> float:
